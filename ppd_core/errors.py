@@ -1,0 +1,35 @@
+"""Exceptions a user can act on; each carries the worker protocol's error kind."""
+
+
+class PPDError(Exception):
+    """Base of every error the product reports as one clear line."""
+
+    kind = "internal"
+
+
+class BadInputError(PPDError):
+    """An input file or argument is unusable (unreadable image, wrong size, NaN depth...)."""
+
+    kind = "bad_input"
+
+
+class CheckpointError(BadInputError):
+    """A weights file is corrupt, unsafe, or does not match the network's keys and shapes."""
+
+
+class WeightsMissingError(PPDError):
+    """The model weights are neither on disk nor downloadable."""
+
+    kind = "weights_missing"
+
+
+class OutputError(PPDError):
+    """An output cannot be written (unwritable folder, existing file without --force)."""
+
+    kind = "bad_input"
+
+
+class Cancelled(PPDError):
+    """The user asked to stop; raised from a progress callback and unwinds the job."""
+
+    kind = "cancelled"
