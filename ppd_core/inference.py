@@ -1,0 +1,91 @@
+"""Photo in, PPD depth out: the high-level call that the pipeline, CLI and worker use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from .device import autocast, resolve_device, resolve_precision
+from .errors import BadInputError
+from .model import PixelPerfectDepth
+from .model.checkpoint import load_pixel_perfect_depth
+from .model.sampler import timesteps
+from .preprocess import DEFAULT_RESOLUTION, image_to_tensor, resize_for_network
+from .progress import ProgressCallback, report
+from .weights import find_weights
+
+MIN_RESOLUTION = 16 * 16
+
+
+class DepthModel:
+    """A loaded PixelPerfectDepth with its device and precision; reuse it across photos."""
+
+    def __init__(self, network: PixelPerfectDepth, device: torch.device, precision: str, source: str = ""):
+        self.network = network
+        self.device = device
+        self.precision = precision
+        self.source = source
+
+    @classmethod
+    def load(
+        cls,
+        weights: Union[str, Path, None] = None,
+        device: str = "auto",
+        precision: str = "auto",
+        *,
+        download: Optional[bool] = None,
+        on_progress: Optional[ProgressCallback] = None,
+    ) -> "DepthModel":
+        """Find the weights (folder, `PPD_WEIGHTS`, HF cache, download) and load them.
+
+        Raises WeightsMissingError when they are nowhere to be found and CheckpointError
+        when a file does not fit the network.
+        """
+        torch_device = resolve_device(device)
+        chosen = resolve_precision(precision, torch_device)
+        report(on_progress, "model", 0.0, "finding weights")
+        files = find_weights(weights, download=download, on_progress=on_progress)
+        report(on_progress, "model", 0.5, f"loading {files.ppd.name}")
+        network = load_pixel_perfect_depth(files.ppd, files.encoder, torch_device)
+        report(on_progress, "model", 1.0, f"model ready on {torch_device.type} ({chosen})")
+        return cls(network, torch_device, chosen, source=str(files.ppd.parent))
+
+    def predict(
+        self,
+        rgb: np.ndarray,
+        steps: int = 4,
+        resolution: int = DEFAULT_RESOLUTION,
+        seed: int = 0,
+        on_progress: Optional[ProgressCallback] = None,
+    ) -> np.ndarray:
+        """Normalised log-depth `p` (h, w) float32 of an (H, W, 3) uint8 RGB photo.
+
+        The working size keeps the photo's aspect at about `resolution` pixels (multiples of
+        16); lower it for speed on a CPU. `p` is 0 near the 2nd and 1 near the 98th
+        percentile of log(1 + depth); larger is farther. The noise comes from a CPU
+        generator seeded with `seed`, so results repeat on every device.
+        """
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise BadInputError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.dtype} {rgb.shape}")
+        if steps < 1:
+            raise BadInputError(f"steps must be at least 1, got {steps}")
+        if resolution < MIN_RESOLUTION:
+            raise BadInputError(f"resolution must be at least {MIN_RESOLUTION} pixels, got {resolution}")
+        image = image_to_tensor(resize_for_network(rgb, resolution)).to(self.device)
+        generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        noise = torch.randn((1, 1, *image.shape[-2:]), generator=generator).to(self.device)
+        schedule = timesteps(steps)
+
+        def on_step(done: int, total: int) -> None:
+            report(on_progress, "diffusion", done / total, f"diffusion step {done}/{total}")
+
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            report(on_progress, "encode", 0.0, "semantic encoder")
+            semantics = self.network.sem_encoder(image)
+            report(on_progress, "encode", 1.0, "semantic encoder done")
+            report(on_progress, "diffusion", 0.0, f"diffusion step 0/{len(schedule)}")
+            depth = self.network.sample(image, noise, schedule=schedule, semantics=semantics, on_step=on_step)
+        return depth[0, 0].float().cpu().numpy()

@@ -1,0 +1,148 @@
+"""DINOv2 ViT semantic encoder (Depth Anything V2 ViT-L/14 weights) for PPD.
+
+`SemanticEncoder.pretrained` is the ViT, so that a Depth-Anything-V2 file's `pretrained.*`
+keys load unchanged; its DPT depth head is never built.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import DinoConfig
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, patch_size: int, embed_dim: int):
+        super().__init__()
+        self.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)  # (B, h * w, D), row-major
+
+
+class Attention(nn.Module):
+    """Explicit softmax(q k^T / sqrt(d)) v, as the reference encoder computes it.
+
+    Heads are processed in groups so that the (N x N) attention matrices of a whole
+    1024x768 image never all exist at once; each head's arithmetic is unchanged.
+    """
+
+    heads_per_chunk = 4
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]  # (B, heads, N, head_dim)
+        outs = []
+        for h in range(0, self.num_heads, self.heads_per_chunk):
+            s = slice(h, h + self.heads_per_chunk)
+            attn = (q[:, s] @ k[:, s].transpose(-2, -1)).softmax(dim=-1)
+            outs.append(attn @ v[:, s])
+        return self.proj(torch.cat(outs, dim=1).transpose(1, 2).reshape(B, N, C))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class LayerScale(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+class Block(nn.Module):
+    def __init__(self, config: DinoConfig):
+        super().__init__()
+        D = config.embed_dim
+        self.norm1 = nn.LayerNorm(D, eps=1e-6)
+        self.attn = Attention(D, config.num_heads)
+        self.ls1 = LayerScale(D)
+        self.norm2 = nn.LayerNorm(D, eps=1e-6)
+        self.mlp = Mlp(D, config.mlp_hidden)
+        self.ls2 = LayerScale(D)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.ls1(self.attn(self.norm1(x)))
+        return x + self.ls2(self.mlp(self.norm2(x)))
+
+
+class DinoVisionTransformer(nn.Module):
+    """ViT with a CLS token, a learned 37x37 position grid (bicubically resized) and no registers."""
+
+    def __init__(self, config: DinoConfig):
+        super().__init__()
+        self.config = config
+        D = config.embed_dim
+        self.patch_embed = PatchEmbed(config.patch_size, D)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
+        self.pos_embed = nn.Parameter(torch.zeros(1, config.grid_size**2 + 1, D))
+        self.mask_token = nn.Parameter(torch.zeros(1, D))  # training only; kept for key parity
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
+        self.norm = nn.LayerNorm(D, eps=1e-6)
+
+    def position_embedding(self, rows: int, cols: int, square: bool) -> torch.Tensor:
+        """(1, 1 + rows * cols, D): CLS position + the grid resized by scale factor (n + 0.1) / 37."""
+        pe = self.pos_embed.float()
+        M = self.config.grid_size
+        if rows * cols == M * M and square:
+            return self.pos_embed
+        D = pe.shape[-1]
+        grid = pe[:, 1:].reshape(1, M, M, D).permute(0, 3, 1, 2)
+        offset = self.config.interpolate_offset
+        grid = F.interpolate(
+            grid, scale_factor=((rows + offset) / M, (cols + offset) / M), mode="bicubic", antialias=False
+        )
+        if grid.shape[-2:] != (rows, cols):
+            raise ValueError(f"position grid resized to {tuple(grid.shape[-2:])}, expected {(rows, cols)}")
+        grid = grid.permute(0, 2, 3, 1).reshape(1, -1, D)
+        return torch.cat([pe[:, :1], grid], dim=1).to(self.pos_embed.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, 3, Hs, Ws) normalised -> final-normed patch tokens (B, h * w, D), CLS dropped."""
+        Hs, Ws = x.shape[-2:]
+        p = self.config.patch_size
+        t = self.patch_embed(x)
+        t = torch.cat([self.cls_token.expand(t.shape[0], -1, -1), t], dim=1)
+        t = t + self.position_embedding(Hs // p, Ws // p, square=Hs == Ws)
+        for block in self.blocks:
+            t = block(t)
+        return self.norm(t)[:, 1:]
+
+
+class SemanticEncoder(nn.Module):
+    """image (B, 3, H, W) in [0, 1] -> semantics (B, H/16 * W/16, D) on the DiT's coarse grid."""
+
+    def __init__(self, config: DinoConfig):
+        super().__init__()
+        self.pretrained = DinoVisionTransformer(config)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        H, W = image.shape[-2:]
+        p = self.pretrained.config.patch_size
+        mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+        x = (image - mean) / std  # normalise first, then resize
+        x = F.interpolate(x, size=((H // 16) * p, (W // 16) * p), mode="bicubic", align_corners=False)
+        return self.pretrained(x)

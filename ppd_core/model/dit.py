@@ -1,0 +1,163 @@
+"""The cascade DiT of Pixel-Perfect Depth (SP-DiT).
+
+The first half of the blocks runs on 16-px patches; after it the semantic fusion turns each
+coarse token into 2x2 fine tokens and the second half runs on 8-px patches. Each block is
+adaLN-Zero conditioned on the diffusion timestep and uses 2-D RoPE with qk-norm.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import DiTConfig
+from .fusion import SemanticFusion
+from .rope import RoPE2D, grid_positions
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+class PatchEmbed(nn.Module):
+    """Conv patchify: (B, C, H, W) -> (B, H/p * W/p, D), tokens row-major."""
+
+    def __init__(self, in_channels: int, hidden_size: int, patch_size: int):
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, hidden_size, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class TimestepEmbedder(nn.Module):
+    """Raw integer timestep -> 256-d sinusoid [cos, sin] -> MLP -> (B, D)."""
+
+    frequency_dim = 256
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(self.frequency_dim, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size)
+        )
+
+    @staticmethod
+    def sinusoid(t: torch.Tensor, dim: int = 256, max_period: float = 10000.0) -> torch.Tensor:
+        half = dim // 2
+        freqs = torch.exp(-math.log(max_period) * torch.arange(0, half, dtype=torch.float32, device=t.device) / half)
+        args = t[:, None].float() * freqs[None]
+        return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.sinusoid(t, self.frequency_dim))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with per-head LayerNorm on q and k, then 2-D RoPE."""
+
+    def __init__(self, dim: int, num_heads: int, rope: RoPE2D):
+        super().__init__()
+        self.num_heads = num_heads
+        head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.q_norm = nn.LayerNorm(head_dim, eps=1e-5)
+        self.k_norm = nn.LayerNorm(head_dim, eps=1e-5)
+        self.proj = nn.Linear(dim, dim)
+        self.rope = rope
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
+        q = self.rope(self.q_norm(q), positions)
+        k = self.rope(self.k_norm(k), positions)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class DiTBlock(nn.Module):
+    """adaLN-Zero transformer block: shift/scale/gate for attention and MLP from c."""
+
+    def __init__(self, config: DiTConfig, rope: RoPE2D):
+        super().__init__()
+        D = config.hidden_size
+        self.norm1 = nn.LayerNorm(D, eps=1e-6, elementwise_affine=False)
+        self.attn = Attention(D, config.num_heads, rope)
+        self.norm2 = nn.LayerNorm(D, eps=1e-6, elementwise_affine=False)
+        self.mlp = Mlp(D, config.mlp_hidden)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=1)
+        x = x + gate_msa.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), positions)
+        x = x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        return x
+
+
+class FinalLayer(nn.Module):
+    """adaLN-modulated projection of each fine token to its p x p x C_out pixels."""
+
+    def __init__(self, hidden_size: int, patch_size: int, out_channels: int):
+        super().__init__()
+        self.norm_final = nn.LayerNorm(hidden_size, eps=1e-6, elementwise_affine=False)
+        self.linear = nn.Linear(hidden_size, patch_size * patch_size * out_channels)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)
+        return self.linear(modulate(self.norm_final(x), shift, scale))
+
+
+class DiT(nn.Module):
+    """x (B, 4, H, W) = [latent, RGB - 0.5], semantics (B, H/16 * W/16, S), t -> velocity (B, 1, H, W)."""
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        self.config = config
+        D, p = config.hidden_size, config.patch_size
+        rope = RoPE2D(config.rope_base)
+        self.x_embedder = PatchEmbed(config.in_channels, D, 2 * p)
+        self.t_embedder = TimestepEmbedder(D)
+        self.blocks = nn.ModuleList(DiTBlock(config, rope) for _ in range(config.depth))
+        self.proj_fusion = SemanticFusion(D, config.semantic_dim)
+        self.final_layer = FinalLayer(D, p, config.out_channels)
+
+    def unpatchify(self, x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+        """(B, rows * cols, p * p * C) -> (B, C, rows * p, cols * p)."""
+        p, C = self.config.patch_size, self.config.out_channels
+        x = x.reshape(x.shape[0], rows, cols, p, p, C)
+        x = torch.einsum("nhwpqc->nchpwq", x)
+        return x.reshape(x.shape[0], C, rows * p, cols * p)
+
+    def forward(self, x: torch.Tensor, semantics: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        H, W = x.shape[-2:]
+        if H % 16 or W % 16:
+            raise ValueError(f"DiT input size {H}x{W} is not a multiple of 16")
+        if timestep.ndim == 0:
+            timestep = timestep[None]
+        coarse = (H // 16, W // 16)
+        fine = (H // 8, W // 8)
+        positions = grid_positions(*coarse, x.device)
+        x = self.x_embedder(x)  # (B, T0, D)
+        c = self.t_embedder(timestep)  # (1 or B, D)
+        fuse_after = self.config.depth // 2 - 1
+        for i, block in enumerate(self.blocks):
+            x = block(x, c, positions)
+            if i == fuse_after:
+                x = self.proj_fusion(x, semantics, coarse)  # (B, T1, D)
+                positions = grid_positions(*fine, x.device)
+        x = self.final_layer(x, c)  # (B, T1, p * p * C)
+        return self.unpatchify(x, *fine)
