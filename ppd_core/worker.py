@@ -1,0 +1,470 @@
+"""The inference worker: `python -m ppd_core.worker`, driven by JSON lines (docs/protocol.md).
+
+It keeps one model cache for its whole life, runs jobs one at a time on the main thread,
+reads stdin on a second thread (so a cancel reaches a running job), and exits when stdin
+closes or its parent process dies. Only events reach the real stdout: everything printed
+by Python or C libraries is redirected to stderr, which the client sends to a log file.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import json
+import logging
+import os
+import platform
+import queue
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any, BinaryIO, Callable, Optional
+
+import ppd_core
+from ppd_core.errors import BadInputError, Cancelled, PPDError
+
+PROTOCOL_VERSION = 1
+SHUTDOWN_GRACE_S = 10.0
+PARENT_CHECK_S = 0.5
+PROGRESS_MIN_STEP = 0.005
+PROGRESS_MIN_INTERVAL_S = 0.5
+
+log = logging.getLogger("ppd_core.worker")
+
+
+class EventWriter:
+    """Writes one JSON object per line to a private copy of the original stdout."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self.broken = False
+
+    def emit(self, event: dict) -> None:
+        """Send one event; a closed pipe (parent gone) is remembered, not raised."""
+        data = (json.dumps(event, default=_jsonable) + "\n").encode("utf-8")
+        with self._lock:
+            if self.broken:
+                return
+            try:
+                self._stream.write(data)
+                self._stream.flush()
+            except (OSError, ValueError):
+                self.broken = True
+
+
+def _jsonable(value: Any) -> Any:
+    """Turn numpy scalars/arrays and paths into plain JSON values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return repr(value)
+
+
+class EventLogHandler(logging.Handler):
+    """Forwards the package's log records (INFO and up) to the client as log events."""
+
+    def __init__(self, events: EventWriter) -> None:
+        super().__init__(logging.INFO)
+        self.events = events
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = one_line(record.getMessage())
+        self.events.emit({"type": "log", "level": record.levelname.lower(), "message": message})
+
+
+def one_line(text: str) -> str:
+    """Collapse a message to one line: events carry short messages, tracebacks go to the log."""
+    return " ".join(str(text).split())
+
+
+def take_stdout() -> BinaryIO:
+    """Keep a private handle on the real stdout and send fd 1 and sys.stdout to stderr."""
+    sys.stdout.flush()
+    events_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return open(events_fd, "wb")
+
+
+# -- handshake ---------------------------------------------------------------------------
+
+
+def torch_problem() -> Optional[str]:
+    """Return why torch cannot be used in this interpreter, or None when it imports."""
+    pip = f'"{sys.executable}" -m pip install torch'
+    if importlib.util.find_spec("torch") is None:
+        return f"torch is not installed in {sys.executable}; install it with: {pip} (see pytorch.org for GPU builds)"
+    try:
+        import torch  # noqa: F401  (imported here to test that it loads)
+    except Exception as exc:  # a broken install raises anything from OSError to AttributeError
+        log.exception("importing torch failed")
+        return f"torch is installed in {sys.executable} but does not load ({one_line(exc)}); reinstall it: {pip} --force-reinstall"
+    return None
+
+
+def system_memory_gb() -> Optional[float]:
+    """Total RAM in GiB, or None where the platform does not say."""
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 2)
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def cpu_name() -> str:
+    """A readable processor name (the model name on Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "CPU"
+
+
+def list_devices() -> list:
+    """The devices torch can run on, best first: CUDA GPUs, Apple MPS, then the CPU."""
+    import torch
+
+    devices = []
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        devices.append(
+            {"id": f"cuda:{index}", "name": props.name, "type": "cuda", "memory_gb": round(props.total_memory / 2**30, 2)}
+        )
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append({"id": "mps", "name": "Apple GPU (MPS)", "type": "mps", "memory_gb": system_memory_gb()})
+    devices.append({"id": "cpu", "name": cpu_name(), "type": "cpu", "memory_gb": system_memory_gb()})
+    return devices
+
+
+def handshake_event() -> dict:
+    """The first event: who this worker is and what it can run on (no model is loaded)."""
+    import torch
+
+    return {
+        "type": "handshake",
+        "protocol": PROTOCOL_VERSION,
+        "version": ppd_core.__version__,
+        "torch": torch.__version__,
+        "devices": list_devices(),
+        "pid": os.getpid(),
+        "python": platform.python_version(),
+        "executable": sys.executable,
+    }
+
+
+# -- requests ----------------------------------------------------------------------------
+
+
+class JobBoard:
+    """The queue of jobs and the cancel flags, shared by the stdin thread and the main loop."""
+
+    STOP = None
+
+    def __init__(self) -> None:
+        self.jobs: queue.Queue = queue.Queue()
+        self.lock = threading.Lock()
+        self.waiting: dict = {}
+        self.running: Optional[str] = None
+        self.cancel_running = False
+        self.stopping = threading.Event()
+
+    def add(self, job: dict) -> bool:
+        """Queue a job; False if its id is already waiting or running."""
+        with self.lock:
+            if job["id"] in self.waiting or job["id"] == self.running:
+                return False
+            self.waiting[job["id"]] = job
+        self.jobs.put(job)
+        return True
+
+    def start_next(self, timeout: float) -> Optional[dict]:
+        """Block up to `timeout` for the next job still wanted; None on stop or timeout."""
+        try:
+            job = self.jobs.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if job is self.STOP:
+            return None
+        with self.lock:
+            if self.waiting.pop(job["id"], None) is None:
+                return None
+            self.running = job["id"]
+            self.cancel_running = False
+        return job
+
+    def finish(self) -> None:
+        with self.lock:
+            self.running = None
+            self.cancel_running = False
+
+    def cancel(self, job_id: Optional[str]) -> list:
+        """Flag the running job and drop waiting ones; return the dropped waiting ids."""
+        with self.lock:
+            if job_id is None or job_id == self.running:
+                self.cancel_running = self.running is not None
+            dropped = list(self.waiting) if job_id is None else [job_id] if job_id in self.waiting else []
+            for dropped_id in dropped:
+                del self.waiting[dropped_id]
+            return dropped
+
+    def stop(self, reason: str) -> None:
+        """Stop serving: cancel everything and wake the main loop."""
+        if self.stopping.is_set():
+            return
+        log.info("stopping: %s", reason)
+        self.stopping.set()
+        self.cancel(None)
+        self.jobs.put(self.STOP)
+
+    def check_cancel(self) -> None:
+        """Raise Cancelled if the running job was cancelled or the worker is stopping."""
+        if self.cancel_running or self.stopping.is_set():
+            raise Cancelled("cancelled by request" if not self.stopping.is_set() else "cancelled: the worker is shutting down")
+
+
+def parse_request(line: bytes) -> dict:
+    """Decode one stdin line into a job or cancel request; BadInputError says what is wrong."""
+    try:
+        request = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadInputError(f"request is not a JSON line ({one_line(exc)})") from exc
+    if not isinstance(request, dict):
+        raise BadInputError("request is not a JSON object")
+    kind = request.get("type")
+    job_id = request.get("id")
+    if job_id is not None and not isinstance(job_id, str):
+        raise BadInputError(f"request id must be a string, not {job_id!r}")
+    if kind == "cancel":
+        return request
+    if kind != "job":
+        raise BadInputError(f"unknown request type {kind!r} (expected 'job' or 'cancel')")
+    if not job_id:
+        raise BadInputError("job has no id")
+    if not isinstance(request.get("photo"), str) or not request["photo"]:
+        raise BadInputError(f"job {job_id} has no photo path")
+    outputs = request.get("outputs")
+    if not isinstance(outputs, dict) or not outputs or not all(isinstance(v, str) for v in outputs.values()):
+        raise BadInputError(f"job {job_id} needs 'outputs': an object of format -> file path")
+    if not isinstance(request.get("options", {}), dict):
+        raise BadInputError(f"job {job_id} has 'options' that is not an object")
+    return request
+
+
+def read_requests(stdin: BinaryIO, board: JobBoard, events: EventWriter) -> None:
+    """Stdin thread: queue jobs, apply cancels, answer garbage with an error; stop at EOF."""
+    for line in iter(stdin.readline, b""):
+        if not line.strip():
+            continue
+        try:
+            request = parse_request(line)
+        except BadInputError as exc:
+            guess = _guess_id(line)
+            events.emit({"type": "error", "id": guess, "kind": exc.kind, "message": one_line(exc)})
+            continue
+        if request["type"] == "cancel":
+            for dropped in board.cancel(request.get("id")):
+                events.emit({"type": "error", "id": dropped, "kind": "cancelled", "message": "cancelled before it started"})
+        elif not board.add(request):
+            events.emit(
+                {"type": "error", "id": request["id"], "kind": "bad_input", "message": f"job id {request['id']} is already in use"}
+            )
+    board.stop("stdin closed")
+
+
+def _guess_id(line: bytes) -> Optional[str]:
+    try:
+        job_id = json.loads(line).get("id")
+    except (ValueError, AttributeError):
+        return None
+    return job_id if isinstance(job_id, str) else None
+
+
+def watch_parent(board: JobBoard, parent: int) -> None:
+    """Daemon thread: stop when the parent process dies; force the exit if a job hangs."""
+    while not board.stopping.is_set():
+        if os.getppid() != parent:
+            board.stop(f"parent process {parent} exited")
+            break
+        time.sleep(PARENT_CHECK_S)
+    else:
+        board.stopping.wait()
+    time.sleep(SHUTDOWN_GRACE_S)
+    log.error("the running job did not stop within %.0f s of shutdown; exiting hard", SHUTDOWN_GRACE_S)
+    os._exit(2)
+
+
+# -- jobs --------------------------------------------------------------------------------
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA/MPS/host out-of-memory errors."""
+    if isinstance(exc, MemoryError):
+        return True
+    if type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def error_for(exc: BaseException, job_id: str) -> dict:
+    """Map an exception to an error event with a one-line message."""
+    if isinstance(exc, PPDError):
+        kind, message = exc.kind, one_line(exc)
+    elif is_out_of_memory(exc):
+        kind = "out_of_memory"
+        message = (
+            f"out of memory ({one_line(exc)[:160]}); lower the resolution option, "
+            "use precision fp16/bf16, or run on the CPU"
+        )
+    elif isinstance(exc, ImportError):
+        kind = "internal"
+        message = (
+            f"a dependency is missing in {sys.executable} ({one_line(exc)}); "
+            f'install it with: "{sys.executable}" -m pip install depth-from-image'
+        )
+    else:
+        kind = "internal"
+        message = f"internal error: {type(exc).__name__}: {one_line(exc)[:300]} (the traceback is in the worker log)"
+    return {"type": "error", "id": job_id, "kind": kind, "message": message}
+
+
+def free_memory() -> None:
+    """Release cached GPU memory after an out-of-memory error so the next job can run."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class JobProgress:
+    """Turns per-stage progress into a whole-job fraction that only goes up.
+
+    Each call also checks for a cancel, so a job stops at its next step or stage boundary.
+    """
+
+    def __init__(self, job_id: str, stages: Any, events: EventWriter, check_cancel: Callable[[], None]) -> None:
+        weights = [(name, float(weight)) for name, weight in stages]
+        total = sum(weight for _, weight in weights) or 1.0
+        self.spans: dict = {}
+        start = 0.0
+        for name, weight in weights:
+            self.spans[name] = (start / total, weight / total)
+            start += weight
+        self.job_id = job_id
+        self.events = events
+        self.check_cancel = check_cancel
+        self.fraction = 0.0
+        self._last: tuple = ("", "", -1.0, 0.0)
+
+    def __call__(self, stage: str, fraction: float, message: str = "") -> None:
+        self.check_cancel()
+        start, width = self.spans.get(stage, (self.fraction, 0.0))
+        whole = min(1.0, max(self.fraction, start + width * min(1.0, max(0.0, float(fraction)))))
+        self.fraction = whole
+        last_stage, last_message, last_fraction, last_time = self._last
+        now = time.monotonic()
+        if (stage, message) == (last_stage, last_message) and whole - last_fraction < PROGRESS_MIN_STEP:
+            if now - last_time < PROGRESS_MIN_INTERVAL_S:
+                return
+        self._last = (stage, message, whole, now)
+        self.events.emit({"type": "progress", "id": self.job_id, "stage": stage, "fraction": whole, "message": message})
+
+    def done(self) -> None:
+        self.events.emit({"type": "progress", "id": self.job_id, "stage": "done", "fraction": 1.0, "message": "done"})
+
+
+def remove_new_outputs(outputs: dict, existed: set) -> None:
+    """After a failed or cancelled job, delete outputs it created: a job is all or nothing."""
+    for path in outputs.values():
+        if path not in existed and os.path.isfile(path):
+            try:
+                os.remove(path)
+                log.info("removed %s from the unfinished job", path)
+            except OSError:
+                log.exception("could not remove %s", path)
+
+
+class Runner:
+    """Runs jobs through the pipeline with one model cache kept for the worker's life."""
+
+    def __init__(self, board: JobBoard, events: EventWriter) -> None:
+        self.board = board
+        self.events = events
+        self.models: Any = None
+
+    def run(self, job: dict) -> None:
+        """Run one job and answer with exactly one result or error event."""
+        job_id = job["id"]
+        outputs = dict(job["outputs"])
+        existed = {path for path in outputs.values() if os.path.exists(path)}
+        started = time.monotonic()
+        try:
+            from ppd_core import pipeline
+
+            if self.models is None:
+                self.models = pipeline.ModelCache()
+            progress = JobProgress(job_id, pipeline.STAGES, self.events, self.board.check_cancel)
+            options = pipeline.JobOptions.from_dict(job.get("options", {}))
+            result = pipeline.run_photo(job["photo"], outputs, options, models=self.models, on_progress=progress)
+            progress.done()
+        except Exception as exc:  # every failure becomes one error event; the worker lives on
+            if isinstance(exc, PPDError):
+                log.info("job %s: %s: %s", job_id, exc.kind, one_line(exc))
+            else:
+                traceback.print_exc(file=sys.stderr)
+            if is_out_of_memory(exc):
+                free_memory()
+            remove_new_outputs(outputs, existed)
+            self.events.emit(error_for(exc, job_id))
+            return
+        stats = dict(getattr(result, "stats", None) or {})
+        stats.setdefault("seconds", round(time.monotonic() - started, 3))
+        written = dict(getattr(result, "outputs", None) or outputs)
+        self.events.emit({"type": "result", "id": job_id, "outputs": written, "stats": stats})
+
+
+def serve(stdin: BinaryIO, events: EventWriter) -> int:
+    """Handshake, then run jobs until stdin closes or the parent dies; return the exit code."""
+    problem = torch_problem()
+    if problem is not None:
+        events.emit({"type": "error", "id": None, "kind": "torch_missing", "message": problem})
+        return 3
+    board = JobBoard()
+    events.emit(handshake_event())
+    log.info("worker %s ready (pid %d, %s)", ppd_core.__version__, os.getpid(), sys.executable)
+    threading.Thread(target=read_requests, args=(stdin, board, events), name="stdin", daemon=True).start()
+    threading.Thread(target=watch_parent, args=(board, os.getppid()), name="parent", daemon=True).start()
+    runner = Runner(board, events)
+    while not board.stopping.is_set():
+        job = board.start_next(timeout=PARENT_CHECK_S)
+        if job is None:
+            continue
+        try:
+            runner.run(job)
+        finally:
+            board.finish()
+    return 0
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main() -> int:
+    """Entry point of `python -m ppd_core.worker`."""
+    events = EventWriter(take_stdout())
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)
+    logging.getLogger("ppd_core").addHandler(EventLogHandler(events))
+    signal.signal(signal.SIGTERM, _terminate)
+    return serve(sys.stdin.buffer, events)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The worker client on its own: imports with the standard library only, and starting a
+worker with a wrong interpreter fails with an error that says what to do."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import venv
+from pathlib import Path
+
+import pytest
+
+from ppd_core import client
+from ppd_core.client import WorkerClient, WorkerError, check_interpreter
+
+REPO = Path(__file__).resolve().parents[1]
+CLIENT_FILE = REPO / "ppd_core" / "client.py"
+WITH_REPO = {"PYTHONPATH": str(REPO)}
+
+IMPORT_ALONE = f"""
+import importlib.util, sys
+before = set(sys.modules)
+spec = importlib.util.spec_from_file_location("ppd_client", {str(CLIENT_FILE)!r})
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+loaded = {{name.split(".")[0] for name in set(sys.modules) - before}}
+foreign = sorted(loaded - set(sys.stdlib_module_names) - {{"ppd_client"}})
+assert not foreign, foreign
+assert module.PROTOCOL_VERSION == 1
+assert issubclass(module.WorkerError, Exception)
+print("ok", sys.version_info[:2])
+"""
+
+
+def interpreters_to_check() -> list:
+    """This interpreter plus any Python 3.11-3.13 found on this machine."""
+    found = {sys.executable}
+    for version in ("3.11", "3.12", "3.13"):
+        candidates = [shutil.which(f"python{version}")]
+        candidates += [str(p) for p in Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}")]
+        for candidate in filter(None, candidates):
+            probe = subprocess.run([candidate, "-c", "pass"], capture_output=True)
+            if probe.returncode == 0:
+                found.add(candidate)
+                break
+    return sorted(found)
+
+
+@pytest.mark.parametrize("python", interpreters_to_check())
+def test_client_file_imports_alone_with_the_standard_library(python, tmp_path):
+    # -I: no environment variables, no user site; -S: no site-packages at all.
+    done = subprocess.run([python, "-I", "-S", "-c", IMPORT_ALONE], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok")
+
+
+def test_missing_interpreter_is_reported(tmp_path):
+    missing = str(tmp_path / "no-such-python")
+    with pytest.raises(WorkerError) as caught:
+        WorkerClient(missing, log_path=str(tmp_path / "w.log")).start()
+    assert caught.value.kind == "interpreter_not_found"
+    assert missing in str(caught.value)
+
+
+def test_folder_as_interpreter_is_reported(tmp_path):
+    with pytest.raises(WorkerError) as caught:
+        check_interpreter(str(tmp_path), log_path=str(tmp_path / "w.log"))
+    assert caught.value.kind == "interpreter_not_found"
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="needs /bin/false")
+def test_program_that_exits_at_once_reports_exit_code(tmp_path):
+    with pytest.raises(WorkerError) as caught:
+        check_interpreter("/bin/false", log_path=str(tmp_path / "w.log"))
+    assert caught.value.kind == "start_failed"
+    assert "exit code 1" in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory) -> str:
+    """A real venv with no packages at all: no torch, no ppd_core unless PYTHONPATH says so."""
+    folder = tmp_path_factory.mktemp("bare-venv")
+    venv.create(folder, with_pip=False, symlinks=os.name != "nt")
+    python = str(folder / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
+    probe = subprocess.run([python, "-c", "import torch"], capture_output=True, env={**os.environ, **WITH_REPO})
+    if probe.returncode == 0:
+        pytest.skip("the base interpreter of this venv has torch")
+    return python
+
+
+def test_interpreter_without_the_package_says_how_to_install_it(bare_python, tmp_path):
+    with pytest.raises(WorkerError) as caught:
+        check_interpreter(bare_python, env={"PYTHONPATH": None}, log_path=str(tmp_path / "w.log"))
+    assert caught.value.kind == "package_missing"
+    message = str(caught.value)
+    assert bare_python in message and "-m pip install depth-from-image" in message
+
+
+def test_interpreter_without_torch_says_how_to_install_it(bare_python, tmp_path):
+    with pytest.raises(WorkerError) as caught:
+        check_interpreter(bare_python, env=WITH_REPO, log_path=str(tmp_path / "w.log"))
+    assert caught.value.kind == "torch_missing"
+    message = str(caught.value)
+    assert "torch is not installed" in message and f'"{bare_python}" -m pip install torch' in message
+
+
+def test_protocol_mismatch_is_reported(monkeypatch, tmp_path):
+    monkeypatch.setattr(client, "PROTOCOL_VERSION", 2)
+    with pytest.raises(WorkerError) as caught:
+        check_interpreter(sys.executable, env=WITH_REPO, log_path=str(tmp_path / "w.log"))
+    assert caught.value.kind == "protocol_mismatch"
+    assert "protocol 1" in str(caught.value) and "needs protocol 2" in str(caught.value)
+
+
+def test_check_interpreter_returns_the_handshake_and_stops_the_worker(tmp_path):
+    handshake = check_interpreter(sys.executable, env=WITH_REPO, log_path=str(tmp_path / "w.log"))
+    assert handshake["protocol"] == 1 and handshake["executable"]
+    with pytest.raises(ProcessLookupError):
+        os.kill(handshake["pid"], 0)
+
+
+def test_submit_before_start_is_refused(tmp_path):
+    with pytest.raises(WorkerError) as caught:
+        WorkerClient(sys.executable, log_path=str(tmp_path / "w.log")).submit({"photo": "x.jpg"})
+    assert caught.value.kind == "not_running"
+
+
+def test_default_log_goes_to_a_new_file_in_the_temp_folder():
+    first, second = WorkerClient(sys.executable), WorkerClient(sys.executable)
+    try:
+        assert first.log_path != second.log_path
+        assert Path(first.log_path).parent == Path(tempfile.gettempdir())
+    finally:
+        os.remove(first.log_path)
+        os.remove(second.log_path)
