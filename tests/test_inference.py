@@ -1,0 +1,80 @@
+"""DepthModel: loading through the real loader, preprocessing, seeds, progress, cancel."""
+
+import numpy as np
+import pytest
+import torch
+
+from ppd_core.errors import BadInputError, Cancelled
+from ppd_core.inference import DepthModel
+from tests.checkpoints import write_small_weights
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return DepthModel.load(write_small_weights(tmp_path_factory.mktemp("w")))
+
+
+@pytest.fixture(scope="module")
+def photo():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+
+
+def test_cpu_defaults(model):
+    assert model.device.type == "cpu" and model.precision == "fp32"
+
+
+def test_working_size_follows_resolution(model, photo):
+    depth = model.predict(photo, steps=2, resolution=64 * 48)
+    assert depth.shape == (48, 64) and depth.dtype == np.float32 and np.isfinite(depth).all()
+
+
+def test_seed_makes_it_repeatable(model, photo):
+    a = model.predict(photo, steps=2, resolution=64 * 48, seed=5)
+    b = model.predict(photo, steps=2, resolution=64 * 48, seed=5)
+    c = model.predict(photo, steps=2, resolution=64 * 48, seed=6)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_progress_per_stage_and_step(model, photo):
+    events = []
+    model.predict(photo, steps=3, resolution=64 * 48, on_progress=lambda *e: events.append(e))
+    diffusion = [f for stage, f, _ in events if stage == "diffusion"]
+    assert diffusion == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    assert events[0][0] == "encode"
+
+
+def test_cancel_from_the_callback_stops_the_run(model, photo):
+    steps_seen = []
+
+    def cancel_after_first_step(stage, fraction, message):
+        if stage == "diffusion":
+            steps_seen.append(fraction)
+            if fraction > 0:
+                raise Cancelled("stop")
+
+    with pytest.raises(Cancelled):
+        model.predict(photo, steps=4, resolution=64 * 48, on_progress=cancel_after_first_step)
+    assert steps_seen == [0, 0.25]
+
+
+@pytest.mark.parametrize(
+    "image,kwargs",
+    [
+        (np.zeros((10, 10), np.uint8), {}),
+        (np.zeros((10, 10, 3), np.float32), {}),
+        (np.zeros((10, 10, 3), np.uint8), {"steps": 0}),
+        (np.zeros((10, 10, 3), np.uint8), {"resolution": 10}),
+    ],
+)
+def test_bad_input(model, image, kwargs):
+    with pytest.raises(BadInputError):
+        model.predict(image, **kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_absent_device_is_a_clear_error(tmp_path):
+    with pytest.raises(BadInputError, match="cuda"):
+        DepthModel.load(write_small_weights(tmp_path), device="cuda")
+    with pytest.raises(BadInputError, match="precision"):
+        DepthModel.load(tmp_path, precision="fp8")
