@@ -1,0 +1,113 @@
+"""`MeshData`: the plain-array mesh every mesher returns and every exporter takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import numpy as np
+
+#: Frames a `MeshData` can be in: the OpenCV camera frame in metres (scene meshes and
+#: point clouds) or the print frame in millimetres, z up, relief facing +z (solids).
+FRAMES = ("opencv", "print_mm")
+
+
+@dataclass
+class MeshData:
+    """A triangle mesh (or, with no faces, a point cloud) as numpy arrays.
+
+    vertices: (N, 3) float32 positions in `frame`
+    faces:    (F, 3) int32 vertex indices, counter-clockwise seen from the camera / outside
+    uvs:      (N, 2) float32 texture coordinates in [0, 1], v up; None without a texture
+    colors:   (N, 3) uint8 RGB per vertex, or None
+    normals:  (N, 3) float32 unit vertex normals, or None
+    frame:    "opencv" (metres, camera frame) or "print_mm" (millimetres, z up)
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    uvs: Optional[np.ndarray] = None
+    colors: Optional[np.ndarray] = None
+    normals: Optional[np.ndarray] = None
+    frame: str = "opencv"
+
+    def __post_init__(self) -> None:
+        self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float32).reshape(-1, 3)
+        self.faces = np.ascontiguousarray(self.faces, dtype=np.int32).reshape(-1, 3)
+        n = len(self.vertices)
+        if self.uvs is not None:
+            self.uvs = np.ascontiguousarray(self.uvs, dtype=np.float32).reshape(n, 2)
+        if self.colors is not None:
+            self.colors = np.ascontiguousarray(self.colors, dtype=np.uint8).reshape(n, 3)
+        if self.normals is not None:
+            self.normals = np.ascontiguousarray(self.normals, dtype=np.float32).reshape(n, 3)
+        if self.frame not in FRAMES:
+            raise ValueError(f"unknown mesh frame {self.frame!r}; expected one of {FRAMES}")
+
+    @property
+    def is_points(self) -> bool:
+        """True for a point cloud (no faces)."""
+        return len(self.faces) == 0
+
+    def bounds(self) -> np.ndarray:
+        """(2, 3) min and max corner of the vertices (zeros when empty)."""
+        if len(self.vertices) == 0:
+            return np.zeros((2, 3), dtype=np.float64)
+        v = self.vertices.astype(np.float64)
+        return np.stack([v.min(axis=0), v.max(axis=0)])
+
+    def transformed(self, matrix: np.ndarray, scale: float = 1.0, frame: Optional[str] = None) -> "MeshData":
+        """A copy with vertices mapped by the 3x3 rotation `matrix` times `scale`.
+
+        Normals are rotated too. A reflection (det < 0) flips the faces' winding so that
+        they keep facing the same side.
+        """
+        matrix = np.asarray(matrix, dtype=np.float64)
+        vertices = (self.vertices.astype(np.float64) @ matrix.T) * scale
+        normals = None if self.normals is None else (self.normals.astype(np.float64) @ matrix.T)
+        faces = self.faces if np.linalg.det(matrix) > 0 else self.faces[:, ::-1]
+        return replace(self, vertices=vertices, faces=faces.copy(), normals=normals,
+                       frame=frame or self.frame)
+
+    def to_trimesh(self, process: bool = False):
+        """A `trimesh.Trimesh` (or `trimesh.PointCloud` when there are no faces) of this mesh."""
+        import trimesh
+
+        colors = None if self.colors is None else np.column_stack(
+            [self.colors, np.full(len(self.colors), 255, np.uint8)])
+        if self.is_points:
+            return trimesh.PointCloud(self.vertices.copy(), colors=colors)
+        return trimesh.Trimesh(vertices=self.vertices.copy(), faces=self.faces.copy(),
+                               vertex_normals=None if self.normals is None else self.normals.copy(),
+                               vertex_colors=colors, process=process)
+
+    def to_open3d(self):
+        """An `open3d.geometry.TriangleMesh` (or `PointCloud` when there are no faces)."""
+        import open3d as o3d
+
+        vectors = o3d.utility.Vector3dVector
+        if self.is_points:
+            geometry = o3d.geometry.PointCloud(vectors(self.vertices.astype(np.float64)))
+        else:
+            geometry = o3d.geometry.TriangleMesh(vectors(self.vertices.astype(np.float64)),
+                                                 o3d.utility.Vector3iVector(self.faces))
+        prefix = "" if self.is_points else "vertex_"
+        if self.colors is not None:
+            setattr(geometry, prefix + "colors", vectors(self.colors.astype(np.float64) / 255.0))
+        if self.normals is not None:
+            setattr(geometry, prefix + "normals", vectors(self.normals.astype(np.float64)))
+        return geometry
+
+    @classmethod
+    def from_open3d(cls, geometry, frame: str = "opencv") -> "MeshData":
+        """A `MeshData` from an Open3D `TriangleMesh` (colours and normals when present)."""
+        vertices = np.asarray(geometry.vertices)
+        colors = np.asarray(geometry.vertex_colors)
+        normals = np.asarray(geometry.vertex_normals)
+        return cls(
+            vertices=vertices,
+            faces=np.asarray(geometry.triangles),
+            colors=np.clip(np.rint(colors * 255.0), 0, 255) if len(colors) == len(vertices) and len(colors) else None,
+            normals=normals if len(normals) == len(vertices) and len(normals) else None,
+            frame=frame,
+        )

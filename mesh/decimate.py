@@ -1,0 +1,96 @@
+"""Decimation to a target triangle count or ratio by quadric edge collapse.
+
+pymeshlab (default) keeps vertex colours and texture coordinates through the collapse and
+weights boundary edges so that silhouettes and depth-edge cuts stay in place; Open3D's
+quadric decimation is the alternative backend.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from mesh.data import MeshData
+from ppd_core.errors import BadInputError
+
+BACKENDS = ("pymeshlab", "open3d")
+
+
+def target_face_count(face_count: int, target_faces: Optional[int] = None,
+                      ratio: Optional[float] = None) -> int:
+    """The triangle count asked for by exactly one of `target_faces` or `ratio` (0 < ratio <= 1)."""
+    if (target_faces is None) == (ratio is None):
+        raise BadInputError("decimation needs exactly one of a target triangle count or a ratio")
+    if ratio is not None:
+        if not 0.0 < ratio <= 1.0:
+            raise BadInputError(f"decimation ratio must be in (0, 1], got {ratio}")
+        return max(1, int(round(face_count * ratio)))
+    if target_faces < 1:
+        raise BadInputError(f"decimation target must be at least 1 triangle, got {target_faces}")
+    return int(target_faces)
+
+
+def _pymeshlab_decimate(mesh: MeshData, target: int) -> MeshData:
+    import pymeshlab
+
+    extras = {}
+    if mesh.colors is not None:
+        extras["v_color_matrix"] = np.column_stack([mesh.colors / 255.0, np.ones(len(mesh.colors))])
+    if mesh.uvs is not None:
+        extras["v_tex_coords_matrix"] = mesh.uvs.astype(np.float64)
+    meshes = pymeshlab.MeshSet()
+    meshes.add_mesh(pymeshlab.Mesh(vertex_matrix=mesh.vertices.astype(np.float64),
+                                   face_matrix=mesh.faces, **extras))
+    options = dict(targetfacenum=target, boundaryweight=2.0, preservenormal=True,
+                   optimalplacement=True, planarquadric=True)
+    if mesh.uvs is not None:
+        # The texture-aware collapse works on per-corner (wedge) coordinates.
+        meshes.compute_texcoord_transfer_vertex_to_wedge()
+    # Boundaries are kept first; if that blocks the collapse short of the target (small
+    # targets on meshes with many cuts), a second pass only weights them.
+    for preserve in (True, False):
+        if mesh.uvs is not None:
+            meshes.meshing_decimation_quadric_edge_collapse_with_texture(preserveboundary=preserve, **options)
+        else:
+            meshes.meshing_decimation_quadric_edge_collapse(preserveboundary=preserve, autoclean=True, **options)
+        if meshes.current_mesh().face_number() <= target * 1.02:
+            break
+    if mesh.uvs is not None:
+        meshes.compute_texcoord_transfer_wedge_to_vertex()
+    result = meshes.current_mesh()
+    decimated = MeshData(vertices=result.vertex_matrix(), faces=result.face_matrix(), frame=mesh.frame)
+    if mesh.colors is not None:
+        decimated.colors = np.clip(np.rint(result.vertex_color_matrix()[:, :3] * 255), 0, 255).astype(np.uint8)
+    if mesh.uvs is not None:
+        decimated.uvs = result.vertex_tex_coord_matrix().astype(np.float32)
+    if mesh.normals is not None:
+        meshes.compute_normal_per_vertex()
+        decimated.normals = meshes.current_mesh().vertex_normal_matrix().astype(np.float32)
+    return decimated
+
+
+def _open3d_decimate(mesh: MeshData, target: int) -> MeshData:
+    simplified = mesh.to_open3d().simplify_quadric_decimation(target_number_of_triangles=target)
+    if mesh.normals is not None:
+        simplified.compute_vertex_normals()
+    decimated = MeshData.from_open3d(simplified, frame=mesh.frame)
+    if mesh.colors is None:
+        decimated.colors = None
+    return decimated
+
+
+def decimate(mesh: MeshData, target_faces: Optional[int] = None, ratio: Optional[float] = None,
+             backend: str = "pymeshlab") -> MeshData:
+    """The mesh reduced to about `target_faces` triangles (or `ratio` of its triangles).
+
+    A target at or above the current count returns the mesh unchanged.
+    """
+    if backend not in BACKENDS:
+        raise BadInputError(f"unknown decimation backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    target = target_face_count(len(mesh.faces), target_faces, ratio)
+    if mesh.is_points or target >= len(mesh.faces):
+        return mesh
+    if backend == "pymeshlab":
+        return _pymeshlab_decimate(mesh, target)
+    return _open3d_decimate(mesh, target)

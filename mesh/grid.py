@@ -1,0 +1,94 @@
+"""Grid triangulation of a lifted pixel grid: two triangles per pixel quad, cut at edges.
+
+Each pixel quad (x, y)-(x+1, y+1) whose four pixels kept a point gives two triangles,
+split along the (x+1, y)-(x, y+1) diagonal. A triangle is dropped when its relative depth
+span (max z / min z - 1) exceeds `max_jump`, or when it touches the discontinuity mask and
+its span exceeds `mask_jump` (a tighter test: a snapped edge pixel joins its own side, never
+the far side). The photo is the texture: UVs come from pixel centres.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mesh.data import MeshData
+from ppd_core.lift import LiftResult
+
+#: Default relative depth span above which a triangle is taken to cross a depth edge.
+DEFAULT_MAX_JUMP = 0.05
+#: Default relative depth span allowed for a triangle touching the discontinuity mask.
+DEFAULT_MASK_JUMP = 0.01
+
+
+def pixel_uvs(pixel_index: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(N, 2) float32 texture coordinates of flat pixel indices: u = (x+0.5)/W, v = 1-(y+0.5)/H."""
+    height, width = shape
+    y, x = np.divmod(np.asarray(pixel_index, dtype=np.int64), width)
+    return np.column_stack([(x + 0.5) / width, 1.0 - (y + 0.5) / height]).astype(np.float32)
+
+
+def grid_faces(index_map: np.ndarray, depth_map: np.ndarray, cut_mask: np.ndarray,
+               max_jump: float = DEFAULT_MAX_JUMP, mask_jump: float = DEFAULT_MASK_JUMP) -> np.ndarray:
+    """(F, 3) int32 triangles over a pixel grid, counter-clockwise seen from the camera.
+
+    index_map: (H, W) int64 vertex index per pixel, -1 where the pixel has no point
+    depth_map: (H, W) float z per pixel (ignored where index_map is -1)
+    cut_mask:  (H, W) bool discontinuity mask
+    """
+    tl, tr = index_map[:-1, :-1], index_map[:-1, 1:]
+    bl, br = index_map[1:, :-1], index_map[1:, 1:]
+    z = np.where(index_map >= 0, depth_map, np.nan).astype(np.float64)
+    ztl, ztr, zbl, zbr = z[:-1, :-1], z[:-1, 1:], z[1:, :-1], z[1:, 1:]
+    mtl, mtr = cut_mask[:-1, :-1], cut_mask[:-1, 1:]
+    mbl, mbr = cut_mask[1:, :-1], cut_mask[1:, 1:]
+
+    # With x right, y down and z forward, (tl, bl, tr) and (tr, bl, br) have normals
+    # pointing at the camera (-z).
+    triangles = (
+        ((tl, bl, tr), (ztl, zbl, ztr), mtl | mbl | mtr),
+        ((tr, bl, br), (ztr, zbl, zbr), mtr | mbl | mbr),
+    )
+    faces = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for corners, depths, on_mask in triangles:
+            zmin = np.fmin(np.fmin(depths[0], depths[1]), depths[2])
+            zmax = np.fmax(np.fmax(depths[0], depths[1]), depths[2])
+            span = zmax / zmin - 1.0
+            present = (corners[0] >= 0) & (corners[1] >= 0) & (corners[2] >= 0) & (zmin > 0)
+            keep = present & (span <= max_jump) & ~(on_mask & (span > mask_jump))
+            faces.append(np.stack([c[keep] for c in corners], axis=1))
+    return np.concatenate(faces).astype(np.int32)
+
+
+def compact(mesh: MeshData) -> MeshData:
+    """The same mesh without vertices that no face uses."""
+    used = np.zeros(len(mesh.vertices), dtype=bool)
+    used[mesh.faces.ravel()] = True
+    remap = np.cumsum(used) - 1
+
+    def pick(values):
+        return None if values is None else values[used]
+
+    return MeshData(vertices=mesh.vertices[used], faces=remap[mesh.faces],
+                    uvs=pick(mesh.uvs), colors=pick(mesh.colors), normals=pick(mesh.normals),
+                    frame=mesh.frame)
+
+
+def grid_mesh(lift: LiftResult, max_jump: float = DEFAULT_MAX_JUMP,
+              mask_jump: float = DEFAULT_MASK_JUMP) -> MeshData:
+    """Triangulate a lifted point grid into a textured mesh in the OpenCV camera frame.
+
+    Vertices are the lifted points (unused ones removed), with vertex colours, normals and
+    UVs into the photo the depth map was made for.
+    """
+    height, width = lift.shape
+    points = np.asarray(lift.points, dtype=np.float32)
+    index_map = np.full(height * width, -1, dtype=np.int64)
+    index_map[lift.pixel_index] = np.arange(len(points))
+    depth_map = np.zeros(height * width, dtype=np.float32)
+    depth_map[lift.pixel_index] = points[:, 2]
+    faces = grid_faces(index_map.reshape(height, width), depth_map.reshape(height, width),
+                       np.asarray(lift.discontinuity, dtype=bool), max_jump, mask_jump)
+    mesh = MeshData(vertices=points, faces=faces, uvs=pixel_uvs(lift.pixel_index, (height, width)),
+                    colors=lift.colors, normals=lift.normals)
+    return compact(mesh)

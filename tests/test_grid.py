@@ -1,0 +1,75 @@
+"""Grid triangulation: geometry, winding toward the camera, cuts at depth edges, UVs."""
+
+import numpy as np
+
+from mesh.grid import grid_mesh, pixel_uvs
+from tests.mesh_fixtures import lift_depth, step_depth
+
+
+def face_normals(mesh):
+    v = mesh.vertices.astype(np.float64)
+    a, b, c = v[mesh.faces[:, 0]], v[mesh.faces[:, 1]], v[mesh.faces[:, 2]]
+    return np.cross(b - a, c - a)
+
+
+def test_full_plane_gives_two_triangles_per_quad_facing_the_camera():
+    mesh = grid_mesh(lift_depth(np.full((10, 12), 2.0)))
+    assert len(mesh.faces) == 2 * 9 * 11
+    assert len(mesh.vertices) == 120
+    normals = face_normals(mesh)
+    assert np.all(normals[:, 2] < 0)  # toward the camera at the origin (OpenCV z forward)
+    assert mesh.faces.dtype == np.int32 and mesh.vertices.dtype == np.float32
+
+
+def test_no_triangle_spans_a_depth_step():
+    lift = lift_depth(step_depth(near=1.0, far=3.0, column=32))
+    mesh = grid_mesh(lift)
+    z = mesh.vertices[:, 2][mesh.faces]
+    assert np.all(z.max(axis=1) / z.min(axis=1) - 1 <= 0.05)
+    # both sides are still meshed: 2 triangles per quad on each side, none across
+    assert len(mesh.faces) == 2 * 47 * 31 + 2 * 47 * 31
+
+
+def test_snapped_edge_pixels_join_their_own_side_only():
+    depth = step_depth(near=1.0, far=1.04, column=32)  # small jump: under max_jump
+    mask = np.zeros(depth.shape, dtype=bool)
+    mask[:, 31:33] = True  # the lifter marked the edge; pixel 31 is near, 32 far
+    mesh = grid_mesh(lift_depth(depth, discontinuity=mask))
+    z = mesh.vertices[:, 2][mesh.faces]
+    assert not np.any((z.min(axis=1) < 1.02) & (z.max(axis=1) > 1.02))
+    # the near pixel on the mask still connects to its near neighbours
+    x = np.round(mesh.vertices[:, 0] / mesh.vertices[:, 2] * 100 + 32 - 0.5).astype(int)
+    assert 31 in set(x[mesh.faces].ravel())
+    assert 32 in set(x[mesh.faces].ravel())
+
+
+def test_invalid_pixels_make_holes_and_unused_vertices_go():
+    depth = np.full((8, 8), 2.0)
+    depth[3, 3] = np.nan
+    depth[0, 7] = 0.0  # the top-right corner
+    mesh = grid_mesh(lift_depth(depth))
+    # Quads split along the top-right/bottom-left diagonal: an inner pixel is in 6 triangles,
+    # the top-right corner pixel in both triangles of its one quad.
+    assert len(mesh.faces) == 2 * 49 - 6 - 2
+    assert len(mesh.vertices) == 62
+    used = np.zeros(len(mesh.vertices), bool)
+    used[mesh.faces.ravel()] = True
+    assert used.all()
+
+
+def test_uvs_point_at_pixel_centres_with_v_up():
+    uvs = pixel_uvs(np.array([0, 3, 4, 7]), (2, 4))
+    np.testing.assert_allclose(uvs, [[0.125, 0.75], [0.875, 0.75], [0.125, 0.25], [0.875, 0.25]])
+
+
+def test_mesh_uvs_and_colours_follow_their_pixels():
+    depth = np.linspace(1.0, 1.5, 30 * 40).reshape(30, 40)
+    lift = lift_depth(depth, focal=50.0)
+    mesh = grid_mesh(lift)
+    v = mesh.vertices.astype(np.float64)
+    x = v[:, 0] / v[:, 2] * 50.0 + 20.0  # continuous image coordinate of each vertex
+    y = v[:, 1] / v[:, 2] * 50.0 + 15.0
+    np.testing.assert_allclose(mesh.uvs[:, 0], x / 40.0, atol=1e-5)
+    np.testing.assert_allclose(mesh.uvs[:, 1], 1.0 - y / 30.0, atol=1e-5)
+    column = np.rint(x - 0.5).astype(int)
+    np.testing.assert_array_equal(mesh.colors[:, 0], column * 255 // 39)

@@ -1,0 +1,90 @@
+"""Print solids: watertight, outward, manifold, the asked size, near high (or reversed)."""
+
+import numpy as np
+import pytest
+import trimesh
+
+from mesh.checks import check_mesh
+from mesh.grid import grid_mesh
+from mesh.solid import extrude_to_base, relief_heights, relief_solid
+from ppd_core.errors import BadInputError
+from tests.mesh_fixtures import lift_depth, step_depth
+
+
+def top_height_at(solid, x, y):
+    """Height of the solid's top surface above (x, y), by casting a ray down (Open3D)."""
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(solid.vertices.astype(np.float32), solid.faces.astype(np.uint32))
+    hit = scene.cast_rays(o3d.core.Tensor([[x, y, 1000.0, 0.0, 0.0, -1.0]], dtype=o3d.core.float32))
+    return 1000.0 - float(hit["t_hit"].numpy()[0])
+
+
+def test_relief_is_a_printable_solid_of_the_asked_size():
+    depth = step_depth(60, 80, near=1.0, far=3.0, column=40)
+    depth[5, 5] = np.nan
+    solid = relief_solid(depth, width_mm=70.0, relief_mm=4.0, base_mm=1.5)
+    report = check_mesh(solid)
+    assert report.printable, report.summary()
+    width, length, height = report.size
+    assert width == pytest.approx(70.0, abs=0.01)
+    assert length == pytest.approx(70.0 * 60 / 80, rel=0.03)
+    assert height == pytest.approx(5.5, abs=1e-4)
+    assert report.bounds_min[2] == pytest.approx(0.0, abs=1e-9)
+    # near (left half of the photo) is high, far is the bare base
+    assert top_height_at(solid, -20.0, 0.0) == pytest.approx(5.5, abs=1e-3)
+    assert top_height_at(solid, 20.0, 0.0) == pytest.approx(1.5, abs=1e-3)
+    # exact volume of the two blocks, minus what the resampled edge column blends
+    assert report.volume == pytest.approx(70.0 * length * 1.5 + 35.0 * length * 4.0, rel=0.03)
+
+
+def test_photo_reads_upright_from_above_and_reverse_flips_heights():
+    depth = np.full((40, 40), 3.0)
+    depth[:10, :] = 1.0  # the top rows of the photo are near
+    solid = relief_solid(depth, width_mm=40.0, relief_mm=3.0, base_mm=1.0, cell_mm=0.5)
+    assert top_height_at(solid, 0.0, 15.0) == pytest.approx(4.0, abs=1e-3)  # +y is the photo's top
+    lithophane = relief_solid(depth, width_mm=40.0, relief_mm=3.0, base_mm=1.0, cell_mm=0.5, reverse=True)
+    assert top_height_at(lithophane, 0.0, 15.0) == pytest.approx(1.0, abs=1e-3)
+    assert top_height_at(lithophane, 0.0, -15.0) == pytest.approx(4.0, abs=1e-3)
+
+
+def test_large_maps_are_resampled_to_the_print_resolution():
+    depth = np.random.default_rng(0).uniform(1.0, 2.0, (768, 1024))
+    solid = relief_solid(depth, width_mm=100.0, cell_mm=0.5)
+    columns = round(100.0 / 0.5) + 1
+    rows = round(columns * 768 / 1024)
+    assert len(solid.faces) == 2 * (rows - 1) * (columns - 1) + 2 * (2 * rows + 2 * columns - 4) + (2 * rows + 2 * columns - 4)
+    assert check_mesh(solid).watertight
+
+
+def test_heights_ignore_outliers_and_invalid_pixels():
+    depth = np.linspace(1.0, 2.0, 100 * 100).reshape(100, 100)
+    depth[0, 0] = 1e6
+    depth[0, 1] = -1.0
+    heights = relief_heights(depth)
+    assert heights[0, 1] == 0.0 and heights[0, 0] == 0.0
+    assert heights.max() == 1.0 and np.count_nonzero(heights == 1.0) < 400
+    with pytest.raises(BadInputError, match="no valid"):
+        relief_heights(np.full((4, 4), np.nan))
+
+
+@pytest.mark.parametrize("width, relief, base", [(0.0, 5.0, 2.0), (100.0, -1.0, 2.0), (100.0, 5.0, 0.0)])
+def test_bad_print_sizes_are_clear_errors(width, relief, base):
+    with pytest.raises(BadInputError, match="mm"):
+        relief_solid(np.ones((10, 10)), width_mm=width, relief_mm=relief, base_mm=base)
+
+
+def test_open_scene_mesh_closes_into_a_solid_per_component():
+    depth = step_depth(30, 40, near=1.0, far=1.5, column=20)
+    y, x = np.mgrid[0:30, 0:40]
+    depth = depth + 0.02 * np.sin(x / 3.0)
+    scene = grid_mesh(lift_depth(depth, focal=40.0))
+    solid = extrude_to_base(scene, width_mm=60.0, relief_mm=8.0, base_mm=2.0)
+    report = check_mesh(solid)
+    assert report.watertight and report.winding_consistent and report.volume > 0, report.summary()
+    assert report.size[0] == pytest.approx(60.0, abs=0.01)
+    assert report.size[2] == pytest.approx(10.0, abs=1e-3)
+    assert len(trimesh.Trimesh(solid.vertices, solid.faces).split(only_watertight=True)) == 2
+    with pytest.raises(BadInputError, match="point cloud"):
+        extrude_to_base(type(scene)(scene.vertices, np.zeros((0, 3))))
