@@ -1,0 +1,242 @@
+"""Import the worker's NPZ result (docs/architecture.md) as Blender objects.
+
+Frames: an "opencv" result (metres; x right, y down, z forward) becomes Blender object
+coordinates (x, -y, -z): a 180° turn about X, so a camera at the origin with identity
+rotation (looking down -Z, +Y up) sees the mesh exactly as the photo's camera did, and
+triangle winding (counter-clockwise seen from the camera) is kept. A "print_mm" result
+(millimetres, z up) is used as is, with the scene's length unit set to millimetres.
+
+Everything is created with numpy `foreach_set`; if anything fails, every data-block
+created so far is removed again, so an error never leaves a partial import behind.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import bpy
+import numpy as np
+
+from . import materials, scene_camera
+
+NPZ_FORMAT = "ppd-npz-1"
+KINDS = ("mesh", "points", "solid")
+
+
+class ImportFailed(Exception):
+    """The NPZ is missing, unreadable or does not follow the ppd-npz-1 layout."""
+
+
+@dataclass
+class ImportedResult:
+    """What one import created: the collection and the objects in it."""
+
+    collection: bpy.types.Collection
+    objects: list = field(default_factory=list)
+    camera: bpy.types.Object | None = None
+
+
+def _text(data: np.lib.npyio.NpzFile, key: str, path: str) -> str:
+    if key not in data.files:
+        raise ImportFailed(f"{path}: missing key '{key}'")
+    return str(data[key][()])
+
+
+def _array(data, key: str, path: str, dtype, shape_tail: tuple) -> np.ndarray:
+    if key not in data.files:
+        raise ImportFailed(f"{path}: missing key '{key}'")
+    array = np.asarray(data[key])
+    if array.ndim != 1 + len(shape_tail) or array.shape[1:] != shape_tail:
+        want = "(N, " + ", ".join(str(n) for n in shape_tail) + ")"
+        raise ImportFailed(f"{path}: '{key}' has shape {array.shape}, expected {want}")
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def read_result(path: str) -> dict:
+    """Load and check a ppd-npz-1 file; return its arrays and camera values as a dict."""
+    if not os.path.isfile(path):
+        raise ImportFailed(f"{path}: result file not found")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ImportFailed(f"{path}: not a readable NPZ file ({error})") from error
+    with data:
+        if _text(data, "format", path) != NPZ_FORMAT:
+            raise ImportFailed(f"{path}: format is not {NPZ_FORMAT}")
+        kind = _text(data, "kind", path)
+        if kind not in KINDS:
+            raise ImportFailed(f"{path}: unknown kind '{kind}'")
+        result = {
+            "kind": kind,
+            "frame": _text(data, "frame", path),
+            "vertices": _array(data, "vertices", path, np.float32, (3,)),
+            "faces": _array(data, "faces", path, np.int32, (3,)),
+            "image_path": _text(data, "image_path", path) if "image_path" in data.files else "",
+        }
+        count = len(result["vertices"])
+        for key, dtype, tail in (("uvs", np.float32, (2,)), ("colors", np.uint8, (3,))):
+            result[key] = _array(data, key, path, dtype, tail) if key in data.files else None
+            if result[key] is not None and len(result[key]) != count:
+                raise ImportFailed(f"{path}: '{key}' has {len(result[key])} rows for {count} vertices")
+        if "intrinsics" in data.files:
+            result["image_size"] = tuple(int(v) for v in np.asarray(data["image_size"]).ravel()[:2])
+            result["camera"] = scene_camera.CameraSpec(
+                lens_mm=float(data["camera_lens_mm"]),
+                sensor_width_mm=float(data["camera_sensor_width_mm"]),
+                sensor_fit=_text(data, "camera_sensor_fit", path),
+                shift=tuple(float(v) for v in np.asarray(data["camera_shift"]).ravel()[:2]),
+                width=result["image_size"][0],
+                height=result["image_size"][1],
+            )
+        else:
+            result["camera"] = None
+    expected_frame = "print_mm" if kind == "solid" else "opencv"
+    if result["frame"] != expected_frame:
+        raise ImportFailed(f"{path}: a {kind} result must be in frame '{expected_frame}'")
+    if not np.isfinite(result["vertices"]).all():
+        raise ImportFailed(f"{path}: vertices contain NaN or infinity")
+    faces = result["faces"]
+    if len(faces) and (faces.min() < 0 or faces.max() >= count):
+        raise ImportFailed(f"{path}: faces index vertices outside 0..{count - 1}")
+    return result
+
+
+def blender_from_opencv(vertices: np.ndarray) -> np.ndarray:
+    """OpenCV camera frame -> Blender camera-object frame: (x, y, z) -> (x, -y, -z)."""
+    return vertices * np.array([1.0, -1.0, -1.0], dtype=vertices.dtype)
+
+
+def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, uvs=None, colors=None) -> bpy.types.Mesh:
+    """A mesh from arrays: positions, triangles, per-vertex UVs (loop UVs) and sRGB colours."""
+    mesh = bpy.data.meshes.new(name)
+    mesh.vertices.add(len(vertices))
+    mesh.vertices.foreach_set("co", vertices.ravel())
+    if len(faces):
+        mesh.loops.add(faces.size)
+        mesh.loops.foreach_set("vertex_index", faces.ravel())
+        mesh.polygons.add(len(faces))
+        mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
+        mesh.polygons.foreach_set("loop_total", np.full(len(faces), 3, dtype=np.int32))
+        mesh.polygons.foreach_set("use_smooth", np.ones(len(faces), dtype=bool))
+    if uvs is not None and len(faces):
+        layer = mesh.uv_layers.new(name="UVMap")
+        layer.data.foreach_set("uv", uvs[faces.ravel()].ravel())
+    if colors is not None:
+        attribute = mesh.color_attributes.new("Col", "BYTE_COLOR", "POINT")
+        rgba = np.ones((len(colors), 4), dtype=np.float32)
+        rgba[:, :3] = colors / np.float32(255.0)
+        attribute.data.foreach_set("color_srgb", rgba.ravel())
+        mesh.color_attributes.active_color = attribute
+    mesh.update()
+    return mesh
+
+
+def set_millimetre_units(scene: bpy.types.Scene) -> None:
+    """Metric units where one Blender unit reads as one millimetre."""
+    scene.unit_settings.system = "METRIC"
+    scene.unit_settings.scale_length = 0.001
+    scene.unit_settings.length_unit = "MILLIMETERS"
+
+
+def _point_radius(vertices_cv: np.ndarray, camera) -> float:
+    """About half the spacing of neighbouring pixels at the median depth."""
+    depth = float(np.median(np.abs(vertices_cv[:, 2]))) if len(vertices_cv) else 1.0
+    if camera is not None and camera.width > 0:
+        focal_px = camera.lens_mm / camera.sensor_width_mm * camera.width
+        return max(depth / focal_px * 0.6, 1e-5)
+    return max(depth * 1e-3, 1e-5)
+
+
+class _Created:
+    """Data-blocks made during one import, removed together if the import fails."""
+
+    def __init__(self) -> None:
+        self.ids: list = []
+        self.images_before = {image.as_pointer() for image in bpy.data.images}
+
+    def add(self, block):
+        self.ids.append(block)
+        return block
+
+    def remove_all(self) -> None:
+        new_images = [image for image in bpy.data.images if image.as_pointer() not in self.images_before]
+        doomed = [block for block in [*reversed(self.ids), *new_images] if block is not None]
+        bpy.data.batch_remove(list({block.as_pointer(): block for block in doomed}.values()))
+
+
+def import_result(
+    scene: bpy.types.Scene,
+    path: str,
+    *,
+    name: str,
+    image: bpy.types.Image | None = None,
+    shading: str = "EMISSION",
+    create_camera: bool = True,
+) -> ImportedResult:
+    """Create the objects for one NPZ result in a new collection `name` in `scene`.
+
+    `image` is the photo to texture with (loaded from the NPZ's image_path when None).
+    On any error every data-block created here is removed and the error re-raised.
+    """
+    result = read_result(path)
+    created = _Created()
+    try:
+        return _create(scene, result, created, name=name, image=image, shading=shading,
+                       create_camera=create_camera)
+    except Exception:
+        created.remove_all()
+        raise
+
+
+def _photo_image(result: dict, image: bpy.types.Image | None) -> bpy.types.Image | None:
+    if image is not None:
+        return image
+    if result["image_path"] and os.path.isfile(result["image_path"]):
+        photo = bpy.data.images.load(result["image_path"], check_existing=True)
+        if photo.size[0] == 0:
+            raise ImportFailed(f"{result['image_path']}: the photo cannot be read as a texture")
+        return photo
+    return None
+
+
+def _create(scene, result: dict, created: _Created, *, name, image, shading, create_camera) -> ImportedResult:
+    collection = created.add(bpy.data.collections.new(name))
+    scene.collection.children.link(collection)
+    imported = ImportedResult(collection=collection)
+    kind = result["kind"]
+    vertices = result["vertices"]
+    if kind != "solid":
+        vertices = blender_from_opencv(vertices)
+    faces = result["faces"] if kind != "points" else np.zeros((0, 3), np.int32)
+    label = {"mesh": name, "points": f"{name} points", "solid": f"{name} solid"}[kind]
+    mesh = created.add(build_mesh(label, vertices, faces, result["uvs"], result["colors"]))
+    obj = created.add(bpy.data.objects.new(label, mesh))
+    collection.objects.link(obj)
+    imported.objects.append(obj)
+
+    if kind == "mesh":
+        photo = _photo_image(result, image)
+        material = created.add(materials.photo_material(f"{name} photo", photo, shading))
+        mesh.materials.append(material)
+    elif kind == "points":
+        material = created.add(materials.color_attribute_material(f"{name} points", "Col", shading))
+        radius = _point_radius(result["vertices"], result["camera"])
+        group = created.add(materials.points_node_group(f"{name} points", material, radius))
+        modifier = obj.modifiers.new("Mesh to Points", "NODES")
+        modifier.node_group = group
+    else:
+        set_millimetre_units(scene)
+        material = created.add(materials.color_attribute_material(f"{name} solid", "Col", "PRINCIPLED"))
+        mesh.materials.append(material)
+
+    if create_camera and kind != "solid" and result["camera"] is not None:
+        depths = -vertices[:, 2] if len(vertices) else np.ones(1, np.float32)
+        camera_obj = scene_camera.create_camera(
+            scene, f"{name} camera", result["camera"], _photo_image(result, image),
+            clip=(float(depths.min()), float(depths.max())), created=created.add,
+        )
+        collection.objects.link(camera_obj)
+        imported.objects.append(camera_obj)
+        imported.camera = camera_obj
+    return imported

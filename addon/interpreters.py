@@ -1,0 +1,49 @@
+"""Finding Python interpreters that could run the worker (no bpy: runs on a thread)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from .backend_setup import venv_python
+
+PROBE = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('ppd_core') else 3)"
+
+
+def candidate_interpreters(setup_venv: str | None = None, environ: dict | None = None) -> list:
+    """Existing interpreters, most likely first: the set-up environment, the active venv or
+    conda environment, then python3 / python on PATH. Duplicates are dropped."""
+    environ = os.environ if environ is None else environ
+    found = []
+    if setup_venv:
+        found.append(venv_python(setup_venv))
+    for variable in ("VIRTUAL_ENV", "CONDA_PREFIX"):
+        if environ.get(variable):
+            found.append(venv_python(environ[variable]))
+    for name in ("python3", "python"):
+        path = shutil.which(name, path=environ.get("PATH"))
+        if path:
+            found.append(path)
+    unique = []
+    for path in found:
+        # abspath, not realpath: a venv's python is a symlink to its base, yet a different environment.
+        if os.path.isfile(path) and os.path.abspath(path) not in {os.path.abspath(p) for p in unique}:
+            unique.append(path)
+    return unique
+
+
+def has_worker_package(python: str, timeout: float = 15.0) -> bool:
+    """True when `python` can import ppd_core (a quick probe, not the full handshake)."""
+    try:
+        done = subprocess.run([python, "-c", PROBE], capture_output=True, timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def detect(setup_venv: str | None = None) -> tuple:
+    """(best interpreter or "", every candidate with whether it has the package)."""
+    report = [(path, has_worker_package(path)) for path in candidate_interpreters(setup_venv)]
+    best = next((path for path, ok in report if ok), report[0][0] if report else "")
+    return best, report

@@ -1,0 +1,78 @@
+"""The sidebar panel: View3D > Sidebar > Depth."""
+
+from __future__ import annotations
+
+import textwrap
+
+import bpy
+
+from . import runner
+from .operators import DEPTH_OT_cancel, DEPTH_OT_from_image
+
+
+class VIEW3D_PT_depth_from_image(bpy.types.Panel):
+    bl_label = "Depth from Image"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Depth"
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        settings = context.scene.depth_from_image
+        state = context.window_manager.depth_from_image
+
+        col = layout.column()
+        col.prop(settings, "photo_source", expand=True)
+        if settings.photo_source == "FILE":
+            col.prop(settings, "photo_path", text="File")
+        else:
+            col.template_ID(settings, "photo_image", open="image.open")
+
+        col = layout.column(heading="Output")
+        col.prop(settings, "output", text="Output")
+        if settings.output == "MESH":
+            col.prop(settings, "mesh_method")
+        if settings.output == "SOLID":
+            col.prop(settings, "width_mm")
+            col.prop(settings, "relief_mm")
+            col.prop(settings, "base_mm")
+        else:
+            col.prop(settings, "shading")
+
+        col = layout.column()
+        col.prop(settings, "steps")
+        col.prop(settings, "resolution")
+        col.prop(settings, "preset")
+        if settings.preset == "custom":
+            col.prop(settings, "near")
+            col.prop(settings, "far")
+        col.prop(settings, "fov_source")
+        if settings.fov_source == "MANUAL":
+            col.prop(settings, "fov")
+        col.prop(settings, "edge_strength")
+        col.prop(settings, "create_camera")
+
+        if runner.SESSION.running:
+            row = layout.row(align=True)
+            row.progress(factor=state.progress, type="BAR", text=state.stage or "Working")
+            row.operator(DEPTH_OT_cancel.bl_idname, text="", icon="X")
+            layout.label(text="Esc also cancels", icon="INFO")
+        else:
+            layout.operator(DEPTH_OT_from_image.bl_idname, icon="MOD_DISPLACE")
+        if state.last_error:
+            box = layout.box()
+            box.alert = True
+            for number, line in enumerate(textwrap.wrap(state.last_error, 60)):
+                box.label(text=line, icon="ERROR" if number == 0 else "BLANK1")
+        elif state.last_result:
+            layout.label(text=state.last_result, icon="CHECKMARK")
+
+
+def register() -> None:
+    bpy.utils.register_class(VIEW3D_PT_depth_from_image)
+
+
+def unregister() -> None:
+    bpy.utils.unregister_class(VIEW3D_PT_depth_from_image)

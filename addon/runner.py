@@ -1,0 +1,257 @@
+"""One worker for the whole Blender session and the one run at a time that uses it.
+
+`start_run` checks the inputs and queues the job; `step` is the modal operator's timer
+step: it never blocks (the worker starts on a thread, events are polled), updates the
+progress shown in the panel, and imports the result when it arrives. The worker stays
+alive between runs and is closed by `shutdown` (add-on disabled, Blender quitting).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+import bpy
+
+from . import importer, photo_source, ppd_client, preferences
+from .properties import job_options
+
+START_TIMEOUT_S = 300.0
+CANCEL_GRACE_S = 15.0
+RUNNING, FINISHED, CANCELLED, FAILED = "RUNNING", "FINISHED", "CANCELLED", "FAILED"
+
+
+class RunError(Exception):
+    """A run cannot start; the message is shown in the panel as is."""
+
+
+@dataclass
+class Run:
+    """One photo on its way through the worker."""
+
+    scene_name: str
+    photo: photo_source.Photo
+    options: dict
+    shading: str
+    create_camera: bool
+    temp_dir: str
+    npz_path: str
+    started_at: float = field(default_factory=time.monotonic)
+    job_id: str | None = None
+    cancel_requested: bool = False
+    cancel_sent_at: float | None = None
+
+
+@dataclass
+class _Starter:
+    """A worker starting on a thread (its handshake can take many seconds: torch loads)."""
+
+    client: ppd_client.WorkerClient
+    thread: threading.Thread | None = None
+    error: str = ""
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._work, name="ppd-worker-start", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        try:
+            self.client.start(timeout=START_TIMEOUT_S)
+        except ppd_client.WorkerError as error:
+            self.error = str(error)
+
+
+class Session:
+    """The worker client, a worker being started, and the current run."""
+
+    def __init__(self) -> None:
+        self.client: ppd_client.WorkerClient | None = None
+        self.starter: _Starter | None = None
+        self.run: Run | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.run is not None
+
+    # -- start ---------------------------------------------------------------------------
+
+    def start_run(self, context: bpy.types.Context) -> None:
+        """Check the settings, prepare the photo and start (or reuse) the worker.
+
+        Raises RunError, whose message is also left in the panel's last error.
+        """
+        state = context.window_manager.depth_from_image
+        state.last_error = ""
+        try:
+            self._prepare(context)
+        except RunError as error:
+            state.last_error = str(error)
+            raise
+        state.running, state.progress, state.stage = True, 0.0, "Starting"
+
+    def _prepare(self, context: bpy.types.Context) -> None:
+        if self.run is not None:
+            raise RunError("A photo is already being processed: wait for it or cancel it")
+        prefs = preferences.get(context)
+        python = bpy.path.abspath(prefs.python).strip()
+        if not python:
+            raise RunError("No Python interpreter set: open Preferences > Add-ons > Depth from Image "
+                           "and use Detect or Set up backend")
+        if not os.path.isfile(python):
+            raise RunError(f"Python interpreter not found: {python} (set it in the add-on preferences)")
+        settings = context.scene.depth_from_image
+        temp_dir = tempfile.mkdtemp(prefix="ppd-blender-")
+        try:
+            photo = photo_source.resolve_photo(settings, temp_dir)
+        except (photo_source.PhotoError, OSError) as error:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            raise RunError(str(error)) from error
+        self.run = Run(
+            scene_name=context.scene.name, photo=photo, options=job_options(settings, prefs),
+            shading=settings.shading, create_camera=settings.create_camera,
+            temp_dir=temp_dir, npz_path=os.path.join(temp_dir, "result.npz"),
+        )
+        self._ensure_worker(python, preferences.worker_log_path())
+
+    def _ensure_worker(self, python: str, log_path: str) -> None:
+        if self.starter is not None and self.starter.client.python == python:
+            return
+        if self.client is not None and self.client.alive and self.client.python == python:
+            return
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        self.starter = _Starter(ppd_client.WorkerClient(python, log_path=log_path))
+        self.starter.start()
+
+    # -- the timer step ------------------------------------------------------------------
+
+    def step(self, context: bpy.types.Context) -> str:
+        """Advance the run without blocking; return RUNNING, FINISHED, CANCELLED or FAILED."""
+        run = self.run
+        if run is None:
+            return FINISHED
+        state = context.window_manager.depth_from_image
+        if self.starter is not None:
+            if self.starter.thread.is_alive():
+                if run.cancel_requested:
+                    return self._finish(context, CANCELLED, "")
+                state.stage = "Starting the worker (loading torch)"
+                return RUNNING
+            starter, self.starter = self.starter, None
+            if starter.error:
+                return self._finish(context, FAILED, starter.error)
+            self.client = starter.client
+        if self.client is None or (run.job_id is None and not self.client.alive):
+            self.client = None
+            self.starter = None
+            return self._finish(context, FAILED, "The worker is not running; start the run again")
+        if run.cancel_requested and run.job_id is None:
+            return self._finish(context, CANCELLED, "")
+        if run.job_id is None:
+            job = {"photo": run.photo.path, "outputs": {"npz": run.npz_path}, "options": run.options}
+            run.job_id = self.client.submit(job)
+            state.stage = "Queued"
+        if run.cancel_requested and run.cancel_sent_at is None:
+            self.client.cancel(run.job_id)
+            run.cancel_sent_at = time.monotonic()
+            state.stage = "Cancelling"
+        for event in self.client.poll():
+            outcome = self._handle(context, run, event)
+            if outcome is not None:
+                return outcome
+        if run.cancel_sent_at is not None and time.monotonic() - run.cancel_sent_at > CANCEL_GRACE_S:
+            self.client.close(timeout=2)
+            self.client = None
+            return self._finish(context, CANCELLED, "")
+        return RUNNING
+
+    def _handle(self, context, run: Run, event: dict) -> str | None:
+        state = context.window_manager.depth_from_image
+        kind = event.get("type")
+        if kind == "error" and event.get("kind") == "worker_crashed":
+            self.client = None
+            return self._finish(context, FAILED, str(event.get("message", "the worker stopped")))
+        if event.get("id") != run.job_id:
+            return None
+        if kind == "progress":
+            state.progress = max(state.progress, float(event.get("fraction", 0.0)))
+            stage, message = str(event.get("stage", "")), str(event.get("message", ""))
+            state.stage = f"{stage}: {message}" if message and stage else (stage or message)
+        elif kind == "error":
+            if event.get("kind") == "cancelled" or run.cancel_requested:
+                return self._finish(context, CANCELLED, "")
+            return self._finish(context, FAILED, str(event.get("message", "the worker reported an error")))
+        elif kind == "result":
+            if run.cancel_requested:
+                return self._finish(context, CANCELLED, "")
+            return self._import(context, run, event)
+        return None
+
+    def _import(self, context, run: Run, event: dict) -> str:
+        state = context.window_manager.depth_from_image
+        state.stage, state.progress = "Importing", 1.0
+        scene = bpy.data.scenes.get(run.scene_name) or context.scene
+        path = (event.get("outputs") or {}).get("npz", run.npz_path)
+        try:
+            imported = importer.import_result(
+                scene, path, name=run.photo.name, image=run.photo.image,
+                shading=run.shading, create_camera=run.create_camera,
+            )
+        except (importer.ImportFailed, RuntimeError, ValueError) as error:
+            return self._finish(context, FAILED, f"Import failed: {error}")
+        main = imported.objects[0]
+        vertices, faces = len(main.data.vertices), len(main.data.polygons)
+        seconds = time.monotonic() - run.started_at
+        state.last_result = f"{main.name}: {vertices:,} vertices, {faces:,} faces in {seconds:.0f} s"
+        bpy.ops.ed.undo_push(message="Depth from Image")
+        return self._finish(context, FINISHED, "")
+
+    def _finish(self, context, outcome: str, error: str) -> str:
+        state = context.window_manager.depth_from_image
+        run, self.run = self.run, None
+        if run is not None:
+            shutil.rmtree(run.temp_dir, ignore_errors=True)
+        state.running = False
+        state.progress = 0.0
+        state.stage = {FINISHED: "Done", CANCELLED: "Cancelled", FAILED: "Failed"}[outcome]
+        if error:
+            state.last_error = error
+        return outcome
+
+    # -- cancel and stop -----------------------------------------------------------------
+
+    def request_cancel(self) -> None:
+        """Ask the current run to stop; the next step sends the cancel and waits for it."""
+        if self.run is not None:
+            self.run.cancel_requested = True
+
+    def abandon(self, context: bpy.types.Context) -> None:
+        """Drop the current run at once (a new file is loading): cancel it, keep no result."""
+        if self.run is None:
+            return
+        if self.client is not None and self.run.job_id is not None:
+            self.client.cancel(self.run.job_id)
+        self._finish(context, CANCELLED, "")
+
+    def shutdown(self) -> None:
+        """Stop the worker (and one still starting); forget the run."""
+        if self.run is not None:
+            shutil.rmtree(self.run.temp_dir, ignore_errors=True)
+            self.run = None
+        if self.starter is not None:
+            # Closing makes a pending handshake fail at once, so the join is short.
+            self.starter.client.close(timeout=2)
+            self.starter.thread.join(timeout=5)
+            self.starter.client.close(timeout=2)
+            self.starter = None
+        if self.client is not None:
+            self.client.close(timeout=5)
+            self.client = None
+
+
+SESSION = Session()

@@ -1,0 +1,139 @@
+"""Shared set-up for the Blender add-on tests (no tests of its own).
+
+Blender (the bpy wheel) is imported once per process with a throw-away user folder, the
+extension is built with `addon/build.py` (Blender's own builder), installed with
+`bpy.ops.extensions.package_install_files` and enabled, exactly as a user would.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+USER_DIR = tempfile.mkdtemp(prefix="ppd-blender-user-")
+if "bpy" not in sys.modules:
+    os.environ["BLENDER_USER_RESOURCES"] = USER_DIR
+
+bpy = pytest.importorskip("bpy", reason="bpy (Blender as a module) is needed for the add-on tests")
+
+ADDON_ID = "depth_from_image"
+REPO_MODULE = "user_default"
+MODULE = f"bl_ext.{REPO_MODULE}.{ADDON_ID}"
+
+
+def build_zip(output_dir: str) -> Path:
+    """Run the documented build command; return the zip it printed."""
+    done = subprocess.run([sys.executable, str(REPO / "addon" / "build.py"), "--output-dir", output_dir],
+                          capture_output=True, text=True, cwd=REPO, check=False)
+    assert done.returncode == 0, done.stderr
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+@functools.lru_cache(maxsize=1)
+def installed_zip() -> Path:
+    """Build the zip and install + enable it into this process's throw-away user folder."""
+    extensions = bpy.utils.user_resource("EXTENSIONS")
+    if not extensions.startswith(USER_DIR):
+        pytest.skip("bpy was imported before the add-on tests could give it a private user folder")
+    zip_path = build_zip(tempfile.mkdtemp(prefix="ppd-dist-"))
+    bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo=REPO_MODULE, enable_on_install=True)
+    return zip_path
+
+
+def addon(submodule: str = ""):
+    """The installed add-on package (or one of its modules), enabling it if needed."""
+    import addon_utils
+
+    installed_zip()
+    if not addon_utils.check(MODULE)[1]:
+        bpy.ops.preferences.addon_enable(module=MODULE)
+    return importlib.import_module(f"{MODULE}.{submodule}" if submodule else MODULE)
+
+
+def prefs():
+    return bpy.context.preferences.addons[MODULE].preferences
+
+
+def clear_scene() -> None:
+    """Remove every object and data-block the tests can create."""
+    data = bpy.data
+    doomed = [*data.objects, *data.meshes, *data.cameras, *data.materials, *data.images,
+              *data.node_groups, *data.collections]
+    data.batch_remove(doomed)
+
+
+def datablock_counts() -> dict:
+    data = bpy.data
+    return {name: len(getattr(data, name)) for name in
+            ("objects", "meshes", "cameras", "materials", "images", "node_groups", "collections")}
+
+
+def write_photo(path: Path, width: int, height: int, seed: int = 0) -> Path:
+    """A random RGB PNG written with Blender's own image writer (no Pillow needed here)."""
+    rng = np.random.default_rng(seed)
+    image = bpy.data.images.new("photo-writer", width, height)
+    pixels = np.ones((height, width, 4), np.float32)
+    pixels[..., :3] = rng.random((height, width, 3))
+    image.pixels.foreach_set(pixels.ravel())
+    image.filepath_raw = str(path)
+    image.file_format = "PNG"
+    image.save()
+    bpy.data.images.remove(image)
+    return path
+
+
+def grid_result(width=40, height=30, fx=50.0, cx=21.5, cy=13.0, depth=None, seed=0):
+    """Arrays of a per-pixel grid mesh lifted with the architecture's formula (OpenCV frame)."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width]
+    z = rng.uniform(1.0, 3.0, (height, width)) if depth is None else np.broadcast_to(depth, (height, width))
+    vertices = np.stack([(xs + 0.5 - cx) / fx * z, (ys + 0.5 - cy) / fx * z, z], -1).reshape(-1, 3)
+    index = np.arange(width * height).reshape(height, width)
+    a, b = index[:-1, :-1].ravel(), index[:-1, 1:].ravel()
+    c, d = index[1:, :-1].ravel(), index[1:, 1:].ravel()
+    # Counter-clockwise as seen from the camera (image y points down).
+    faces = np.concatenate([np.stack([a, c, b], 1), np.stack([b, c, d], 1)])
+    uvs = np.stack([(xs + 0.5) / width, 1.0 - (ys + 0.5) / height], -1).reshape(-1, 2)
+    colors = rng.integers(0, 256, (width * height, 3), dtype=np.uint8)
+    return {"vertices": vertices.astype(np.float32), "faces": faces.astype(np.int32),
+            "uvs": uvs.astype(np.float32), "colors": colors,
+            "intrinsics": np.array([fx, fx, cx, cy], np.float64), "image_size": np.array([width, height], np.int32)}
+
+
+def write_result_npz(path: Path, arrays: dict, *, kind="mesh", image_path="", sensor_mm=36.0) -> Path:
+    """An NPZ following docs/architecture.md; the camera computed from the intrinsics here."""
+    fx, _, cx, cy = arrays["intrinsics"]
+    width, height = (int(v) for v in arrays["image_size"])
+    np.savez(
+        path, format=np.array("ppd-npz-1"), kind=np.array(kind),
+        frame=np.array("print_mm" if kind == "solid" else "opencv"),
+        vertices=arrays["vertices"], faces=arrays["faces"] if kind != "points" else np.zeros((0, 3), np.int32),
+        uvs=arrays["uvs"], colors=arrays["colors"], image_path=np.array(str(image_path)),
+        image_size=arrays["image_size"], intrinsics=arrays["intrinsics"],
+        camera_lens_mm=np.float64(fx * sensor_mm / width), camera_sensor_width_mm=np.float64(sensor_mm),
+        camera_sensor_fit=np.array("HORIZONTAL"),
+        camera_shift=np.array([(width / 2 - cx) / width, (cy - height / 2) / width]),
+    )
+    return path
+
+
+def projected_pixels(scene, camera, obj, indices) -> np.ndarray:
+    """Image coordinates (x right, y down, pixel centres at +0.5) of mesh vertices seen by
+    `camera` at the scene's render resolution, via bpy_extras.world_to_camera_view."""
+    from bpy_extras.object_utils import world_to_camera_view
+
+    width, height = scene.render.resolution_x, scene.render.resolution_y
+    out = []
+    for index in indices:
+        ndc = world_to_camera_view(scene, camera, obj.matrix_world @ obj.data.vertices[int(index)].co)
+        out.append((ndc.x * width, (1.0 - ndc.y) * height))
+    return np.array(out)

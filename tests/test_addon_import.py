@@ -1,0 +1,158 @@
+"""The add-on's importer: NPZ result -> mesh / points / solid, material, camera (bpy 5.0)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.test_addon_harness import (
+    addon,
+    bpy,
+    clear_scene,
+    datablock_counts,
+    grid_result,
+    projected_pixels,
+    write_photo,
+    write_result_npz,
+)
+
+
+@pytest.fixture
+def importer():
+    module = addon("importer")
+    clear_scene()
+    yield module
+    clear_scene()
+
+
+def test_mesh_import_counts_uvs_material_and_camera(importer, tmp_path):
+    arrays = grid_result(width=40, height=30, fx=50.0, cx=21.5, cy=13.0)
+    photo = write_photo(tmp_path / "garden.png", 40, 30)
+    npz = write_result_npz(tmp_path / "r.npz", arrays, image_path=photo)
+    scene = bpy.context.scene
+
+    result = importer.import_result(scene, str(npz), name="garden")
+
+    mesh_obj, camera = result.objects[0], result.camera
+    assert result.collection.name == "garden" and mesh_obj.name == "garden"
+    assert mesh_obj.users_collection[0] == result.collection and camera.name == "garden camera"
+    mesh = mesh_obj.data
+    assert len(mesh.vertices) == 40 * 30 and len(mesh.polygons) == len(arrays["faces"])
+    uv = np.empty(len(mesh.loops) * 2, np.float32)
+    mesh.uv_layers["UVMap"].data.foreach_get("uv", uv)
+    assert 0.0 <= uv.min() and uv.max() <= 1.0
+    loop_vertices = np.empty(len(mesh.loops), np.int32)
+    mesh.loops.foreach_get("vertex_index", loop_vertices)
+    first = int(np.flatnonzero(loop_vertices == 41)[0])
+    np.testing.assert_allclose(uv.reshape(-1, 2)[first], arrays["uvs"][41], atol=1e-6)
+
+    material = mesh.materials[0]
+    texture = next(node for node in material.node_tree.nodes if node.type == "TEX_IMAGE")
+    assert bpy.path.abspath(texture.image.filepath) == str(photo)
+    assert any(node.type == "EMISSION" for node in material.node_tree.nodes)
+
+    data = camera.data
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (40, 30)
+    assert data.sensor_fit == "HORIZONTAL" and data.sensor_width == pytest.approx(36.0)
+    assert data.lens == pytest.approx(50.0 * 36.0 / 40.0)
+    assert data.shift_x == pytest.approx((20 - 21.5) / 40) and data.shift_y == pytest.approx((13.0 - 15) / 40)
+    assert data.background_images[0].image == texture.image and scene.camera == camera
+
+
+def test_vertices_project_onto_their_pixels(importer, tmp_path):
+    arrays = grid_result(width=64, height=48, fx=55.0, cx=30.25, cy=26.5, seed=3)
+    npz = write_result_npz(tmp_path / "r.npz", arrays)
+    scene = bpy.context.scene
+    result = importer.import_result(scene, str(npz), name="p")
+
+    indices = [0, 63, 47 * 64, 64 * 48 - 1, 10 * 64 + 33, 25 * 64 + 5]
+    got = projected_pixels(scene, result.camera, result.objects[0], indices)
+    want = np.array([(i % 64 + 0.5, i // 64 + 0.5) for i in indices])
+    assert np.abs(got - want).max() < 0.5
+    assert np.abs(got - want).max() < 1e-3  # in fact exact up to float32 rounding
+
+
+def test_faces_face_the_camera(importer, tmp_path):
+    npz = write_result_npz(tmp_path / "r.npz", grid_result(depth=2.0))
+    obj = importer.import_result(bpy.context.scene, str(npz), name="wall").objects[0]
+    normals = np.empty(len(obj.data.polygons) * 3, np.float32)
+    obj.data.polygons.foreach_get("normal", normals)
+    # The camera looks down -Z from the origin: a wall facing it has normals along +Z.
+    assert (normals.reshape(-1, 3)[:, 2] > 0.999).all()
+
+
+def test_blender_camera_of_ppd_core_lines_up_in_blender(importer, tmp_path):
+    camera_mod = pytest.importorskip("ppd_core.camera")
+    export = pytest.importorskip("mesh.export")
+    data_mod = pytest.importorskip("mesh.data")
+    arrays = grid_result(width=50, height=36, fx=61.0, cx=27.0, cy=16.5, seed=5)
+    intrinsics = camera_mod.Intrinsics(fx=61.0, fy=61.0, cx=27.0, cy=16.5, width=50, height=36)
+    cam = camera_mod.blender_camera(intrinsics)
+    info = export.CameraInfo(image_path=str(tmp_path / "x.png"), image_size=(50, 36),
+                             intrinsics=(61.0, 61.0, 27.0, 16.5), lens_mm=cam.lens_mm,
+                             sensor_width_mm=cam.sensor_width_mm, shift=(cam.shift_x, cam.shift_y),
+                             sensor_fit=cam.sensor_fit)
+    mesh = data_mod.MeshData(vertices=arrays["vertices"], faces=arrays["faces"], uvs=arrays["uvs"],
+                             colors=arrays["colors"], frame="opencv")
+    export.write_npz(tmp_path / "r.npz", mesh, camera=info)
+    scene = bpy.context.scene
+    result = importer.import_result(scene, str(tmp_path / "r.npz"), name="core")
+
+    indices = [0, 49, 35 * 50, 50 * 36 - 1, 17 * 50 + 20]
+    got = projected_pixels(scene, result.camera, result.objects[0], indices)
+    want = np.array([(i % 50 + 0.5, i // 50 + 0.5) for i in indices])
+    assert np.abs(got - want).max() < 0.5
+
+
+def test_point_cloud_has_colours_and_mesh_to_points(importer, tmp_path):
+    arrays = grid_result(width=20, height=10)
+    npz = write_result_npz(tmp_path / "r.npz", arrays, kind="points")
+    result = importer.import_result(bpy.context.scene, str(npz), name="cloud", shading="PRINCIPLED")
+
+    obj = result.objects[0]
+    assert obj.name == "cloud points" and len(obj.data.vertices) == 200 and len(obj.data.polygons) == 0
+    colors = np.empty(200 * 4, np.float32)
+    obj.data.color_attributes["Col"].data.foreach_get("color_srgb", colors)
+    np.testing.assert_allclose(colors.reshape(-1, 4)[:, :3] * 255, arrays["colors"], atol=0.6)
+    modifier = obj.modifiers["Mesh to Points"]
+    assert any(node.bl_idname == "GeometryNodeMeshToPoints" for node in modifier.node_group.nodes)
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    rendered = [len(instance.object.data.points) for instance in depsgraph.object_instances
+                if instance.object.original == obj and instance.object.type == "POINTCLOUD"]
+    assert rendered == [200]
+
+
+def test_print_solid_sets_millimetres(importer, tmp_path):
+    arrays = grid_result(width=8, height=6)
+    arrays["vertices"] = arrays["vertices"] * 1000.0
+    npz = write_result_npz(tmp_path / "s.npz", arrays, kind="solid")
+    scene = bpy.context.scene
+    result = importer.import_result(scene, str(npz), name="relief")
+    obj = result.objects[0]
+    assert obj.name == "relief solid" and result.camera is None
+    assert scene.unit_settings.length_unit == "MILLIMETERS" and scene.unit_settings.scale_length == pytest.approx(0.001)
+    np.testing.assert_allclose(np.array(obj.data.vertices[7].co), arrays["vertices"][7], rtol=1e-6)
+
+
+def test_bad_npz_leaves_nothing_behind(importer, tmp_path):
+    arrays = grid_result(width=8, height=6)
+    arrays["faces"] = arrays["faces"].copy()
+    arrays["faces"][3, 1] = 10_000
+    bad = write_result_npz(tmp_path / "bad.npz", arrays)
+    before = datablock_counts()
+    with pytest.raises(importer.ImportFailed, match="bad.npz: faces index vertices outside"):
+        importer.import_result(bpy.context.scene, str(bad), name="bad")
+    with pytest.raises(importer.ImportFailed, match="missing.npz: result file not found"):
+        importer.import_result(bpy.context.scene, str(tmp_path / "missing.npz"), name="bad")
+    assert datablock_counts() == before
+
+
+def test_failure_midway_removes_created_datablocks(importer, tmp_path):
+    """An unreadable photo is found after the mesh exists: everything made so far goes."""
+    photo = tmp_path / "broken.png"
+    photo.write_bytes(b"this is not an image" * 8)
+    npz = write_result_npz(tmp_path / "r.npz", grid_result(width=8, height=6), image_path=photo)
+    before = datablock_counts()
+    with pytest.raises(importer.ImportFailed, match="broken.png: the photo cannot be read"):
+        importer.import_result(bpy.context.scene, str(npz), name="x")
+    assert datablock_counts() == before
