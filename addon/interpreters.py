@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 
 from .backend_setup import venv_python
 
@@ -36,7 +37,9 @@ def candidate_interpreters(setup_venv: str | None = None, environ: dict | None =
 def has_worker_package(python: str, timeout: float = 15.0) -> bool:
     """True when `python` can import ppd_core (a quick probe, not the full handshake)."""
     try:
-        done = subprocess.run([python, "-c", PROBE], capture_output=True, timeout=timeout, check=False)
+        # A neutral folder: `-c` puts the working folder on sys.path.
+        done = subprocess.run([python, "-c", PROBE], capture_output=True, timeout=timeout, check=False,
+                              cwd=tempfile.gettempdir())
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0

@@ -70,14 +70,14 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
     preset: EnumProperty(
         name="Depth Range",
         items=(
-            ("tabletop", "Tabletop", "Objects on a table, about 0.3 to 2 m away"),
-            ("indoor", "Indoor", "A room, about 0.5 to 10 m away"),
-            ("outdoor", "Outdoor", "Streets and landscapes, about 2 to 200 m away"),
+            ("tabletop", "Tabletop", "Objects on a table, about 0.3 to 1.5 m away"),
+            ("indoor", "Indoor", "A room, about 0.8 to 10 m away"),
+            ("outdoor", "Outdoor", "Streets and landscapes, about 3 to 200 m away"),
             ("custom", "Custom", "Set the nearest and farthest depth yourself"),
         ),
         default="indoor",
     )
-    near: FloatProperty(name="Near", default=0.5, min=0.01, unit="LENGTH", description="Depth of the nearest surfaces")
+    near: FloatProperty(name="Near", default=0.8, min=0.01, unit="LENGTH", description="Depth of the nearest surfaces")
     far: FloatProperty(name="Far", default=10.0, min=0.02, unit="LENGTH", description="Depth of the farthest surfaces")
     fov_source: EnumProperty(
         name="Field of View",
@@ -118,7 +118,6 @@ def job_options(settings: DepthFromImageSettings, prefs) -> dict:
         "relief_mm": settings.relief_mm,
         "base_mm": settings.base_mm,
         "edge_strength": settings.edge_strength,
-        "preset": settings.preset,
         "steps": settings.steps,
         "resolution": RESOLUTIONS[settings.resolution],
         "device": prefs.device,
@@ -128,6 +127,8 @@ def job_options(settings: DepthFromImageSettings, prefs) -> dict:
     if settings.preset == "custom":
         options["near"] = settings.near
         options["far"] = settings.far
+    else:
+        options["preset"] = settings.preset
     if settings.fov_source == "MANUAL":
         options["fov"] = settings.fov
     if prefs.weights_folder:

@@ -104,6 +104,8 @@ class Session:
         if not os.path.isfile(python):
             raise RunError(f"Python interpreter not found: {python} (set it in the add-on preferences)")
         settings = context.scene.depth_from_image
+        if settings.preset == "custom" and settings.near >= settings.far:
+            raise RunError(f"Near ({settings.near:g} m) must be less than Far ({settings.far:g} m)")
         temp_dir = tempfile.mkdtemp(prefix="ppd-blender-")
         try:
             photo = photo_source.resolve_photo(settings, temp_dir)
