@@ -34,9 +34,9 @@ class MeshReport:
 
     @property
     def printable(self) -> bool:
-        """True when a slicer can take the mesh as it is."""
-        return (self.watertight and self.winding_consistent and self.manifold
-                and self.volume > 0 and self.degenerate_faces == 0)
+        """True when a slicer can take the mesh as it is (degenerate faces are only counted:
+        slicers drop zero-area triangles of a closed mesh without harm)."""
+        return self.watertight and self.winding_consistent and self.manifold and self.volume > 0
 
     def summary(self, unit: str = "mm") -> str:
         """One line: size, volume and the yes/no checks, e.g. for the command's output."""

@@ -60,11 +60,40 @@ def texture_path(path: Path) -> Path:
 
 
 def output_files(kind: str, path: Path) -> list[Path]:
-    """Every file an export of `kind` to `path` creates (OBJ: the OBJ, its MTL and texture)."""
+    """Every file an export of `kind` to `path` creates (OBJ: the OBJ, its MTL and texture;
+    depth_png: the 16-bit depth and its colour preview)."""
     path = Path(path)
     if kind == "obj":
         return [path, path.with_suffix(".mtl"), texture_path(path)]
+    if kind == "depth_png":
+        return [path, path.with_name(path.stem + "_preview.png")]
     return [path]
+
+
+def write_depth_png(path: Path, depth: np.ndarray) -> list[Path]:
+    """A 16-bit PNG of metric depth in millimetres (0 = no depth, clipped at 65.535 m, the
+    convention `ppd_core.depth.read_depth_file` reads back) and a colour preview, near warm."""
+    import cv2
+
+    depth = np.asarray(depth, dtype=np.float64)
+    valid = np.isfinite(depth) & (depth > 0)
+    millimetres = np.where(valid, np.clip(np.rint(depth * 1000.0), 1, 65535), 0).astype(np.uint16)
+    nearness = np.zeros(depth.shape, dtype=np.uint8)
+    if valid.any():
+        inverse = np.where(valid, 1.0 / np.where(valid, depth, 1.0), 0.0)
+        low, high = np.percentile(inverse[valid], [2.0, 98.0])
+        scaled = (inverse - low) / (high - low) if high > low else np.full(depth.shape, 0.5)
+        nearness = np.clip(np.rint(scaled * 255.0), 0, 255).astype(np.uint8)
+    preview = cv2.applyColorMap(nearness, cv2.COLORMAP_TURBO)
+    preview[~valid] = 0
+    files = output_files("depth_png", path)
+    with atomic_files(files) as (depth_temp, preview_temp):
+        for temp, image in ((depth_temp, millimetres), (preview_temp, preview)):
+            ok, data = cv2.imencode(".png", image)
+            if not ok:
+                raise OutputError(f"{path}: OpenCV could not encode the PNG")
+            temp.write_bytes(data.tobytes())
+    return files
 
 
 @contextlib.contextmanager

@@ -80,7 +80,19 @@ def heightfield_solid(top: np.ndarray, cell_mm: float) -> MeshData:
                             np.column_stack([a_base, b_top, a_top])])
     base = np.column_stack([b_base, a_base, np.full(count, centre)])  # faces -z
     vertices = np.concatenate([top_vertices, base_vertices, [[0.0, 0.0, 0.0]]])
-    return MeshData(vertices=vertices, faces=np.concatenate([top_faces, walls, base]), frame="print_mm")
+    # Texture coordinates span the photo corner to corner; walls and base reuse the rim's.
+    gu, gv = np.meshgrid(np.linspace(0.0, 1.0, columns), np.linspace(1.0, 0.0, rows))
+    top_uvs = np.column_stack([gu.ravel(), gv.ravel()])
+    uvs = np.concatenate([top_uvs, top_uvs[ring], [[0.5, 0.5]]])
+    return MeshData(vertices=vertices, faces=np.concatenate([top_faces, walls, base]), uvs=uvs,
+                    frame="print_mm")
+
+
+def cell_for_face_count(shape: tuple[int, int], width_mm: float, faces: int) -> float:
+    """The cell size (mm) whose print grid has about `faces` triangles on its top."""
+    height, width = shape
+    columns = max(2.0, np.sqrt(faces / 2.0 * width / height))
+    return width_mm / (columns - 1)
 
 
 def relief_solid(depth: np.ndarray, *, width_mm: float = 100.0, relief_mm: float = 5.0,
@@ -88,7 +100,8 @@ def relief_solid(depth: np.ndarray, *, width_mm: float = 100.0, relief_mm: float
     """A watertight print solid from a metric depth map (H, W), `width_mm` wide along x.
 
     The relief rises `relief_mm` above a `base_mm` thick flat base, near high (or far high
-    with `reverse`, lithophane style). The map is resampled to cells of about `cell_mm`.
+    with `reverse`, lithophane style). The map is resampled to cells of about `cell_mm`
+    (`cell_for_face_count` picks one for a triangle budget). UVs map the photo onto the top.
     """
     check_print_size(width_mm, relief_mm, base_mm)
     heights = relief_heights(depth, reverse)
@@ -122,10 +135,7 @@ def extrude_to_base(mesh: MeshData, *, width_mm: float = 100.0, relief_mm: Optio
 
     if mesh.is_points:
         raise BadInputError("a point cloud cannot be closed into a solid; mesh it first")
-    surface = mesh.to_trimesh(process=True)
-    surface.remove_unreferenced_vertices()
-    vertices = np.asarray(surface.vertices, dtype=np.float64)
-    faces = np.asarray(surface.faces)
+    vertices, faces = manifold_surface(mesh)
     extent = np.ptp(vertices[:, 0])
     check_print_size(width_mm, 0.0 if relief_mm is None else relief_mm, base_mm)
     if extent <= 0:
@@ -151,8 +161,25 @@ def extrude_to_base(mesh: MeshData, *, width_mm: float = 100.0, relief_mm: Optio
     a, b = edges[is_boundary, 0], edges[is_boundary, 1]
     walls = np.concatenate([np.column_stack([b, a, a + count]), np.column_stack([b, a + count, b + count])])
     closed = np.concatenate([faces, faces[:, ::-1] + count, walls])
-    solid = trimesh.Trimesh(np.concatenate([top, base]), closed, process=True)
+    solid = trimesh.Trimesh(np.concatenate([top, base]), closed, process=False)
     return MeshData(vertices=solid.vertices, faces=solid.faces, frame="print_mm")
+
+
+def manifold_surface(mesh: MeshData) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices and faces of `mesh` with duplicates, slivers and non-manifold edges and
+    vertices repaired (pymeshlab), so that every edge has at most two faces."""
+    import pymeshlab
+
+    meshes = pymeshlab.MeshSet()
+    meshes.add_mesh(pymeshlab.Mesh(vertex_matrix=mesh.vertices.astype(np.float64), face_matrix=mesh.faces))
+    meshes.meshing_remove_duplicate_vertices()
+    meshes.meshing_remove_duplicate_faces()
+    meshes.meshing_remove_null_faces()
+    meshes.meshing_repair_non_manifold_edges(method=0)
+    meshes.meshing_repair_non_manifold_vertices()
+    meshes.meshing_remove_unreferenced_vertices()
+    result = meshes.current_mesh()
+    return result.vertex_matrix(), result.face_matrix()
 
 
 def _rows_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:

@@ -1,0 +1,220 @@
+"""`python -m ppd_core.mesh PHOTO [PHOTO ...] --stl ...`: photos to meshes, point clouds and solids.
+
+Exit codes: 0 every photo done, 1 at least one photo failed (one line each; the others are
+still processed), 2 usage error. Nothing half-written is left behind; the photo is never
+overwritten, other files only with --force.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ppd_core.errors import BadInputError, OutputError, PPDError
+
+#: Output kind -> (flag, default suffix appended to the photo's stem).
+OUTPUT_FLAGS = {
+    "stl": ("--stl", ".stl"),
+    "3mf": ("--3mf", ".3mf"),
+    "ply": ("--ply", ".ply"),
+    "obj": ("--obj", ".obj"),
+    "glb": ("--glb", ".glb"),
+    "npz": ("--npz", ".npz"),
+    "depth_png": ("--depth-png", "_depth.png"),
+}
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's options (see the README's "Main job")."""
+    parser = argparse.ArgumentParser(
+        prog="ppd-mesh", description="Photo to depth, point cloud, mesh or printable solid (Pixel-Perfect Depth).")
+    parser.add_argument("photos", nargs="+", metavar="PHOTO", help="photo file(s)")
+    out = parser.add_argument_group("outputs (several at once; default names next to the photo)")
+    for kind, (flag, suffix) in OUTPUT_FLAGS.items():
+        out.add_argument(flag, dest=f"want_{kind}", action="store_true", help=f"write <photo>{suffix}")
+    out.add_argument("--points", action="store_true", help="a point cloud instead of a mesh (PLY, NPZ)")
+    out.add_argument("-o", "--output", type=Path, help="output file (one photo, one output) or folder")
+    out.add_argument("--force", action="store_true", help="overwrite existing output files")
+    out.add_argument("--quiet", action="store_true", help="no progress, only failures")
+
+    geometry = parser.add_argument_group("geometry")
+    geometry.add_argument("--method", choices=("grid", "poisson"), default="grid")
+    geometry.add_argument("--solid", action=argparse.BooleanOptionalAction, default=None,
+                          help="a watertight print solid (default for STL and 3MF)")
+    geometry.add_argument("--width-mm", type=float, default=100.0, help="solid width (default 100)")
+    geometry.add_argument("--relief-mm", type=float, default=5.0, help="relief height (default 5)")
+    geometry.add_argument("--base-mm", type=float, default=2.0, help="base thickness (default 2)")
+    geometry.add_argument("--decimate", type=int, metavar="N", help="target triangle count")
+    geometry.add_argument("--edge-strength", type=float, default=0.5, help="0..1, higher cuts more edges")
+    geometry.add_argument("--poisson-depth", type=int, default=9, help="Poisson octree depth (default 9)")
+
+    camera = parser.add_argument_group("depth and camera")
+    camera.add_argument("--preset", choices=("tabletop", "indoor", "outdoor"))
+    camera.add_argument("--near", type=float, help="near distance in metres (2nd percentile)")
+    camera.add_argument("--far", type=float, help="far distance in metres (98th percentile)")
+    camera.add_argument("--fov", type=float, help="horizontal field of view in degrees (overrides EXIF)")
+    camera.add_argument("--depth", metavar="FILE", help="use this depth map instead of the network")
+    camera.add_argument("--depth-kind", choices=("metric", "disparity", "normalized"), default="metric")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--steps", type=int, default=4)
+    model.add_argument("--resolution", type=int, default=1024 * 768, help="working area in pixels")
+    model.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    model.add_argument("--precision", default="auto", help="auto, fp32, fp16, bf16")
+    model.add_argument("--seed", type=int, default=0)
+    model.add_argument("--weights", metavar="DIR", help="folder with ppd.pth and depth_anything_v2_vitl.pth")
+    return parser
+
+
+def job_options(args: argparse.Namespace):
+    """The pipeline's JobOptions from parsed arguments."""
+    from ppd_core.pipeline import JobOptions
+
+    return JobOptions(
+        method=args.method, points=args.points, solid=args.solid, width_mm=args.width_mm,
+        relief_mm=args.relief_mm, base_mm=args.base_mm, decimate=args.decimate,
+        edge_strength=args.edge_strength, preset=args.preset, near=args.near, far=args.far, fov=args.fov,
+        depth=args.depth, depth_kind=args.depth_kind, steps=args.steps, resolution=args.resolution,
+        device=args.device, precision=args.precision, seed=args.seed, weights=args.weights,
+        poisson_depth=args.poisson_depth)
+
+
+def output_paths(photo: Path, kinds: list[str], output: Optional[Path], single: bool) -> dict[str, Path]:
+    """Where each output goes: -o FILE (one photo, one output), -o FOLDER, or next to the photo."""
+    if output is not None and not output.is_dir() and output.suffix and single and len(kinds) == 1:
+        return {kinds[0]: output}
+    if output is not None and output.suffix and not output.is_dir():
+        raise BadInputError(f"{output}: -o names a file, but there are several photos or outputs; give a folder")
+    folder = output if output is not None else photo.parent
+    return {kind: folder / (photo.stem + OUTPUT_FLAGS[kind][1]) for kind in kinds}
+
+
+def check_targets(photo: Path, outputs: dict[str, Path], force: bool) -> None:
+    """Refuse to write over the photo (ever) or over existing files (without --force)."""
+    from mesh.export import output_files
+
+    for kind, path in outputs.items():
+        for target in output_files(kind, path):
+            if target.resolve() == photo.resolve():
+                raise OutputError(f"{target}: refusing to overwrite the photo itself")
+            if target.exists() and not force:
+                raise OutputError(f"{target}: already exists (use --force to overwrite)")
+            if not target.parent.is_dir():
+                raise OutputError(f"{target.parent}: no such folder")
+
+
+class Progress:
+    """A tqdm bar per photo on a terminal; plain lines per stage otherwise; nothing when quiet."""
+
+    def __init__(self, label: str, quiet: bool, stream=None) -> None:
+        from ppd_core.pipeline import STAGES
+
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.label = label
+        self.spans, start = {}, 0.0
+        for name, weight in STAGES:
+            self.spans[name] = (start, weight)
+            start += weight
+        self.fraction = 0.0
+        self.stage = None
+        self.bar = None
+        if not quiet and self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=100, desc=label, file=self.stream, unit="%", leave=False,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+
+    def __call__(self, stage: str, fraction: float, message: str = "") -> None:
+        start, width = self.spans.get(stage, (self.fraction, 0.0))
+        self.fraction = max(self.fraction, min(1.0, start + width * fraction))
+        if self.bar is not None:
+            self.bar.n = round(100 * self.fraction)
+            self.bar.set_postfix_str(f"{stage}: {message}", refresh=True)
+        elif not self.quiet and stage != self.stage:
+            print(f"{self.label}: {stage} {message}".rstrip(), file=self.stream, flush=True)
+        self.stage = stage
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def summary_lines(stats: dict) -> list[str]:
+    """One line per output: path, vertices, faces, size, watertight; plus the solid check."""
+    lines = []
+    for kind, path in stats["outputs"].items():
+        detail = stats["details"][kind]
+        if kind == "depth_png":
+            width, height = detail["size_px"]
+            lines.append(f"{path}: depth map {width}x{height} px (+ preview)")
+            continue
+        if "size_mm" in detail:
+            size = " x ".join(f"{v:.2f}" for v in detail["size_mm"]) + " mm"
+        else:
+            size = " x ".join(f"{v:.3f}" for v in detail["size_m"]) + " m"
+        watertight = {True: "yes", False: "no", None: "n/a (open)"}[detail["watertight"]]
+        lines.append(f"{path}: {detail['vertices']} vertices, {detail['faces']} faces, {size}, "
+                     f"watertight {watertight}")
+        if "check" in detail:
+            lines.append(f"  check: {detail['check']}")
+    return lines
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command; return the exit code (0 ok, 1 a photo failed, 2 usage)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return EXIT_OK if exit_.code == 0 else EXIT_USAGE
+    kinds = [kind for kind in OUTPUT_FLAGS if getattr(args, f"want_{kind}")]
+    if not kinds:
+        parser.print_usage(sys.stderr)
+        print("ppd-mesh: error: choose at least one output (--stl, --3mf, --ply, --obj, --glb, --npz, --depth-png)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    from ppd_core.pipeline import ModelCache, run_photo
+
+    try:
+        options = job_options(args)
+        options.validate()
+    except BadInputError as error:
+        print(f"ppd-mesh: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.depth is not None and len(args.photos) > 1:
+        print("ppd-mesh: error: --depth gives the depth of one photo; pass exactly one photo", file=sys.stderr)
+        return EXIT_USAGE
+
+    models = ModelCache()
+    failures = 0
+    for name in args.photos:
+        photo = Path(name)
+        progress = Progress(photo.name, args.quiet)
+        try:
+            if not photo.is_file():
+                raise BadInputError(f"{photo}: no such file")
+            outputs = output_paths(photo, kinds, args.output, single=len(args.photos) == 1)
+            check_targets(photo, outputs, args.force)
+            stats = run_photo(photo, outputs, options, models=models, on_progress=progress)
+        except PPDError as error:
+            progress.close()
+            print(f"ppd-mesh: {photo}: {error}" if str(photo) not in str(error) else f"ppd-mesh: {error}",
+                  file=sys.stderr)
+            failures += 1
+            continue
+        except KeyboardInterrupt:
+            progress.close()
+            print(f"ppd-mesh: {photo}: interrupted; nothing written for it", file=sys.stderr)
+            return EXIT_FAILED
+        progress.close()
+        for line in summary_lines(stats):
+            print(line)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
