@@ -2,11 +2,49 @@
 
 Pixel (x, y) (integer column, row) has its centre at the continuous image coordinate
 (x + 0.5, y + 0.5); a principal point of (width / 2, height / 2) is the image centre.
+Where the focal length comes from, in order: an explicit field of view from the caller,
+EXIF FocalLengthIn35mmFilm, EXIF FocalLength with a known sensor width, `DEFAULT_HFOV_DEG`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+
+from ppd_core.errors import BadInputError
+
+if TYPE_CHECKING:
+    from ppd_core.image import Photo
+
+DEFAULT_HFOV_DEG = 60.0
+"""Horizontal field of view assumed when neither the caller nor EXIF says otherwise.
+
+60 degrees sits between a phone's main camera (about 65-70 degrees) and a "normal" 50 mm
+lens on full frame (about 40 degrees), so the shape error of a wrong guess stays moderate.
+"""
+
+FULL_FRAME_WIDTH_MM = 36.0
+"""Width of a 35 mm film frame: the reference of EXIF FocalLengthIn35mmFilm."""
+
+SENSOR_WIDTHS_MM: dict[str, float] = {
+    "canon eos 5d mark iv": 36.0,
+    "canon eos r5": 36.0,
+    "canon eos 80d": 22.5,
+    "nikon d750": 35.9,
+    "nikon d850": 35.9,
+    "nikon d3500": 23.5,
+    "ilce-7m3": 35.6,
+    "ilce-6400": 23.5,
+    "x-t3": 23.5,
+    "e-m10markiii": 17.3,
+    "dc-gh5": 17.3,
+    "hero9 black": 6.17,
+}
+"""Sensor widths (mm) of cameras that may omit FocalLengthIn35mmFilm, keyed by the EXIF
+Model string in lower case (phones write the 35 mm value, so they need no entry)."""
 
 
 @dataclass(frozen=True)
@@ -19,3 +57,118 @@ class Intrinsics:
     cy: float
     width: int
     height: int
+
+    def scaled(self, width: int, height: int) -> Intrinsics:
+        """The same camera for the image resized to `width` x `height` (edges map to edges)."""
+        if width <= 0 or height <= 0:
+            raise BadInputError(f"cannot scale intrinsics to {width}x{height}: size must be positive")
+        sx = width / self.width
+        sy = height / self.height
+        return Intrinsics(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, int(width), int(height))
+
+    def cropped(self, x0: int, y0: int, width: int, height: int) -> Intrinsics:
+        """The same camera for the crop whose top-left pixel is (x0, y0) of this image."""
+        if width <= 0 or height <= 0:
+            raise BadInputError(f"cannot crop intrinsics to {width}x{height}: size must be positive")
+        return Intrinsics(self.fx, self.fy, self.cx - x0, self.cy - y0, int(width), int(height))
+
+    def as_matrix(self) -> np.ndarray:
+        """The 3x3 camera matrix K (float64)."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+    @property
+    def hfov_deg(self) -> float:
+        """Horizontal field of view in degrees (for a centred principal point)."""
+        return math.degrees(2.0 * math.atan(self.width / (2.0 * self.fx)))
+
+
+def intrinsics_from_fov(width: int, height: int, hfov_deg: float) -> Intrinsics:
+    """Square-pixel intrinsics with a centred principal point and horizontal FOV `hfov_deg`."""
+    if width <= 0 or height <= 0:
+        raise BadInputError(f"image size {width}x{height} is not positive")
+    if not (0.0 < hfov_deg < 180.0) or not math.isfinite(hfov_deg):
+        raise BadInputError(f"field of view {hfov_deg} degrees is outside (0, 180)")
+    f = width / (2.0 * math.tan(math.radians(hfov_deg) / 2.0))
+    return Intrinsics(f, f, width / 2.0, height / 2.0, int(width), int(height))
+
+
+def _sensor_width_mm(model: Optional[str]) -> Optional[float]:
+    """Known sensor width for an EXIF Model string, or None."""
+    if not model:
+        return None
+    return SENSOR_WIDTHS_MM.get(" ".join(model.lower().split()))
+
+
+def intrinsics_for_photo(photo: Photo, fov_deg: Optional[float] = None) -> Intrinsics:
+    """Intrinsics for `photo`: explicit `fov_deg`, else EXIF, else `DEFAULT_HFOV_DEG`.
+
+    EXIF FocalLengthIn35mmFilm is the focal length a 36 mm wide frame would need for the same
+    view. The 35 mm equivalent is defined on the frame diagonal, but for the 3:2 frame it
+    refers to, width scaling is what every phone and camera writes; we use the width.
+    """
+    height, width = photo.rgb.shape[:2]
+    if fov_deg is not None:
+        return intrinsics_from_fov(width, height, fov_deg)
+    if photo.focal_35mm is not None and photo.focal_35mm > 0:
+        hfov = math.degrees(2.0 * math.atan(FULL_FRAME_WIDTH_MM / (2.0 * photo.focal_35mm)))
+        return intrinsics_from_fov(width, height, hfov)
+    sensor = _sensor_width_mm(photo.model)
+    if photo.focal_mm is not None and photo.focal_mm > 0 and sensor is not None:
+        hfov = math.degrees(2.0 * math.atan(sensor / (2.0 * photo.focal_mm)))
+        return intrinsics_from_fov(width, height, hfov)
+    return intrinsics_from_fov(width, height, DEFAULT_HFOV_DEG)
+
+
+def project(points: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
+    """Continuous pixel coordinates (N, 2) of camera-frame points (N, 3); pixel (x, y)'s
+    centre is (x + 0.5, y + 0.5). Points at z <= 0 give non-finite coordinates."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = intrinsics.fx * pts[:, 0] / pts[:, 2] + intrinsics.cx
+        v = intrinsics.fy * pts[:, 1] / pts[:, 2] + intrinsics.cy
+    behind = pts[:, 2] <= 0
+    u[behind] = np.nan
+    v[behind] = np.nan
+    return np.stack([u, v], axis=1)
+
+
+@dataclass(frozen=True)
+class BlenderCamera:
+    """Blender camera settings equivalent to a pinhole `Intrinsics` (see `blender_camera`)."""
+
+    lens_mm: float
+    sensor_width_mm: float
+    sensor_fit: str
+    shift_x: float
+    shift_y: float
+    resolution_x: int
+    resolution_y: int
+
+
+def blender_camera(intrinsics: Intrinsics, sensor_width_mm: float = FULL_FRAME_WIDTH_MM) -> BlenderCamera:
+    """Blender camera data that renders exactly like `intrinsics` at its resolution.
+
+    Blender's camera looks down its local -Z with +Y up: a camera-frame point (x, y, z) of
+    OpenCV is (x, -y, -z) in Blender's camera frame (a 180 degree turn about x). With
+    sensor_fit "HORIZONTAL" Blender maps the sensor width onto the image width, and lens
+    shift is measured in units of the image width (for "AUTO" it would be the larger side).
+    Its projection of a Blender camera-frame point (X, Y, Z) to pixels (u right, v down) is
+
+        f_px = lens_mm / sensor_width_mm * resolution_x
+        u    = f_px * X / -Z + resolution_x / 2 - shift_x * resolution_x
+        v    = f_px * -Y / -Z + resolution_y / 2 + shift_y * resolution_x
+
+    so lens_mm = fx * sensor_width_mm / width, shift_x = (width / 2 - cx) / width and
+    shift_y = (cy - height / 2) / width. Blender has one focal length: fx == fy is assumed
+    (square pixels; fx is used).
+    """
+    width, height = intrinsics.width, intrinsics.height
+    return BlenderCamera(
+        lens_mm=float(intrinsics.fx * sensor_width_mm / width),
+        sensor_width_mm=float(sensor_width_mm),
+        sensor_fit="HORIZONTAL",
+        shift_x=float((width / 2.0 - intrinsics.cx) / width),
+        shift_y=float((intrinsics.cy - height / 2.0) / width),
+        resolution_x=int(width),
+        resolution_y=int(height),
+    )

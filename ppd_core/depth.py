@@ -1,0 +1,201 @@
+"""Metric depth from PPD's normalised log-depth or from depth files, and edge-keeping upsampling.
+
+PPD predicts p, an affine-invariant normalised log(1 + depth): p = 0 near the 2nd
+percentile of the scene, p = 1 near the 98th. Metric depth needs two numbers: either the
+near/far distances (metres) of that range, or a scale and shift of log(1 + depth).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import cv2
+import numpy as np
+
+from ppd_core.errors import BadInputError
+
+PRESETS: dict[str, tuple[float, float]] = {
+    "tabletop": (0.3, 1.5),
+    "indoor": (0.8, 10.0),
+    "outdoor": (3.0, 200.0),
+}
+"""Scene presets: (near, far) in metres of the 2nd..98th percentile depth range."""
+
+DEPTH_KINDS = ("metric", "disparity", "normalized")
+
+PNG_METRIC_SCALE = 0.001
+"""Metres per unit of a 16-bit metric depth PNG (millimetres, the Kinect / ScanNet habit)."""
+
+
+def _check_range(near: float, far: float) -> None:
+    if not (np.isfinite(near) and np.isfinite(far)) or near < 0 or far <= near:
+        raise BadInputError(f"depth range near={near}, far={far} is invalid: need 0 <= near < far (metres)")
+
+
+def metric_from_scale_shift(p: np.ndarray, scale: float, shift: float) -> np.ndarray:
+    """Metric depth (float32) from normalised log-depth: log(1 + depth) = scale * p + shift.
+
+    NaN in gives NaN out, without warnings.
+    """
+    if not (np.isfinite(scale) and np.isfinite(shift)):
+        raise BadInputError(f"depth scale {scale} and shift {shift} must be finite")
+    p = np.asarray(p, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.expm1(scale * p + shift).astype(np.float32)
+
+
+def metric_from_normalized(p: np.ndarray, near: float, far: float) -> np.ndarray:
+    """Metric depth (float32, metres) from PPD's normalised p: log(1 + depth) runs linearly
+    from log(1 + near) at p = 0 to log(1 + far) at p = 1 (values outside [0, 1] extrapolate)."""
+    _check_range(near, far)
+    low, high = np.log1p(near), np.log1p(far)
+    return metric_from_scale_shift(p, high - low, low)
+
+
+def _read_image_depth(path: Path) -> np.ndarray:
+    """One channel of a PNG / TIFF / EXR depth image, as stored (integers or floats)."""
+    if path.suffix.lower() == ".exr":
+        os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+    values = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+    if values is None:
+        raise BadInputError(f"{path}: not a depth image OpenCV can read")
+    if values.ndim == 3:
+        values = values[:, :, 2] if values.shape[2] >= 3 else values[:, :, 0]  # BGR order: R
+    return values
+
+
+def read_depth_file(path: Union[str, Path], kind: str) -> np.ndarray:
+    """Read a depth map file as float32 (H, W) in the units of `kind`.
+
+    kind "metric": metres (a 16-bit PNG holds millimetres, see `PNG_METRIC_SCALE`; 0 = no depth
+    and becomes NaN). kind "disparity": inverse depth as stored. kind "normalized": PPD's p in
+    [0, 1] (integer PNGs are divided by their maximum code, 255 or 65535).
+    Formats: .npy, 8/16-bit .png, float .tif/.tiff, .exr (OpenCV's OpenEXR reader).
+    """
+    path = Path(path)
+    if kind not in DEPTH_KINDS:
+        raise BadInputError(f"{path}: depth kind {kind!r} is not one of {', '.join(DEPTH_KINDS)}")
+    if not path.is_file():
+        raise BadInputError(f"{path}: no such depth file")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            values = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise BadInputError(f"{path}: not a readable .npy array ({exc})") from None
+        values = np.squeeze(values)
+    elif suffix in (".png", ".tif", ".tiff", ".exr"):
+        values = _read_image_depth(path)
+    else:
+        raise BadInputError(f"{path}: unsupported depth file type {suffix!r} (use .npy, .png, .tif, .exr)")
+    if values.ndim != 2 or values.size == 0 or not np.issubdtype(values.dtype, np.number):
+        raise BadInputError(f"{path}: depth must be a 2-D numeric map, got shape {values.shape}")
+    integer = np.issubdtype(values.dtype, np.integer)
+    out = values.astype(np.float32)
+    if integer and kind == "metric":
+        out[out == 0] = np.nan
+        if values.dtype == np.uint16:
+            out *= PNG_METRIC_SCALE
+    elif integer and kind == "normalized":
+        out /= 65535.0 if values.dtype == np.uint16 else 255.0
+    return out
+
+
+def depth_to_metric(
+    values: np.ndarray,
+    kind: str,
+    near: Optional[float] = None,
+    far: Optional[float] = None,
+) -> np.ndarray:
+    """Metric depth (float32, metres) from a map read by `read_depth_file`.
+
+    metric: returned as is. normalized: `metric_from_normalized(values, near, far)`.
+    disparity: without near/far it is taken as true inverse depth (1/m), depth = 1 / d.
+    With near/far it is treated as affine-invariant (MiDaS, Depth Anything): its 2nd..98th
+    percentiles are mapped linearly onto inverse depth 1/far..1/near, then inverted.
+    Non-positive or non-finite disparity becomes NaN (no depth).
+    """
+    values = np.asarray(values, dtype=np.float32)
+    if kind == "metric":
+        return values.copy()
+    if kind == "normalized":
+        if near is None or far is None:
+            raise BadInputError("normalised depth needs near and far (metres)")
+        return metric_from_normalized(values, near, far)
+    if kind != "disparity":
+        raise BadInputError(f"depth kind {kind!r} is not one of {', '.join(DEPTH_KINDS)}")
+    disparity = values.astype(np.float64)
+    if near is not None and far is not None:
+        _check_range(near, far)
+        finite = disparity[np.isfinite(disparity)]
+        if finite.size == 0:
+            raise BadInputError("disparity map has no finite values")
+        low, high = np.percentile(finite, [2.0, 98.0])
+        spread = high - low if high > low else 1.0
+        unit = (disparity - low) / spread
+        disparity = 1.0 / far + unit * (1.0 / max(near, 1e-6) - 1.0 / far)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = np.where(disparity > 0, 1.0 / disparity, np.nan)
+    return depth.astype(np.float32)
+
+
+def upsample_depth(
+    depth: np.ndarray,
+    width: int,
+    height: int,
+    guide_rgb: Optional[np.ndarray] = None,
+    max_jump: float = 0.02,
+    color_sigma: float = 12.0,
+) -> np.ndarray:
+    """Resize a depth map to `width` x `height` without blending across discontinuities.
+
+    Each output pixel looks at its four bilinear source pixels. Where their depths agree
+    (max/min - 1 < `max_jump`) it takes the bilinear blend; across a discontinuity it copies
+    one source pixel: the one whose photo colour (from `guide_rgb`, the full-size photo)
+    best matches the output pixel, weighted by bilinear distance (joint bilateral choice),
+    or the nearest source without a guide. Invalid (NaN, <= 0) sources are never used.
+    """
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.ndim != 2 or depth.size == 0:
+        raise BadInputError(f"depth must be a non-empty 2-D map, got shape {depth.shape}")
+    if width <= 0 or height <= 0:
+        raise BadInputError(f"upsampling target {width}x{height} is not positive")
+    h, w = depth.shape
+    xs = np.clip((np.arange(width) + 0.5) * (w / width) - 0.5, 0, w - 1)
+    ys = np.clip((np.arange(height) + 0.5) * (h / height) - 0.5, 0, h - 1)
+    x0 = np.floor(xs).astype(np.int64)
+    y0 = np.floor(ys).astype(np.int64)
+    x1 = np.minimum(x0 + 1, w - 1)
+    y1 = np.minimum(y0 + 1, h - 1)
+    fx = (xs - x0)[None, :]
+    fy = (ys - y0)[:, None]
+    corners = [(y0[:, None], x0[None, :]), (y0[:, None], x1[None, :]), (y1[:, None], x0[None, :]), (y1[:, None], x1[None, :])]
+    weights = np.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx]).astype(np.float32)
+    values = np.stack([depth[r, c] for r, c in corners])
+    good = np.isfinite(values) & (values > 0)
+    weights = np.where(good, weights, 0.0).astype(np.float32)
+    safe = np.where(good, values, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hi = np.where(good, safe, -np.inf).max(axis=0)
+        lo = np.where(good, safe, np.inf).min(axis=0)
+        smooth = good.all(axis=0) & (hi / lo - 1.0 < max_jump)
+        blended = (weights * safe).sum(axis=0) / weights.sum(axis=0)
+    score = weights.copy()
+    if guide_rgb is not None:
+        guide = np.asarray(guide_rgb)
+        if guide.shape[:2] != (height, width):
+            raise BadInputError(f"guide photo is {guide.shape[1]}x{guide.shape[0]}, expected {width}x{height}")
+        guide = guide.astype(np.float32)
+        small = cv2.resize(guide, (w, h), interpolation=cv2.INTER_AREA)
+        for k, (r, c) in enumerate(corners):
+            distance2 = ((small[r, c] - guide) ** 2).sum(axis=-1)
+            score[k] *= np.exp(-distance2 / (2.0 * color_sigma**2))
+        score = np.where(good, score + 1e-12 * weights, -1.0)
+    else:
+        score = np.where(good, score, -1.0)
+    pick = np.take_along_axis(values, score.argmax(axis=0)[None], axis=0)[0]
+    any_good = good.any(axis=0)
+    out = np.where(smooth, blended, np.where(any_good, pick, np.nan))
+    return out.astype(np.float32)
