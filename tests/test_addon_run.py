@@ -1,0 +1,195 @@
+"""The add-on's run: start checks, a real worker end to end, cancel, worker lifetime.
+
+Background Blender has no event loop, so the tests call the modal operator's timer step
+(`runner.SESSION.step`) themselves, as the timer would.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.test_addon_harness import (
+    MODULE,
+    REPO,
+    addon,
+    bpy,
+    clear_scene,
+    datablock_counts,
+    prefs,
+    projected_pixels,
+    write_photo,
+)
+
+
+@pytest.fixture
+def runner():
+    module = addon("runner")
+    clear_scene()
+    state = bpy.context.window_manager.depth_from_image
+    state.last_error = state.last_result = ""
+    yield module
+    module.SESSION.request_cancel()
+    drive(module)
+    clear_scene()
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    checkpoints = pytest.importorskip("tests.checkpoints")
+    folder = tmp_path_factory.mktemp("weights")
+    checkpoints.write_small_weights(folder)
+    return folder
+
+
+@pytest.fixture
+def worker_env(monkeypatch, weights):
+    """The worker runs this checkout's ppd_core with the small random-weight checkpoint."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    p = prefs()
+    p.python, p.weights_folder, p.device, p.precision = sys.executable, str(weights), "cpu", "fp32"
+    settings = bpy.context.scene.depth_from_image
+    settings.steps, settings.resolution, settings.create_camera = 2, "FAST", True
+    return p
+
+
+def drive(runner, timeout=240.0, on_step=None):
+    """Call the timer step until the run ends; return the outcome."""
+    deadline = time.monotonic() + timeout
+    while True:
+        outcome = runner.SESSION.step(bpy.context)
+        if on_step is not None:
+            on_step()
+        if outcome != runner.RUNNING:
+            return outcome
+        assert time.monotonic() < deadline, "the run did not finish in time"
+        time.sleep(0.02)
+
+
+def test_bad_interpreter_path_is_a_clear_message_in_the_panel(runner, tmp_path):
+    prefs().python = "/nonexistent/bin/python3"
+    bpy.context.scene.depth_from_image.photo_path = str(write_photo(tmp_path / "a.png", 8, 6))
+    with pytest.raises(runner.RunError):
+        runner.SESSION.start_run(bpy.context)
+    state = bpy.context.window_manager.depth_from_image
+    assert state.last_error.startswith("Python interpreter not found: /nonexistent/bin/python3")
+    assert not state.running and not runner.SESSION.running
+
+
+def test_interpreter_without_the_package_fails_with_the_fix(runner, tmp_path, monkeypatch):
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    venv = tmp_path / "empty-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    prefs().python = str(venv / "bin" / "python")
+    settings = bpy.context.scene.depth_from_image
+    settings.photo_source, settings.photo_path = "FILE", str(write_photo(tmp_path / "a.png", 8, 6))
+    runner.SESSION.start_run(bpy.context)
+    assert drive(runner, timeout=60) == runner.FAILED
+    error = bpy.context.window_manager.depth_from_image.last_error
+    assert "does not have the depth-from-image package" in error and "pip install" in error
+
+
+def test_missing_photo_and_bad_range_are_refused_before_any_work(runner, tmp_path):
+    prefs().python = sys.executable
+    settings = bpy.context.scene.depth_from_image
+    settings.photo_source, settings.photo_path = "FILE", str(tmp_path / "nope.jpg")
+    with pytest.raises(runner.RunError, match="Photo not found: .*nope.jpg"):
+        runner.SESSION.start_run(bpy.context)
+    settings.photo_path = str(write_photo(tmp_path / "a.png", 8, 6))
+    settings.preset, settings.near, settings.far = "custom", 5.0, 2.0
+    with pytest.raises(runner.RunError, match="Near .* must be less than Far"):
+        runner.SESSION.start_run(bpy.context)
+    settings.preset = "indoor"
+    settings.photo_source, settings.photo_image = "IMAGE", None
+    with pytest.raises(runner.RunError, match="No image chosen"):
+        runner.SESSION.start_run(bpy.context)
+    settings.photo_source = "FILE"
+
+
+def _uv_pixels(obj, indices) -> np.ndarray:
+    """The photo pixel each vertex was lifted from, read back from its UVs."""
+    mesh = obj.data
+    loops = np.empty(len(mesh.loops), np.int32)
+    mesh.loops.foreach_get("vertex_index", loops)
+    uv = np.empty(len(mesh.loops) * 2, np.float32)
+    mesh.uv_layers["UVMap"].data.foreach_get("uv", uv)
+    uv = uv.reshape(-1, 2)
+    first_loop = {int(v): i for i, v in reversed(list(enumerate(loops)))}
+    width, height = bpy.context.scene.render.resolution_x, bpy.context.scene.render.resolution_y
+    return np.array([(uv[first_loop[i], 0] * width, (1.0 - uv[first_loop[i], 1]) * height) for i in indices])
+
+
+def test_end_to_end_mesh_then_packed_points_with_one_worker(runner, worker_env, tmp_path):
+    photo = write_photo(tmp_path / "garden.png", 64, 48)
+    settings = bpy.context.scene.depth_from_image
+    settings.photo_source, settings.photo_path, settings.output = "FILE", str(photo), "MESH"
+    settings.edge_strength = 0.0
+    bpy.ops.ed.undo_push(message="before")
+    state = bpy.context.window_manager.depth_from_image
+    seen = []
+
+    runner.SESSION.start_run(bpy.context)
+    temp_dir = runner.SESSION.run.temp_dir
+    outcome = drive(runner, on_step=lambda: seen.append(state.progress))
+    assert outcome == runner.FINISHED, state.last_error
+    assert seen == sorted(seen) and max(seen) == 1.0 and not os.path.exists(temp_dir)
+    obj, camera = bpy.data.objects["garden"], bpy.data.objects["garden camera"]
+    assert obj.users_collection[0].name == "garden" and len(obj.data.polygons) > 0
+    assert state.last_result.startswith("garden: ") and not state.last_error
+    indices = np.linspace(0, len(obj.data.vertices) - 1, 7).astype(int)
+    projected = projected_pixels(bpy.context.scene, camera, obj, indices)
+    assert np.abs(projected - _uv_pixels(obj, indices)).max() < 0.5
+    pid = runner.SESSION.client.pid
+
+    bpy.ops.ed.undo()
+    assert "garden" not in bpy.data.objects and "garden camera" not in bpy.data.objects
+
+    packed = bpy.data.images.load(str(write_photo(tmp_path / "packed.png", 48, 40, seed=1)))
+    packed.pack()
+    settings = bpy.context.scene.depth_from_image
+    settings.photo_source, settings.photo_image, settings.output = "IMAGE", packed, "POINTS"
+    runner.SESSION.start_run(bpy.context)
+    assert runner.SESSION.run.photo.path != packed.filepath and os.path.isfile(runner.SESSION.run.photo.path)
+    assert drive(runner) == runner.FINISHED, state.last_error
+    points = bpy.data.objects["packed points"]
+    assert points.modifiers["Mesh to Points"].node_group is not None
+    assert bpy.data.objects["packed camera"].data.background_images[0].image == packed
+    assert runner.SESSION.client.pid == pid and runner.SESSION.client.alive
+
+
+def test_cancel_leaves_nothing_and_disable_stops_the_worker(runner, worker_env, tmp_path):
+    settings = bpy.context.scene.depth_from_image
+    settings.photo_source, settings.output = "FILE", "MESH"
+    settings.photo_path = str(write_photo(tmp_path / "cancel me.png", 64, 48))
+    settings.steps = 8
+    before = datablock_counts()
+    state = bpy.context.window_manager.depth_from_image
+
+    runner.SESSION.start_run(bpy.context)
+    temp_dir = runner.SESSION.run.temp_dir
+    deadline = time.monotonic() + 120
+    while "diffusion" not in state.stage:
+        assert runner.SESSION.step(bpy.context) == runner.RUNNING, state.last_error
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    runner.SESSION.request_cancel()
+    assert drive(runner, timeout=60) == runner.CANCELLED
+    assert datablock_counts() == before and not os.path.exists(temp_dir)
+    assert state.stage == "Cancelled" and not state.running and not state.last_error
+    client = runner.SESSION.client
+    assert client is not None and client.alive
+
+    pid = client.pid
+    bpy.ops.preferences.addon_disable(module=MODULE)
+    try:
+        assert not client.alive
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # closed and reaped
+    finally:
+        bpy.ops.preferences.addon_enable(module=MODULE)
