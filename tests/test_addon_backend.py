@@ -1,0 +1,123 @@
+"""Preferences back end: torch wheel index choice, setup commands, interpreter detection, Check."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import time
+
+import pytest
+
+from tests.test_addon_harness import REPO, addon
+
+NVIDIA_SMI = """
++-----------------------------------------------------------------------------------------+
+| NVIDIA-SMI 550.54.15              Driver Version: 550.54.15      CUDA Version: 12.4     |
+|-----------------------------------------+------------------------+----------------------+
+"""
+
+
+@pytest.fixture(scope="module")
+def setup_mod():
+    return addon("backend_setup")
+
+
+def test_cuda_version_from_nvidia_smi(setup_mod):
+    assert setup_mod.parse_cuda_version(NVIDIA_SMI) == (12, 4)
+    assert setup_mod.parse_cuda_version("NVIDIA-SMI has failed because it couldn't communicate") is None
+
+
+@pytest.mark.parametrize("system, cuda, tag", [
+    ("Linux", (12, 4), "cu118"),
+    ("Linux", (12, 6), "cu126"),
+    ("Windows", (12, 9), "cu128"),
+    ("Linux", (13, 1), "cu130"),
+    ("Linux", (11, 4), "cpu"),
+    ("Linux", None, "cpu"),
+    ("Windows", None, "cpu"),
+])
+def test_torch_index_fits_the_driver(setup_mod, system, cuda, tag):
+    url, why = setup_mod.torch_index_url(system, cuda)
+    assert url == "https://download.pytorch.org/whl/" + tag and why
+
+
+def test_macos_uses_the_default_index_for_mps(setup_mod):
+    url, why = setup_mod.torch_index_url("Darwin", None)
+    assert url is None and "MPS" in why
+
+
+def test_setup_commands_create_the_venv_then_install_torch_then_the_package(setup_mod, tmp_path):
+    venv = str(tmp_path / "env")
+    commands = setup_mod.setup_commands("/usr/bin/python3", venv, "https://download.pytorch.org/whl/cpu")
+    python = setup_mod.venv_python(venv)
+    assert commands[0] == ["/usr/bin/python3", "-m", "venv", venv]
+    assert commands[2] == [python, "-m", "pip", "install", "torch", "--index-url",
+                           "https://download.pytorch.org/whl/cpu"]
+    assert commands[3] == [python, "-m", "pip", "install", "depth-from-image==0.1.0"]
+    assert setup_mod.format_command(["/a b/python", "-m", "venv"]) == '"/a b/python" -m venv'
+
+
+def test_failed_setup_reports_the_command_and_logs_it(setup_mod, tmp_path):
+    log = tmp_path / "setup.log"
+    # A base "python" that exits with an error stands in for a broken interpreter.
+    failing = tmp_path / "python-that-fails"
+    failing.write_text("#!/bin/sh\necho 'venv: permission denied' >&2\nexit 3\n")
+    failing.chmod(failing.stat().st_mode | stat.S_IXUSR)
+    setup = setup_mod.BackendSetup(str(tmp_path / "env"), str(log), base_python=str(failing))
+    setup.start()
+    deadline = time.monotonic() + 60
+    while not setup.status().done:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    status = setup.status()
+    assert "failed with exit code 3" in status.error and str(failing) in status.error
+    assert status.commands[0].startswith(str(failing)) and len(status.commands) == 4
+    text = log.read_text()
+    assert f"$ {failing} -m venv" in text and "venv: permission denied" in text
+
+
+def test_candidates_list_the_setup_venv_then_the_active_venv(tmp_path):
+    interpreters = addon("interpreters")
+    setup_venv, active = tmp_path / "setup", tmp_path / "active"
+    for venv in (setup_venv, active):
+        (venv / "bin").mkdir(parents=True)
+        (venv / "bin" / "python").write_text("")
+    found = interpreters.candidate_interpreters(str(setup_venv), {"VIRTUAL_ENV": str(active), "PATH": ""})
+    assert found == [str(setup_venv / "bin" / "python"), str(active / "bin" / "python")]
+    missing = interpreters.candidate_interpreters(str(tmp_path / "none"), {"PATH": ""})
+    assert missing == []
+
+
+def test_package_probe_tells_interpreters_apart(tmp_path, monkeypatch):
+    interpreters = addon("interpreters")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    assert interpreters.has_worker_package(sys.executable)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    assert interpreters.has_worker_package(sys.executable) == _installed()
+    assert not interpreters.has_worker_package(str(tmp_path / "no-python"))
+
+
+def _installed() -> bool:
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("depth-from-image")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def test_check_shows_versions_and_devices_or_the_problem(tmp_path, monkeypatch):
+    preferences = addon("preferences")
+    client = addon("ppd_client")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    handshake = client.check_interpreter(sys.executable, 120, log_path=str(tmp_path / "w.log"))
+    ok, text = preferences.check_result_text(handshake)
+    assert ok and text.startswith("OK: depth-from-image 0.1.0, torch ") and "devices: cpu (" in text
+    try:
+        client.check_interpreter(str(tmp_path / "missing" / "python"), 10)
+    except client.WorkerError as error:
+        ok, text = preferences.check_result_text(error)
+    assert not ok and text.startswith(f"Python interpreter not found: {tmp_path / 'missing' / 'python'}")
+    assert os.path.isfile(tmp_path / "w.log")
