@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import importlib.util
-import json
 import logging
 import os
 import platform
@@ -24,8 +23,7 @@ from typing import Any, BinaryIO, Callable, Optional
 
 import ppd_core
 from ppd_core.errors import BadInputError, Cancelled, PPDError
-
-PROTOCOL_VERSION = 1
+from ppd_core.protocol import PROTOCOL_VERSION, EventWriter, guess_id, one_line, parse_request
 SHUTDOWN_GRACE_S = 10.0
 PARENT_CHECK_S = 0.5
 PROGRESS_MIN_STEP = 0.005
@@ -34,51 +32,18 @@ PROGRESS_MIN_INTERVAL_S = 0.5
 log = logging.getLogger("ppd_core.worker")
 
 
-class EventWriter:
-    """Writes one JSON object per line to a private copy of the original stdout."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
-        self.broken = False
-
-    def emit(self, event: dict) -> None:
-        """Send one event; a closed pipe (parent gone) is remembered, not raised."""
-        data = (json.dumps(event, default=_jsonable) + "\n").encode("utf-8")
-        with self._lock:
-            if self.broken:
-                return
-            try:
-                self._stream.write(data)
-                self._stream.flush()
-            except (OSError, ValueError):
-                self.broken = True
-
-
-def _jsonable(value: Any) -> Any:
-    """Turn numpy scalars/arrays and paths into plain JSON values."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return repr(value)
-
-
 class EventLogHandler(logging.Handler):
-    """Forwards the package's log records (INFO and up) to the client as log events."""
+    """Forwards the pipeline's log records (INFO and up) to the client as log events."""
 
     def __init__(self, events: EventWriter) -> None:
         super().__init__(logging.INFO)
         self.events = events
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name == log.name:
+            return  # the worker's own bookkeeping stays in the log file
         message = one_line(record.getMessage())
         self.events.emit({"type": "log", "level": record.levelname.lower(), "message": message})
-
-
-def one_line(text: str) -> str:
-    """Collapse a message to one line: events carry short messages, tracebacks go to the log."""
-    return " ".join(str(text).split())
 
 
 def take_stdout() -> BinaryIO:
@@ -229,34 +194,6 @@ class JobBoard:
             raise Cancelled("cancelled by request" if not self.stopping.is_set() else "cancelled: the worker is shutting down")
 
 
-def parse_request(line: bytes) -> dict:
-    """Decode one stdin line into a job or cancel request; BadInputError says what is wrong."""
-    try:
-        request = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BadInputError(f"request is not a JSON line ({one_line(exc)})") from exc
-    if not isinstance(request, dict):
-        raise BadInputError("request is not a JSON object")
-    kind = request.get("type")
-    job_id = request.get("id")
-    if job_id is not None and not isinstance(job_id, str):
-        raise BadInputError(f"request id must be a string, not {job_id!r}")
-    if kind == "cancel":
-        return request
-    if kind != "job":
-        raise BadInputError(f"unknown request type {kind!r} (expected 'job' or 'cancel')")
-    if not job_id:
-        raise BadInputError("job has no id")
-    if not isinstance(request.get("photo"), str) or not request["photo"]:
-        raise BadInputError(f"job {job_id} has no photo path")
-    outputs = request.get("outputs")
-    if not isinstance(outputs, dict) or not outputs or not all(isinstance(v, str) for v in outputs.values()):
-        raise BadInputError(f"job {job_id} needs 'outputs': an object of format -> file path")
-    if not isinstance(request.get("options", {}), dict):
-        raise BadInputError(f"job {job_id} has 'options' that is not an object")
-    return request
-
-
 def read_requests(stdin: BinaryIO, board: JobBoard, events: EventWriter) -> None:
     """Stdin thread: queue jobs, apply cancels, answer garbage with an error; stop at EOF."""
     for line in iter(stdin.readline, b""):
@@ -265,7 +202,7 @@ def read_requests(stdin: BinaryIO, board: JobBoard, events: EventWriter) -> None
         try:
             request = parse_request(line)
         except BadInputError as exc:
-            guess = _guess_id(line)
+            guess = guess_id(line)
             events.emit({"type": "error", "id": guess, "kind": exc.kind, "message": one_line(exc)})
             continue
         if request["type"] == "cancel":
@@ -276,14 +213,6 @@ def read_requests(stdin: BinaryIO, board: JobBoard, events: EventWriter) -> None
                 {"type": "error", "id": request["id"], "kind": "bad_input", "message": f"job id {request['id']} is already in use"}
             )
     board.stop("stdin closed")
-
-
-def _guess_id(line: bytes) -> Optional[str]:
-    try:
-        job_id = json.loads(line).get("id")
-    except (ValueError, AttributeError):
-        return None
-    return job_id if isinstance(job_id, str) else None
 
 
 def watch_parent(board: JobBoard, parent: int) -> None:
@@ -379,17 +308,6 @@ class JobProgress:
         self.events.emit({"type": "progress", "id": self.job_id, "stage": "done", "fraction": 1.0, "message": "done"})
 
 
-def remove_new_outputs(outputs: dict, existed: set) -> None:
-    """After a failed or cancelled job, delete outputs it created: a job is all or nothing."""
-    for path in outputs.values():
-        if path not in existed and os.path.isfile(path):
-            try:
-                os.remove(path)
-                log.info("removed %s from the unfinished job", path)
-            except OSError:
-                log.exception("could not remove %s", path)
-
-
 class Runner:
     """Runs jobs through the pipeline with one model cache kept for the worker's life."""
 
@@ -399,19 +317,21 @@ class Runner:
         self.models: Any = None
 
     def run(self, job: dict) -> None:
-        """Run one job and answer with exactly one result or error event."""
+        """Run one job and answer with exactly one result or error event.
+
+        The pipeline removes any output it wrote when a job fails or is cancelled.
+        """
         job_id = job["id"]
-        outputs = dict(job["outputs"])
-        existed = {path for path in outputs.values() if os.path.exists(path)}
         started = time.monotonic()
         try:
             from ppd_core import pipeline
 
             if self.models is None:
                 self.models = pipeline.ModelCache()
+            loads_before = self.models.loads
             progress = JobProgress(job_id, pipeline.STAGES, self.events, self.board.check_cancel)
             options = pipeline.JobOptions.from_dict(job.get("options", {}))
-            result = pipeline.run_photo(job["photo"], outputs, options, models=self.models, on_progress=progress)
+            stats = pipeline.run_photo(job["photo"], job["outputs"], options, models=self.models, on_progress=progress)
             progress.done()
         except Exception as exc:  # every failure becomes one error event; the worker lives on
             if isinstance(exc, PPDError):
@@ -420,26 +340,32 @@ class Runner:
                 traceback.print_exc(file=sys.stderr)
             if is_out_of_memory(exc):
                 free_memory()
-            remove_new_outputs(outputs, existed)
             self.events.emit(error_for(exc, job_id))
             return
-        stats = dict(getattr(result, "stats", None) or {})
-        stats.setdefault("seconds", round(time.monotonic() - started, 3))
-        written = dict(getattr(result, "outputs", None) or outputs)
-        self.events.emit({"type": "result", "id": job_id, "outputs": written, "stats": stats})
+        outputs = stats.pop("outputs", job["outputs"])
+        stats.update(
+            seconds=round(time.monotonic() - started, 3),
+            model_loads=self.models.loads,
+            model_reused=options.depth is None and self.models.loads == loads_before,
+        )
+        self.events.emit({"type": "result", "id": job_id, "outputs": outputs, "stats": stats})
 
 
-def serve(stdin: BinaryIO, events: EventWriter) -> int:
-    """Handshake, then run jobs until stdin closes or the parent dies; return the exit code."""
+def serve(stdin: BinaryIO, events: EventWriter, parent: int) -> int:
+    """Handshake, then run jobs until stdin closes or `parent` dies; return the exit code."""
+    log.info("worker %s starting (pid %d, %s)", ppd_core.__version__, os.getpid(), sys.executable)
     problem = torch_problem()
     if problem is not None:
+        log.error("%s", problem)
         events.emit({"type": "error", "id": None, "kind": "torch_missing", "message": problem})
         return 3
     board = JobBoard()
     events.emit(handshake_event())
-    log.info("worker %s ready (pid %d, %s)", ppd_core.__version__, os.getpid(), sys.executable)
+    forward = EventLogHandler(events)
+    for package in ("ppd_core", "mesh"):
+        logging.getLogger(package).addHandler(forward)
     threading.Thread(target=read_requests, args=(stdin, board, events), name="stdin", daemon=True).start()
-    threading.Thread(target=watch_parent, args=(board, os.getppid()), name="parent", daemon=True).start()
+    threading.Thread(target=watch_parent, args=(board, parent), name="parent", daemon=True).start()
     runner = Runner(board, events)
     while not board.stopping.is_set():
         job = board.start_next(timeout=PARENT_CHECK_S)
@@ -458,12 +384,12 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def main() -> int:
     """Entry point of `python -m ppd_core.worker`."""
+    parent = os.getppid()
     events = EventWriter(take_stdout())
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)
-    logging.getLogger("ppd_core").addHandler(EventLogHandler(events))
     signal.signal(signal.SIGTERM, _terminate)
-    return serve(sys.stdin.buffer, events)
+    return serve(sys.stdin.buffer, events, parent)
 
 
 if __name__ == "__main__":

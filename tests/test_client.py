@@ -36,17 +36,17 @@ print("ok", sys.version_info[:2])
 
 
 def interpreters_to_check() -> list:
-    """This interpreter plus any Python 3.11-3.13 found on this machine."""
-    found = {sys.executable}
+    """This interpreter plus one each of Python 3.11-3.13 found on this machine."""
+    found = {f"{sys.version_info[0]}.{sys.version_info[1]}": sys.executable}
     for version in ("3.11", "3.12", "3.13"):
         candidates = [shutil.which(f"python{version}")]
         candidates += [str(p) for p in Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}")]
         for candidate in filter(None, candidates):
-            probe = subprocess.run([candidate, "-c", "pass"], capture_output=True)
-            if probe.returncode == 0:
-                found.add(candidate)
+            if version in found:
                 break
-    return sorted(found)
+            if subprocess.run([candidate, "-c", "pass"], capture_output=True).returncode == 0:
+                found[version] = candidate
+    return sorted(found.values())
 
 
 @pytest.mark.parametrize("python", interpreters_to_check())

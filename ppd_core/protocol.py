@@ -1,0 +1,89 @@
+"""The worker protocol's wire format: JSON lines in, JSON lines out (docs/protocol.md).
+
+Shared by the worker's stdin reader and event writer. The client (`ppd_core.client`) keeps
+its own copy of `PROTOCOL_VERSION` because it must stay a single standard-library file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any, BinaryIO, Optional
+
+from ppd_core.errors import BadInputError
+
+PROTOCOL_VERSION = 1
+#: Error kinds of job errors; the client adds worker_crashed and timeout of its own.
+ERROR_KINDS = ("bad_input", "weights_missing", "out_of_memory", "cancelled", "internal")
+
+
+def one_line(text: str) -> str:
+    """Collapse a message to one line: events carry short messages, tracebacks go to the log."""
+    return " ".join(str(text).split())
+
+
+class EventWriter:
+    """Writes one JSON object per line to a private copy of the original stdout."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self.broken = False
+
+    def emit(self, event: dict) -> None:
+        """Send one event; a closed pipe (parent gone) is remembered, not raised."""
+        data = (json.dumps(event, default=_jsonable) + "\n").encode("utf-8")
+        with self._lock:
+            if self.broken:
+                return
+            try:
+                self._stream.write(data)
+                self._stream.flush()
+            except (OSError, ValueError):
+                self.broken = True
+
+
+def _jsonable(value: Any) -> Any:
+    """Turn numpy scalars/arrays and paths into plain JSON values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return repr(value)
+
+
+def parse_request(line: bytes) -> dict:
+    """Decode one stdin line into a job or cancel request; BadInputError says what is wrong."""
+    try:
+        request = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadInputError(f"request is not a JSON line ({one_line(exc)})") from exc
+    if not isinstance(request, dict):
+        raise BadInputError("request is not a JSON object")
+    kind = request.get("type")
+    job_id = request.get("id")
+    if job_id is not None and not isinstance(job_id, str):
+        raise BadInputError(f"request id must be a string, not {job_id!r}")
+    if kind == "cancel":
+        return request
+    if kind != "job":
+        raise BadInputError(f"unknown request type {kind!r} (expected 'job' or 'cancel')")
+    if not job_id:
+        raise BadInputError("job has no id")
+    if not isinstance(request.get("photo"), str) or not request["photo"]:
+        raise BadInputError(f"job {job_id} has no photo path")
+    outputs = request.get("outputs")
+    if not isinstance(outputs, dict) or not outputs or not all(isinstance(v, str) for v in outputs.values()):
+        raise BadInputError(f"job {job_id} needs 'outputs': an object of format -> file path")
+    if not isinstance(request.get("options", {}), dict):
+        raise BadInputError(f"job {job_id} has 'options' that is not an object")
+    return request
+
+
+def guess_id(line: bytes) -> Optional[str]:
+    try:
+        job_id = json.loads(line).get("id")
+    except (ValueError, AttributeError):
+        return None
+    return job_id if isinstance(job_id, str) else None
