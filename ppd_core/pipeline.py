@@ -184,7 +184,7 @@ def _scene_mesh(lifted, intrinsics, options: JobOptions, on_progress):
                                on_progress=on_progress)
         surface.uvs = projected_uvs(surface.vertices, intrinsics)
     if len(surface.faces) == 0:
-        raise BadInputError("no triangles survived: the depth map has no smooth region to mesh")
+        raise BadInputError("no triangles survived the depth-edge cuts: the depth map has no smooth region to mesh")
     if options.decimate is not None:
         report(on_progress, "mesh", 0.6, f"decimating to {options.decimate} triangles")
         surface = decimate(surface, options.decimate)

@@ -1,0 +1,168 @@
+"""The ppd-mesh command end to end: depth files the tests write, a tiny model, bad inputs."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import open3d as o3d
+import pytest
+import trimesh
+from PIL import Image
+
+from ppd_core.mesh import main
+
+H, W = 48, 64
+
+
+@pytest.fixture
+def scene(tmp_path):
+    """A photo and a metric depth map with a box in front of a wall."""
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(rgb).save(photo)
+    depth = np.full((H, W), 2.0, np.float32)
+    depth[10:35, 15:45] = 1.0
+    depth_file = tmp_path / "depth.npy"
+    np.save(depth_file, depth)
+    return photo, depth_file, rgb
+
+
+def test_stl_solid_is_watertight_and_exactly_as_wide_as_asked(scene, capsys):
+    photo, depth, _ = scene
+    code = main([str(photo), "--depth", str(depth), "--stl", "--width-mm", "73.5", "--quiet"])
+    assert code == 0
+    solid = trimesh.load(photo.with_suffix(".stl"))
+    assert solid.is_watertight and solid.volume > 0
+    assert solid.extents[0] == pytest.approx(73.5, abs=0.01)
+    out = capsys.readouterr().out
+    assert "photo.stl" in out and "watertight yes" in out and "check:" in out and "manifold yes" in out
+
+
+def test_obj_glb_are_textured_and_ply_reads_in_open3d(scene, tmp_path):
+    photo, depth, rgb = scene
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert main([str(photo), "--depth", str(depth), "--obj", "--glb", "--ply", "-o", str(folder), "--quiet"]) == 0
+    for name in ("photo.obj", "photo.glb"):
+        loaded = trimesh.load(folder / name, force="mesh")
+        assert loaded.visual.kind == "texture" and len(loaded.faces) > 1000
+        image = getattr(loaded.visual.material, "image", None) or loaded.visual.material.baseColorTexture
+        np.testing.assert_array_equal(np.asarray(image.convert("RGB")), rgb)
+        # glTF frame: the camera looks down -z, so every vertex has z < 0
+        assert loaded.vertices[:, 2].max() < 0
+    mesh = o3d.io.read_triangle_mesh(str(folder / "photo.ply"))
+    assert len(mesh.triangles) > 1000 and mesh.has_vertex_colors()
+
+
+def test_no_triangle_spans_the_synthetic_depth_step(scene, tmp_path):
+    photo, depth, _ = scene
+    assert main([str(photo), "--depth", str(depth), "--npz", "--quiet"]) == 0
+    with np.load(photo.with_suffix(".npz")) as data:
+        z = data["vertices"][:, 2][data["faces"]]
+        assert str(data["frame"]) == "opencv" and str(data["kind"]) == "mesh"
+    assert not np.any((z.min(axis=1) < 1.4) & (z.max(axis=1) > 1.6))
+
+
+def test_points_and_decimation(scene, tmp_path):
+    photo, depth, _ = scene
+    assert main([str(photo), "--depth", str(depth), "--ply", "--points", "--quiet"]) == 0
+    cloud = o3d.io.read_point_cloud(str(photo.with_suffix(".ply")))
+    assert len(cloud.points) > 0.9 * H * W and cloud.has_colors() and cloud.has_normals()
+    assert main([str(photo), "--depth", str(depth), "--glb", "--decimate", "1200", "--quiet"]) == 0
+    faces = len(trimesh.load(photo.with_suffix(".glb"), force="mesh").faces)
+    assert abs(faces - 1200) <= 60
+
+
+def test_full_path_from_a_photo_with_a_small_random_model(scene, tmp_path, capsys):
+    from tests.checkpoints import write_small_weights
+
+    photo, _, _ = scene
+    weights = write_small_weights(tmp_path / "weights")
+    # A random network's depth is noise, so ask for solids (a scene mesh would be all cut).
+    code = main([str(photo), "--weights", str(weights), "--stl", "--npz", "--solid", "--depth-png",
+                 "--resolution", str(64 * 48), "--steps", "2", "--preset", "tabletop"])
+    assert code == 0, capsys.readouterr().err
+    assert trimesh.load(photo.with_suffix(".stl")).is_watertight
+    with np.load(photo.with_suffix(".npz")) as data:
+        assert str(data["kind"]) == "solid" and data["faces"].shape[0] > 0
+    stored = np.asarray(Image.open(tmp_path / "photo_depth.png"))
+    assert stored.dtype == np.uint16 and stored.shape == (H, W)
+    assert stored.std() > 0
+    from ppd_core.depth import read_depth_file  # millimetres, read back as metres
+    np.testing.assert_allclose(read_depth_file(tmp_path / "photo_depth.png", "metric"),
+                               np.where(stored > 0, stored * 0.001, np.nan), rtol=1e-6)
+    assert (tmp_path / "photo_depth_preview.png").is_file()
+    err = capsys.readouterr().err
+    assert "diffusion" in err  # plain progress lines when not a terminal
+
+
+def test_missing_and_unreadable_photos_fail_alone(scene, tmp_path, capsys):
+    photo, depth, _ = scene
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    code = main([str(tmp_path / "missing.jpg"), str(broken), "--stl", "--quiet"])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "missing.jpg: no such file" in err[0] and "broken.jpg" in err[1]
+    assert not list(tmp_path.glob("*.stl"))
+
+
+def test_depth_file_of_the_wrong_size_is_refused(scene, tmp_path, capsys):
+    photo, _, _ = scene
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.ones((40, 40), np.float32))
+    assert main([str(photo), "--depth", str(wrong), "--stl", "--quiet"]) == 1
+    assert "40x40" in capsys.readouterr().err
+    assert not photo.with_suffix(".stl").exists()
+
+
+def test_existing_output_needs_force_and_photo_is_never_overwritten(scene, capsys):
+    photo, depth, _ = scene
+    target = photo.with_suffix(".stl")
+    target.write_bytes(b"keep me")
+    assert main([str(photo), "--depth", str(depth), "--stl", "--quiet"]) == 1
+    assert "--force" in capsys.readouterr().err and target.read_bytes() == b"keep me"
+    assert main([str(photo), "--depth", str(depth), "--stl", "--quiet", "--force"]) == 0
+    assert target.read_bytes() != b"keep me"
+    before = photo.read_bytes()
+    assert main([str(photo), "--depth", str(depth), "--glb", "-o", str(photo), "--force", "--quiet"]) == 1
+    assert "photo itself" in capsys.readouterr().err and photo.read_bytes() == before
+
+
+def test_unwritable_folder_is_a_clear_failure(scene, tmp_path, capsys):
+    photo, depth, _ = scene
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    # root ignores folder permissions; /proc takes no new files from anyone
+    folder = Path("/proc/self") if os.geteuid() == 0 else locked
+    try:
+        code = main([str(photo), "--depth", str(depth), "--stl", "-o", str(folder), "--quiet"])
+    finally:
+        locked.chmod(0o700)
+    assert code == 1
+    err = capsys.readouterr().err
+    assert str(folder) in err and "cannot write" in err and err.count("\n") == 1
+    assert list(locked.iterdir()) == []
+
+
+def test_usage_errors_exit_2(scene):
+    photo, depth, _ = scene
+    assert main([str(photo)]) == 2  # no output chosen
+    assert main([str(photo), "--stl", "--method", "marching"]) == 2
+    assert main([str(photo), "--stl", "--decimate", "0"]) == 2
+
+
+def test_runs_as_a_process(scene):
+    photo, depth, _ = scene
+    done = subprocess.run([sys.executable, "-m", "ppd_core.mesh", str(photo), "--depth", str(depth), "--3mf"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "photo.3mf" in done.stdout and "watertight yes" in done.stdout
+    assert photo.with_suffix(".3mf").stat().st_size > 1000
+    failed = subprocess.run([sys.executable, "-m", "ppd_core.mesh", str(photo) + ".nope", "--stl"],
+                            capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1 and failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr

@@ -1,0 +1,96 @@
+"""run_photo: the contract the CLI and the worker rely on."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ppd_core.errors import BadInputError, Cancelled
+from ppd_core.pipeline import STAGES, JobOptions, ModelCache, mesh_grid_size, run_photo
+
+
+@pytest.fixture
+def photo_and_depth(tmp_path):
+    rgb = np.random.default_rng(5).integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(rgb).save(photo)
+    depth = np.full((30, 40), 3.0, np.float32)
+    depth[:, :20] = 1.5
+    np.save(tmp_path / "depth.npy", depth)
+    return photo, str(tmp_path / "depth.npy")
+
+
+def test_stages_are_ordered_and_weights_sum_to_one():
+    names = [name for name, _ in STAGES]
+    assert names[0] == "load" and names[-1] == "export" and "diffusion" in names
+    assert sum(weight for _, weight in STAGES) == pytest.approx(1.0)
+
+
+def test_options_from_dict_accept_fields_and_refuse_unknown_keys():
+    options = JobOptions.from_dict({"method": "poisson", "width_mm": 50.0, "steps": 2})
+    assert options.method == "poisson" and options.width_mm == 50.0 and options.steps == 2
+    with pytest.raises(BadInputError, match="colour"):
+        JobOptions.from_dict({"colour": "red"})
+    with pytest.raises(BadInputError, match="preset"):
+        JobOptions.from_dict({"preset": "underwater"})
+    assert JobOptions(preset="tabletop", far=2.0).depth_range() == (0.3, 2.0)
+
+
+def test_mesh_grid_is_the_photo_or_shrunk_to_the_resolution():
+    assert mesh_grid_size(1024, 768, 1024 * 768) == (1024, 768)
+    width, height = mesh_grid_size(4000, 3000, 1024 * 768)
+    assert abs(width * height - 1024 * 768) < 0.01 * 1024 * 768 and abs(width / height - 4 / 3) < 0.01
+
+
+def test_stats_are_json_and_describe_each_output(photo_and_depth, tmp_path):
+    photo, depth = photo_and_depth
+    outputs = {"stl": tmp_path / "a.stl", "ply": tmp_path / "a.ply", "npz": tmp_path / "a.npz"}
+    seen = []
+    stats = run_photo(photo, outputs, JobOptions(depth=depth, width_mm=40.0, fov=60.0),
+                      on_progress=lambda stage, fraction, message: seen.append(stage))
+    json.dumps(stats)
+    assert stats["outputs"] == {kind: str(path) for kind, path in outputs.items()}
+    assert stats["watertight"] is True and stats["size_mm"][0] == pytest.approx(40.0, abs=0.01)
+    assert stats["details"]["ply"]["watertight"] is None and "size_m" in stats["details"]["ply"]
+    camera = stats["camera"]
+    assert camera["width"] == 40 and camera["sensor_fit"] == "HORIZONTAL"
+    assert camera["lens_mm"] == pytest.approx(36.0 / 2 / np.tan(np.radians(30.0)), rel=1e-6)
+    assert [s for s in dict.fromkeys(seen)] == ["load", "model", "diffusion", "lift", "mesh", "export"]
+
+
+def test_cancel_during_export_removes_what_was_written(photo_and_depth, tmp_path):
+    photo, depth = photo_and_depth
+    outputs = {"stl": tmp_path / "a.stl", "obj": tmp_path / "a.obj", "glb": tmp_path / "a.glb"}
+
+    def cancel_late(stage, fraction, message):
+        if stage == "export" and "a.glb" in message:
+            raise Cancelled("user stopped")
+
+    with pytest.raises(Cancelled):
+        run_photo(photo, outputs, JobOptions(depth=depth), on_progress=cancel_late)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["depth.npy", "photo.jpg"]
+
+
+def test_model_cache_loads_once_per_settings(tmp_path, photo_and_depth):
+    from tests.checkpoints import write_small_weights
+
+    photo, _ = photo_and_depth
+    weights = str(write_small_weights(tmp_path / "weights"))
+    models = ModelCache()
+    options = JobOptions(weights=weights, resolution=40 * 30, steps=1, solid=True)
+    for name in ("a", "b"):
+        run_photo(photo, {"stl": tmp_path / f"{name}.stl"}, options, models=models)
+    assert models.loads == 1
+    first = models.model
+    models.get(weights, "cpu", "fp32")
+    assert models.loads == 2 and models.model is not first
+
+
+def test_bad_output_kinds_and_geometry_requests(photo_and_depth, tmp_path):
+    photo, depth = photo_and_depth
+    with pytest.raises(BadInputError, match="outputs"):
+        run_photo(photo, {"fbx": tmp_path / "a.fbx"}, JobOptions(depth=depth))
+    with pytest.raises(BadInputError, match="--points"):
+        run_photo(photo, {"obj": tmp_path / "a.obj"}, JobOptions(depth=depth, points=True))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["depth.npy", "photo.jpg"]
