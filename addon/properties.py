@@ -18,7 +18,7 @@ from bpy.props import (
 
 from .materials import SHADING_ITEMS
 
-RESOLUTIONS = {"FAST": 512 * 384, "STANDARD": 1024 * 768, "HIGH": 1536 * 1152}
+RESOLUTIONS = {"PREVIEW": 256 * 192, "FAST": 512 * 384, "STANDARD": 1024 * 768, "HIGH": 1536 * 1152}
 
 
 class DepthFromImageSettings(bpy.types.PropertyGroup):
@@ -61,6 +61,7 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
     resolution: EnumProperty(
         name="Resolution",
         items=(
+            ("PREVIEW", "Preview (256x192)", "Work at about 0.05 megapixels: a quick, coarse look"),
             ("FAST", "Fast (512x384)", "Work at about 0.2 megapixels"),
             ("STANDARD", "Standard (1024x768)", "Work at about 0.8 megapixels, as the network was trained"),
             ("HIGH", "High (1536x1152)", "Work at about 1.8 megapixels (slow, much memory)"),

@@ -156,3 +156,31 @@ def test_failure_midway_removes_created_datablocks(importer, tmp_path):
     with pytest.raises(importer.ImportFailed, match="broken.png: the photo cannot be read"):
         importer.import_result(bpy.context.scene, str(npz), name="x")
     assert datablock_counts() == before
+
+
+@pytest.mark.parametrize("fov", [40.0, 75.0])
+def test_pipeline_npz_lines_up_with_the_photo_through_the_camera(importer, tmp_path, fov):
+    """ppd_core.pipeline (camera, lift, grid mesh, NPZ export) -> importer -> Blender camera:
+    every vertex seen through the camera lands on the photo pixel its UV names."""
+    pipeline = pytest.importorskip("ppd_core.pipeline")
+    width, height = 64, 48
+    photo = write_photo(tmp_path / "box.png", width, height, seed=2)
+    depth = np.full((height, width), 2.0, np.float32)
+    depth[10:35, 15:45] = 1.0
+    np.save(tmp_path / "depth.npy", depth)
+    options = pipeline.JobOptions(depth=str(tmp_path / "depth.npy"), fov=fov, resolution=width * height)
+    pipeline.run_photo(photo, {"npz": tmp_path / "box.npz"}, options)
+
+    scene = bpy.context.scene
+    result = importer.import_result(scene, str(tmp_path / "box.npz"), name="box")
+    obj = result.objects[0]
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (width, height)
+    mesh = obj.data
+    loops = np.empty(len(mesh.loops), np.int32)
+    mesh.loops.foreach_get("vertex_index", loops)
+    uv = np.empty(len(mesh.loops) * 2, np.float32)
+    mesh.uv_layers["UVMap"].data.foreach_get("uv", uv)
+    picks = np.linspace(0, len(loops) - 1, 9).astype(int)
+    want = np.stack([uv[2 * picks] * width, (1.0 - uv[2 * picks + 1]) * height], 1)
+    got = projected_pixels(scene, result.camera, obj, loops[picks])
+    assert np.abs(got - want).max() < 0.5
