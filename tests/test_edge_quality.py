@@ -1,0 +1,65 @@
+"""The edge-quality targets on every degraded scene class, and the ground truth behind them."""
+
+import numpy as np
+import pytest
+
+from benchmarks.edge_quality import evaluate, score, true_edges
+from benchmarks.scenes import SCENE_NAMES, Pole, Sphere, make_scene
+from ppd_core.lift import DEFAULT_MODE
+from ppd_core.lift import grid_points
+
+WIDTH, HEIGHT = 640, 480  # the thin poles must stay wider than the 4x down-sampling blocks
+OURS = f"ours ({DEFAULT_MODE})"
+
+
+@pytest.mark.parametrize("degradation", ["down4+bilinear", "blur 1.5px"])
+@pytest.mark.parametrize("scene_name", SCENE_NAMES)
+def test_targets_on_degraded_depth(scene_name, degradation):
+    results = evaluate(scene_name, degradation, ["raw", OURS], WIDTH, HEIGHT)
+    raw, ours = results["raw"], results[OURS]
+    assert raw.flying > 100  # the degradation really makes flying points
+    assert ours.flying <= 0.05 * raw.flying  # cut by at least 95%
+    assert ours.completeness >= 0.97
+
+
+@pytest.mark.parametrize("scene_name", SCENE_NAMES)
+def test_exact_depth_keeps_everything_and_flies_nothing(scene_name):
+    ours = evaluate(scene_name, "exact", [OURS], WIDTH, HEIGHT)[OURS]
+    assert ours.flying == 0
+    assert ours.completeness >= 0.99
+
+
+def test_rendered_depth_is_exact():
+    scene = make_scene("spheres")
+    rendering = scene.render(320, 240)
+    sphere = next(p for p in scene.primitives if isinstance(p, Sphere))
+    k = rendering.intrinsics
+    centre = np.array(sphere.center)
+    x = int(centre[0] / centre[2] * k.fx + k.cx)
+    y = int(centre[1] / centre[2] * k.fy + k.cy)
+    ray = np.array([(x + 0.5 - k.cx) / k.fx, (y + 0.5 - k.cy) / k.fy, 1.0])
+    b, a = ray @ centre, ray @ ray
+    expected = (b - np.sqrt(b * b - a * (centre @ centre - sphere.radius**2))) / a
+    assert rendering.depth[y, x] == pytest.approx(expected, rel=1e-12)
+    points = grid_points(rendering.depth, k).reshape(-1, 3)
+    assert scene.distance_to_surface(points).max() < 1e-6 * rendering.depth.max()
+
+
+def test_pole_is_thin_and_textured():
+    scene = make_scene("pole")
+    rendering = scene.render(WIDTH, HEIGHT)
+    pole_ids = [i for i, p in enumerate(scene.primitives) if isinstance(p, Pole)]
+    widths = [np.sum(rendering.object_id[HEIGHT // 3] == i) for i in pole_ids]
+    assert all(8 <= w <= 40 for w in widths)
+    assert len(np.unique(rendering.rgb.reshape(-1, 3), axis=0)) > 20
+
+
+def test_scores_flag_a_point_off_the_surface():
+    scene = make_scene("boxes")
+    truth = scene.render(64, 48)
+    points = grid_points(truth.depth.astype(np.float32), truth.intrinsics).reshape(-1, 3).copy()
+    index = np.arange(points.shape[0])
+    points[10] *= 1.05  # 5% farther along its ray: flying
+    scores = score(truth, scene.distance_to_surface, (points, index), 0.0)
+    assert scores.flying == 1 and scores.completeness == 1.0
+    assert true_edges(truth.depth).any()

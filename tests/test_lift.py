@@ -1,0 +1,193 @@
+"""Lifting depth to points: exact geometry, discontinuity handling, masks, odd and bad inputs."""
+
+import numpy as np
+import pytest
+
+from ppd_core.camera import Intrinsics, intrinsics_from_fov
+from ppd_core.errors import BadInputError
+from ppd_core.lift import DEFAULT_MODE, LiftResult, discontinuity_mask, lift, to_open3d
+
+K = Intrinsics(300.0, 310.0, 161.3, 118.7, 320, 240)
+
+
+def _rays(k: Intrinsics) -> np.ndarray:
+    ys, xs = np.mgrid[0 : k.height, 0 : k.width]
+    return np.stack([(xs + 0.5 - k.cx) / k.fx, (ys + 0.5 - k.cy) / k.fy, np.ones(xs.shape)], -1)
+
+
+def _step_depth(blur: bool = False) -> np.ndarray:
+    """A near box (1.5 m) in front of a wall (3 m), optionally smeared like a predicted map."""
+    depth = np.full((K.height, K.width), 3.0, np.float32)
+    depth[60:180, 80:200] = 1.5
+    if blur:
+        import cv2
+
+        depth = cv2.GaussianBlur(depth, (0, 0), 1.5)
+    return depth
+
+
+def test_fronto_parallel_plane_is_exact():
+    result = lift(np.full((K.height, K.width), 2.5, np.float32), K)
+    expected = _rays(K).reshape(-1, 3) * 2.5
+    assert result.valid.all() and not result.discontinuity.any()
+    np.testing.assert_array_equal(result.pixel_index, np.arange(K.width * K.height))
+    np.testing.assert_allclose(result.points, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result.normals, np.tile([0.0, 0.0, -1.0], (len(result.points), 1)), atol=1e-6)
+
+
+def test_tilted_plane_is_exact():
+    normal = np.array([0.3, -0.5, -0.8])
+    normal /= np.linalg.norm(normal)
+    offset = -2.0  # plane: normal . P = offset, in front of the camera
+    rays = _rays(K)
+    depth = (offset / (rays @ normal)).astype(np.float32)
+    assert depth.min() > 0
+    result = lift(depth, K)
+    assert result.valid.all() and not result.discontinuity.any()
+    points = result.points.astype(np.float64)
+    np.testing.assert_allclose(points @ normal, offset, rtol=1e-5)
+    np.testing.assert_allclose(result.normals, np.tile(normal, (len(points), 1)), atol=1e-4)
+
+
+def test_sharp_step_is_cut_on_both_sides():
+    result = lift(_step_depth(), K, mode="drop")
+    mask = result.discontinuity
+    assert mask[100, 79] and mask[100, 80] and mask[59, 120] and mask[60, 120]
+    assert not mask[100, 75] and not mask[100, 85] and not mask[120, 140]
+    assert not result.valid[mask].any()
+
+
+def _flying(result: LiftResult) -> int:
+    """Points farther than 1% from both the box plane (1.5 m) and the wall (3 m)."""
+    z = result.points[:, 2]
+    return int(np.sum((np.abs(z - 1.5) > 0.015) & (np.abs(z - 3.0) > 0.03)))
+
+
+def test_blurred_step_leaves_no_flying_points():
+    depth = _step_depth(blur=True)
+    raw = np.sum((np.abs(depth - 1.5) > 0.015) & (np.abs(depth - 3.0) > 0.03))
+    assert raw > 1000
+    for mode in ("drop", "snap"):
+        result = lift(depth, K, mode=mode)
+        assert _flying(result) == 0, mode
+        assert result.valid[:, :60].all() and result.valid[80:160, 100:180].all()
+
+
+def test_snap_keeps_more_points_than_drop_and_puts_them_on_a_surface():
+    depth = _step_depth(blur=True)
+    dropped = lift(depth, K, mode="drop")
+    snapped = lift(depth, K, mode="snap")
+    assert len(snapped) > len(dropped)
+    moved = snapped.discontinuity.ravel()[snapped.pixel_index]
+    assert moved.sum() > 0
+    z = snapped.points[moved, 2]
+    assert np.all((np.abs(z - 1.5) < 0.015) | (np.abs(z - 3.0) < 0.03))
+
+
+def test_photo_texture_alone_is_not_a_discontinuity():
+    rgb = np.zeros((K.height, K.width, 3), np.uint8)
+    rgb[::8] = 255  # stripes: strong Canny edges everywhere
+    mask = discontinuity_mask(np.full((K.height, K.width), 2.0, np.float32), rgb)
+    assert not mask.any()
+
+
+def test_edge_strength_widens_the_mask():
+    depth = _step_depth(blur=True)
+    weak, strong = (discontinuity_mask(depth, edge_strength=s).sum() for s in (0.0, 1.0))
+    assert strong > weak > 0
+
+
+def test_invalid_depth_is_masked_out():
+    depth = np.full((K.height, K.width), 2.0, np.float32)
+    depth[0, 0], depth[1, 1], depth[2, 2], depth[3, 3], depth[4, 4] = np.nan, np.inf, 0.0, -1.0, -np.inf
+    result = lift(depth, K)
+    assert len(result) == depth.size - 5
+    assert not result.valid[[0, 1, 2, 3, 4], [0, 1, 2, 3, 4]].any()
+    assert np.isfinite(result.points).all() and np.isfinite(result.normals).all()
+
+
+def test_valid_is_exactly_the_pixels_with_points():
+    depth = _step_depth(blur=True)
+    depth[5:9, 5:9] = np.nan
+    for kwargs in ({}, {"mode": "snap"}, {"stride": 3}, {"max_points": 500}, {"stride": 2, "max_points": 1000}):
+        result = lift(depth, K, **kwargs)
+        np.testing.assert_array_equal(np.flatnonzero(result.valid), result.pixel_index)
+        assert len(result.points) == len(result.colors) == len(result.normals) == len(result.pixel_index)
+
+
+def test_stride_and_max_points():
+    depth = np.full((K.height, K.width), 2.0, np.float32)
+    strided = lift(depth, K, stride=4)
+    ys, xs = np.divmod(strided.pixel_index, K.width)
+    assert len(strided) == 60 * 80 and np.all(ys % 4 == 0) and np.all(xs % 4 == 0)
+    capped = lift(depth, K, max_points=1000)
+    assert len(capped) == 1000
+    assert capped.pixel_index[0] == 0 and capped.pixel_index[-1] == depth.size - 1
+
+
+def test_colors_come_from_the_photo():
+    rgb = np.random.default_rng(0).integers(0, 256, (K.height, K.width, 3), dtype=np.uint8)
+    result = lift(np.full((K.height, K.width), 2.0, np.float32), K, rgb)
+    np.testing.assert_array_equal(result.colors, rgb.reshape(-1, 3)[result.pixel_index])
+    grey = lift(np.full((K.height, K.width), 2.0, np.float32), K)
+    assert np.all(grey.colors == 128)
+
+
+def test_intrinsics_of_another_resolution_are_rescaled():
+    depth = np.full((120, 160), 2.0, np.float32)
+    result = lift(depth, K)
+    np.testing.assert_allclose(result.points, lift(depth, K.scaled(160, 120)).points)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (1, 7), (5, 1)])
+def test_tiny_images(shape):
+    k = intrinsics_from_fov(shape[1], shape[0], 60.0)
+    result = lift(np.full(shape, 1.25, np.float32), k)
+    assert len(result) == shape[0] * shape[1] and result.shape == shape
+    np.testing.assert_allclose(result.points[:, 2], 1.25)
+
+
+def test_two_by_two_step_does_not_crash():
+    depth = np.array([[1.0, 5.0], [1.0, 5.0]], np.float32)
+    result = lift(depth, intrinsics_from_fov(2, 2, 60.0), mode="drop")
+    np.testing.assert_array_equal(np.flatnonzero(result.valid), result.pixel_index)
+
+
+def test_to_open3d_carries_colors_and_normals():
+    rgb = np.full((K.height, K.width, 3), (255, 0, 51), np.uint8)
+    result = lift(_step_depth(), K, rgb)
+    cloud = to_open3d(result)
+    assert len(cloud.points) == len(result)
+    np.testing.assert_allclose(np.asarray(cloud.colors)[0], [1.0, 0.0, 0.2])
+    np.testing.assert_allclose(np.asarray(cloud.normals), result.normals, atol=1e-6)
+
+
+def test_default_mode_is_a_known_mode():
+    assert DEFAULT_MODE in ("drop", "snap")
+
+
+@pytest.mark.parametrize(
+    "depth, kwargs, message",
+    [
+        (np.full((4, 4), np.nan, np.float32), {}, "no valid pixels"),
+        (np.zeros((4, 4), np.float32), {}, "no valid pixels"),
+        (np.full((4, 4), -2.0, np.float32), {}, "no valid pixels"),
+        (np.zeros((0, 4), np.float32), {}, "non-empty 2-D"),
+        (np.ones((4, 4, 2), np.float32), {}, "non-empty 2-D"),
+        (np.ones((4, 4), np.float32), {"mode": "smooth"}, "lift mode"),
+        (np.ones((4, 4), np.float32), {"stride": 0}, "stride"),
+        (np.ones((4, 4), np.float32), {"max_points": 0}, "max_points"),
+        (np.ones((4, 4), np.float32), {"edge_strength": 1.5}, "edge strength"),
+        (np.ones((4, 4), np.float32), {"rgb": np.zeros((4, 4), np.uint8)}, "photo must be"),
+        (np.ones((4, 4), np.float32), {"rgb": np.zeros((4, 9, 3), np.uint8)}, "aspect ratio"),
+    ],
+)
+def test_bad_inputs(depth, kwargs, message):
+    k = intrinsics_from_fov(depth.shape[1] if depth.ndim >= 2 and depth.shape[1] else 4, 4, 60.0)
+    with pytest.raises(BadInputError, match=message):
+        lift(depth, k, **kwargs)
+
+
+def test_intrinsics_of_another_aspect_are_refused():
+    with pytest.raises(BadInputError, match="other aspect ratio"):
+        lift(np.ones((4, 4), np.float32), intrinsics_from_fov(8, 4, 60.0))
