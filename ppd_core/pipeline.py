@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -245,20 +246,95 @@ def _describe(geometry, check) -> dict:
     return stats
 
 
+def _lift_grid(image, intrinsics, metric: np.ndarray, options: JobOptions, needs_points: bool, on_progress):
+    """Depth, photo and camera on the mesh grid, and the lifted points when they are needed."""
+    from ppd_core.lift import lift
+
+    report(on_progress, "lift", 0.0, "lifting")
+    size = mesh_grid_size(image.width, image.height, options.resolution)
+    rgb = image.rgb
+    if size != (image.width, image.height):
+        import cv2
+
+        rgb = cv2.resize(image.rgb, size, interpolation=cv2.INTER_AREA)
+    metric = _depth_on_grid(metric, size, rgb)
+    grid_intrinsics = intrinsics.scaled(*size)
+    lifted = lift(metric, grid_intrinsics, rgb, edge_strength=options.edge_strength) if needs_points else None
+    report(on_progress, "lift", 1.0, "" if lifted is None else f"{len(lifted.points)} points")
+    return metric, grid_intrinsics, lifted
+
+
+def _geometries(wanted: set, metric: np.ndarray, lifted, grid_intrinsics, options: JobOptions, on_progress) -> dict:
+    """{"mesh" | "points" | "solid": MeshData} for the geometries the outputs want."""
+    report(on_progress, "mesh", 0.0, "meshing")
+    geometry: dict[str, Any] = {}
+    if "mesh" in wanted or ("solid" in wanted and options.method == "poisson"):
+        geometry["mesh"] = _scene_mesh(lifted, grid_intrinsics, options, on_progress)
+    if "points" in wanted:
+        geometry["points"] = _points(lifted)
+    if "solid" in wanted:
+        report(on_progress, "mesh", 0.9, "print solid")
+        geometry["solid"] = _solid(metric, geometry.get("mesh"), options)
+    report(on_progress, "mesh", 1.0, "meshes ready")
+    return geometry
+
+
+def _write_outputs(outputs: dict, wanted: dict, geometry: dict, metric: np.ndarray, image, camera,
+                   on_progress) -> tuple[dict, list[Path]]:
+    """Write every output into a hidden staging folder beside it, then move them all into
+    place: a failure or cancel before the last move leaves the user's files untouched."""
+    import shutil
+    import tempfile
+
+    from mesh.checks import check_mesh
+    from mesh.export import export, output_files, write_depth_png
+    from ppd_core.errors import OutputError
+
+    checks = {name: check_mesh(shape) for name, shape in geometry.items() if shape.frame == "print_mm"}
+    staging: dict[Path, Path] = {}
+    details: dict[str, dict] = {}
+    try:
+        for number, (kind, path) in enumerate(outputs.items()):
+            report(on_progress, "export", number / len(outputs), f"writing {path.name}")
+            folder = path.parent
+            if folder not in staging:
+                try:
+                    staging[folder] = Path(tempfile.mkdtemp(prefix=".ppd-staging-", dir=folder))
+                except OSError as error:
+                    raise OutputError(f"{folder}: cannot write here ({error.strerror or error})") from None
+            staged = staging[folder] / path.name
+            if kind == "depth_png":
+                write_depth_png(staged, metric)
+                details[kind] = {"size_px": [int(metric.shape[1]), int(metric.shape[0])]}
+            else:
+                shape = geometry[wanted[kind]]
+                export(kind, staged, shape, texture=image.rgb, camera=camera, npz_kind=wanted[kind])
+                details[kind] = _describe(shape, checks.get(wanted[kind]))
+        report(on_progress, "export", 1.0, "moving files into place")
+        written = []
+        for kind, path in outputs.items():
+            for final in output_files(kind, path):
+                os.replace(staging[path.parent] / final.name, final)
+                written.append(final)
+    finally:
+        for folder in staging.values():
+            shutil.rmtree(folder, ignore_errors=True)
+    return details, written
+
+
 def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
               models: Optional[ModelCache] = None, on_progress: Optional[ProgressCallback] = None) -> dict:
     """Run one photo and write `outputs` ({kind: path}, kinds from `OUTPUT_KINDS`).
 
     Returns JSON-serialisable stats: "outputs" {kind: path}, "vertices", "faces", "bounds",
     "size_mm" or "size_m", "watertight" (None for open meshes and points), "camera" (Blender
-    camera and intrinsics of the photo), and "details" {kind: the same stats per output}.
-    Outputs already written are removed again if anything fails or is cancelled.
+    camera and intrinsics of the photo), "details" {kind: the same stats per output} and
+    "files" (every file written, e.g. an OBJ's MTL and texture). Nothing is written unless
+    every output succeeds; a failure or cancel leaves the folders as they were.
     """
-    from mesh.checks import check_mesh
-    from mesh.export import CameraInfo, export, write_depth_png
+    from mesh.export import CameraInfo
     from ppd_core.camera import intrinsics_for_photo
     from ppd_core.image import load_image
-    from ppd_core.lift import lift
 
     outputs = {kind: Path(path) for kind, path in outputs.items()}
     unknown = sorted(set(outputs) - set(OUTPUT_KINDS))
@@ -266,66 +342,29 @@ def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
         raise BadInputError(f"outputs must be some of {', '.join(OUTPUT_KINDS)}; got {', '.join(unknown) or 'none'}")
     options.validate()
     wanted = {kind: _geometry_for(kind, options) for kind in outputs}
-    written: list[Path] = []
-    try:
-        report(on_progress, "load", 0.0, f"loading {photo}")
-        image = load_image(photo)
-        intrinsics = intrinsics_for_photo(image, options.fov)
-        report(on_progress, "load", 1.0, f"{image.width}x{image.height}")
-        metric = metric_depth(image, options, models, on_progress)
 
-        report(on_progress, "lift", 0.0, "lifting")
-        size = mesh_grid_size(image.width, image.height, options.resolution)
-        rgb = image.rgb
-        if size != (image.width, image.height):
-            import cv2
+    report(on_progress, "load", 0.0, f"loading {photo}")
+    image = load_image(photo)
+    intrinsics = intrinsics_for_photo(image, options.fov)
+    report(on_progress, "load", 1.0, f"{image.width}x{image.height}")
+    metric = metric_depth(image, options, models, on_progress)
+    needs_points = bool(set(wanted.values()) & {"mesh", "points"}) or options.method == "poisson"
+    metric, grid_intrinsics, lifted = _lift_grid(image, intrinsics, metric, options, needs_points, on_progress)
+    geometry = _geometries(set(wanted.values()), metric, lifted, grid_intrinsics, options, on_progress)
 
-            rgb = cv2.resize(image.rgb, size, interpolation=cv2.INTER_AREA)
-        metric = _depth_on_grid(metric, size, rgb)
-        grid_intrinsics = intrinsics.scaled(*size)
-        lifted = lift(metric, grid_intrinsics, rgb, edge_strength=options.edge_strength) \
-            if set(wanted.values()) & {"mesh", "points"} or options.method == "poisson" else None
-        report(on_progress, "lift", 1.0, "" if lifted is None else f"{len(lifted.points)} points")
+    blender = _camera_stats(intrinsics)
+    camera = CameraInfo(
+        image_path=str(Path(photo).resolve()), image_size=(image.width, image.height),
+        intrinsics=(intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy),
+        lens_mm=blender["lens_mm"], sensor_width_mm=blender["sensor_width_mm"],
+        shift=(blender["shift_x"], blender["shift_y"]), sensor_fit=blender["sensor_fit"])
+    details, written = _write_outputs(outputs, wanted, geometry, metric, image, camera, on_progress)
 
-        report(on_progress, "mesh", 0.0, "meshing")
-        geometry: dict[str, Any] = {}
-        if "mesh" in wanted.values() or ("solid" in wanted.values() and options.method == "poisson"):
-            geometry["mesh"] = _scene_mesh(lifted, grid_intrinsics, options, on_progress)
-        if "points" in wanted.values():
-            geometry["points"] = _points(lifted)
-        if "solid" in wanted.values():
-            report(on_progress, "mesh", 0.9, "print solid")
-            geometry["solid"] = _solid(metric, geometry.get("mesh"), options)
-        checks = {name: check_mesh(shape) for name, shape in geometry.items() if shape.frame == "print_mm"}
-        report(on_progress, "mesh", 1.0, "meshes ready")
-
-        blender = _camera_stats(intrinsics)
-        camera = CameraInfo(
-            image_path=str(Path(photo).resolve()), image_size=(image.width, image.height),
-            intrinsics=(intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy),
-            lens_mm=blender["lens_mm"], sensor_width_mm=blender["sensor_width_mm"],
-            shift=(blender["shift_x"], blender["shift_y"]), sensor_fit=blender["sensor_fit"])
-        details: dict[str, dict] = {}
-        for number, (kind, path) in enumerate(outputs.items()):
-            report(on_progress, "export", number / len(outputs), f"writing {path.name}")
-            if kind == "depth_png":
-                written += write_depth_png(path, metric)
-                details[kind] = {"size_px": [size[0], size[1]]}
-                continue
-            shape = geometry[wanted[kind]]
-            written += export(kind, path, shape, texture=image.rgb, camera=camera, npz_kind=wanted[kind])
-            details[kind] = _describe(shape, checks.get(wanted[kind]))
-        report(on_progress, "export", 1.0, "done")
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
-
-    main = next((details[k] for k in outputs if k != "depth_png"), {"vertices": 0, "faces": 0, "bounds": None})
-    stats = {key: value for key, value in main.items() if key in ("vertices", "faces", "bounds", "size_mm", "size_m")}
+    main = next((details[kind] for kind in outputs if kind != "depth_png"), {})
+    stats = {key: main[key] for key in ("vertices", "faces", "bounds", "size_mm", "size_m") if key in main}
     stats.setdefault("vertices", 0)
     stats.setdefault("faces", 0)
+    stats.setdefault("bounds", None)
     stats.update(outputs={kind: str(path) for kind, path in outputs.items()}, camera=blender,
-                 watertight=main.get("watertight"), details=details,
-                 files=[str(path) for path in written])
+                 watertight=main.get("watertight"), details=details, files=[str(path) for path in written])
     return stats

@@ -166,3 +166,29 @@ def test_runs_as_a_process(scene):
     failed = subprocess.run([sys.executable, "-m", "ppd_core.mesh", str(photo) + ".nope", "--stl"],
                             capture_output=True, text=True, timeout=120)
     assert failed.returncode == 1 and failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise():
+    import io
+
+    from ppd_core.mesh import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    bar = Progress("photo.jpg", quiet=False, stream=terminal)
+    bar("diffusion", 0.5, "step 2/4")
+    bar.close()
+    assert "photo.jpg" in terminal.getvalue() and "%" in terminal.getvalue() and "step 2/4" in terminal.getvalue()
+
+    plain = io.StringIO()
+    lines = Progress("photo.jpg", quiet=False, stream=plain)
+    for stage in ("load", "load", "diffusion", "export"):
+        lines(stage, 1.0, "")
+    assert plain.getvalue().splitlines() == ["photo.jpg: load", "photo.jpg: diffusion", "photo.jpg: export"]
+
+    silent = io.StringIO()
+    Progress("photo.jpg", quiet=True, stream=silent)("load", 1.0, "x")
+    assert silent.getvalue() == ""

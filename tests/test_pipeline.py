@@ -59,9 +59,10 @@ def test_stats_are_json_and_describe_each_output(photo_and_depth, tmp_path):
     assert [s for s in dict.fromkeys(seen)] == ["load", "model", "diffusion", "lift", "mesh", "export"]
 
 
-def test_cancel_during_export_removes_what_was_written(photo_and_depth, tmp_path):
+def test_cancel_during_export_leaves_the_folder_as_it_was(photo_and_depth, tmp_path):
     photo, depth = photo_and_depth
     outputs = {"stl": tmp_path / "a.stl", "obj": tmp_path / "a.obj", "glb": tmp_path / "a.glb"}
+    (tmp_path / "a.stl").write_bytes(b"the user's old file")  # as if overwriting with --force
 
     def cancel_late(stage, fraction, message):
         if stage == "export" and "a.glb" in message:
@@ -69,7 +70,13 @@ def test_cancel_during_export_removes_what_was_written(photo_and_depth, tmp_path
 
     with pytest.raises(Cancelled):
         run_photo(photo, outputs, JobOptions(depth=depth), on_progress=cancel_late)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["depth.npy", "photo.jpg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.stl", "depth.npy", "photo.jpg"]
+    assert (tmp_path / "a.stl").read_bytes() == b"the user's old file"
+    stats = run_photo(photo, outputs, JobOptions(depth=depth))
+    assert sorted(stats["files"]) == sorted(str(tmp_path / n) for n in
+                                            ("a.stl", "a.obj", "a.mtl", "a_texture.png", "a.glb"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["a.stl", "a.obj", "a.mtl", "a_texture.png", "a.glb", "depth.npy", "photo.jpg"])
 
 
 def test_model_cache_loads_once_per_settings(tmp_path, photo_and_depth):
