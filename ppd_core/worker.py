@@ -55,6 +55,20 @@ def take_stdout() -> BinaryIO:
     return open(events_fd, "wb")
 
 
+def take_stdin() -> BinaryIO:
+    """Keep a private handle on the real stdin; fd 0 and sys.stdin become empty.
+
+    Libraries then cannot eat requests, and the stdin thread's blocked read holds no lock
+    of `sys.stdin`, which the interpreter would need to flush at exit.
+    """
+    requests_fd = os.dup(0)
+    empty = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(empty, 0)
+    os.close(empty)
+    sys.stdin = open(os.devnull, encoding="utf-8")
+    return open(requests_fd, "rb")
+
+
 # -- handshake ---------------------------------------------------------------------------
 
 
@@ -389,7 +403,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)
     signal.signal(signal.SIGTERM, _terminate)
-    return serve(sys.stdin.buffer, events, parent)
+    return serve(take_stdin(), events, parent)
 
 
 if __name__ == "__main__":

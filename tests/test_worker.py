@@ -13,9 +13,15 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
+import trimesh
+from PIL import Image
 
 from ppd_core.client import WorkerClient
+from ppd_core.errors import Cancelled
+from ppd_core.worker import JobProgress, error_for
+from tests.checkpoints import write_small_weights
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER_ENV = {"PYTHONPATH": str(REPO)}
@@ -74,10 +80,30 @@ def start_worker(tmp_path: Path, **kwargs) -> WorkerClient:
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory):
-    """One worker shared by the tests that leave it healthy."""
+    """One worker shared by the tests that leave it healthy (its model stays loaded)."""
     client = start_worker(tmp_path_factory.mktemp("worker"))
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def photo_job(tmp_path_factory) -> Callable[..., dict]:
+    """Make jobs on a small photo with small random weights; `steps` sets the diffusion length.
+
+    near/far are close together because the random network's p spreads far outside [0, 1];
+    a narrow range keeps every depth positive so the mesh has triangles.
+    """
+    folder = tmp_path_factory.mktemp("photo")
+    weights = write_small_weights(folder / "weights")
+    y, x = np.mgrid[0:96, 0:128]
+    Image.fromarray(np.stack([x * 2, y * 2, x + y], -1).astype(np.uint8)).save(folder / "photo.png")
+
+    def make(name: str, steps: int = 4, **outputs: str) -> dict:
+        outputs = outputs or {"npz": str(folder / f"{name}.npz"), "stl": str(folder / f"{name}.stl")}
+        options = {"weights": str(weights), "steps": steps, "resolution": 128 * 96, "near": 5.0, "far": 5.1}
+        return {"photo": str(folder / "photo.png"), "outputs": outputs, "options": options}
+
+    return make
 
 
 def test_handshake_names_versions_devices_and_pid(worker):
@@ -92,6 +118,64 @@ def test_handshake_names_versions_devices_and_pid(worker):
     cpu = [device for device in shake["devices"] if device["type"] == "cpu"]
     assert len(cpu) == 1 and cpu[0]["name"] and cpu[0]["memory_gb"] > 0
     assert worker.alive and not worker.busy
+
+
+def test_a_full_job_writes_npz_and_stl_with_monotone_progress(worker, photo_job):
+    job = photo_job("full")
+    job_id = worker.submit(job)
+    assert worker.busy
+    events = [e for e in wait_for(worker, lambda e: e["type"] in ("result", "error")) if e.get("id") == job_id]
+    result = events[-1]
+    assert result["type"] == "result", result
+    assert not worker.busy
+    fractions = [e["fraction"] for e in events if e["type"] == "progress"]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    steps = [e["message"] for e in events if e["type"] == "progress" and e["stage"] == "diffusion"]
+    assert [f"diffusion step {n}/4" for n in range(1, 5)] == [m for m in steps if not m.endswith(" 0/4")]
+    assert result["outputs"] == job["outputs"]
+    with np.load(job["outputs"]["npz"], allow_pickle=False) as arrays:
+        assert str(arrays["format"]) == "ppd-npz-1"
+        assert arrays["vertices"].shape[0] == result["stats"]["vertices"] > 0
+    solid = trimesh.load(job["outputs"]["stl"])
+    assert len(solid.faces) > 0 and solid.is_watertight
+    assert result["stats"]["model_loads"] == 1
+
+
+def test_a_second_job_reuses_the_loaded_model(worker, photo_job):
+    worker.submit(photo_job("first"))  # whichever test runs first loads the model
+    job_id = worker.submit(photo_job("again"))
+    result = answers(worker, [job_id])[job_id]
+    assert result["type"] == "result", result
+    assert result["stats"]["model_reused"] and result["stats"]["model_loads"] == 1
+
+
+def test_cancel_mid_diffusion_leaves_no_files_and_the_next_job_works(worker, photo_job):
+    job = photo_job("cancelled", steps=400)
+    job_id = worker.submit(job)
+    events = wait_for(worker, lambda e: e.get("id") == job_id and e.get("message") == "diffusion step 2/400")
+    worker.cancel(job_id)
+    events += wait_for(worker, lambda e: e.get("id") == job_id and e["type"] in ("result", "error"))
+    assert events[-1]["kind"] == "cancelled"
+    last_step = [e["message"] for e in events if e["type"] == "progress"][-1]
+    assert last_step.startswith("diffusion step ") and int(last_step.split()[-1].split("/")[0]) < 400
+    assert not any(os.path.exists(path) for path in job["outputs"].values())
+    assert not list(Path(job["outputs"]["npz"]).parent.glob("cancelled*"))
+    after = photo_job("after_cancel")
+    after_id = worker.submit(after)
+    assert answers(worker, [after_id])[after_id]["type"] == "result"
+    assert all(os.path.exists(path) for path in after["outputs"].values())
+
+
+def test_a_bad_job_gets_a_one_line_error_and_the_worker_lives_on(worker, photo_job, tmp_path):
+    missing = photo_job("missing")
+    missing["photo"] = str(tmp_path / "no-such-photo.jpg")
+    unknown = photo_job("unknown")
+    unknown["options"]["colour"] = "red"
+    errors = answers(worker, [worker.submit(missing), worker.submit(unknown)])
+    first, second = errors.values()
+    assert first["kind"] == "bad_input" and "no-such-photo.jpg" in first["message"]
+    assert second["kind"] == "bad_input" and "colour" in second["message"]
+    assert worker.alive
 
 
 def test_garbage_on_stdin_gets_an_error_and_the_worker_lives_on(worker):
@@ -138,11 +222,38 @@ def test_closing_stdin_makes_the_worker_exit_quickly():
         json.loads(line)  # whatever else it said is still a JSON event
 
 
+def test_close_during_a_job_stops_it_quickly_and_leaves_no_files(tmp_path, photo_job):
+    client = start_worker(tmp_path)
+    job = photo_job("closed", steps=400)
+    client.submit(job)
+    wait_for(client, lambda e: e.get("stage") == "diffusion")
+    pid = client.pid
+    started = time.monotonic()
+    client.close(timeout=5)
+    assert time.monotonic() - started < 5  # stdin closing was enough: no terminate needed
+    assert is_gone(pid) and not client.alive
+    assert "cancelled: the worker is shutting down" in Path(client.log_path).read_text()
+    assert not any(os.path.exists(path) for path in job["outputs"].values())
+
+
+@POSIX_ONLY
+def test_sigterm_unwinds_a_running_job(tmp_path, photo_job):
+    client = start_worker(tmp_path)
+    job = photo_job("terminated", steps=400)
+    client.submit(job)
+    wait_for(client, lambda e: e.get("stage") == "diffusion")
+    os.kill(client.pid, signal.SIGTERM)
+    crash = wait_for(client, lambda e: e.get("kind") == "worker_crashed", timeout=10)[-1]
+    assert crash["exit_code"] == 128 + signal.SIGTERM
+    assert not any(os.path.exists(path) for path in job["outputs"].values())
+    client.close()
+
+
 PARENT_SCRIPT = textwrap.dedent(
     """
     import subprocess, sys, os
     worker = subprocess.Popen([sys.executable, "-m", "ppd_core.worker"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.PIPE, stderr=open(sys.argv[1], "wb"))
     worker.stdout.readline()
     # A sleeper inherits the worker's stdin pipe, so only the parent check can notice.
     sleeper = subprocess.Popen(["sleep", "30"], pass_fds=[worker.stdin.fileno()],
@@ -154,22 +265,29 @@ PARENT_SCRIPT = textwrap.dedent(
 
 
 @POSIX_ONLY
-def test_worker_exits_when_its_parent_dies_even_if_stdin_stays_open():
+def test_worker_exits_when_its_parent_dies_even_if_stdin_stays_open(tmp_path):
+    log = tmp_path / "worker.log"
     parent = subprocess.run(
-        [sys.executable, "-c", PARENT_SCRIPT], capture_output=True, text=True, env={**os.environ, **WORKER_ENV}, timeout=60
+        [sys.executable, "-c", PARENT_SCRIPT, str(log)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **WORKER_ENV},
+        timeout=60,
     )
     worker_pid, sleeper_pid = map(int, parent.stdout.split())
     try:
         assert wait_gone(worker_pid, timeout=5)
     finally:
         os.kill(sleeper_pid, signal.SIGKILL)
+    text = log.read_text()
+    assert "stopping: parent process" in text and "Fatal" not in text
 
 
 @POSIX_ONLY
-def test_a_killed_worker_is_reported_with_its_log_tail(tmp_path):
+def test_a_killed_worker_is_reported_with_its_log_tail(tmp_path, photo_job):
     client = start_worker(tmp_path)
-    os.kill(client.pid, signal.SIGSTOP)  # the job cannot answer before the kill
-    job_id = client.submit({"photo": str(tmp_path / "a.jpg"), "outputs": {"npz": str(tmp_path / "a.npz")}})
+    job_id = client.submit(photo_job("killed", steps=400))
+    wait_for(client, lambda e: e.get("stage") == "diffusion")
     os.kill(client.pid, signal.SIGKILL)
     events = wait_for(client, lambda e: e.get("kind") == "worker_crashed", timeout=10)
     crash = events[-1]
@@ -183,7 +301,7 @@ def test_a_killed_worker_is_reported_with_its_log_tail(tmp_path):
 
 @POSIX_ONLY
 def test_a_silent_job_times_out_and_the_worker_is_stopped(tmp_path):
-    client = start_worker(tmp_path, event_timeout=1.0)
+    client = start_worker(tmp_path, event_timeout=0.5)
     pid = client.pid
     os.kill(pid, signal.SIGSTOP)  # hung: alive but silent
     job_id = client.submit({"photo": str(tmp_path / "a.jpg"), "outputs": {"npz": str(tmp_path / "a.npz")}})
@@ -191,3 +309,60 @@ def test_a_silent_job_times_out_and_the_worker_is_stopped(tmp_path):
     assert events[-1]["kind"] == "timeout" and events[-1]["id"] == job_id
     assert not client.alive and wait_gone(pid, timeout=5)
     client.close()
+
+
+STRAY_OUTPUT = textwrap.dedent(
+    """
+    import os
+    from ppd_core.worker import take_stdout
+    events = take_stdout()
+    print("stray print")
+    os.write(1, b"stray C-level write\\n")
+    events.write(b'{"type": "log"}\\n')
+    events.flush()
+    """
+)
+
+
+def test_only_events_reach_stdout_even_from_c_level_writes():
+    done = subprocess.run(
+        [sys.executable, "-c", STRAY_OUTPUT], capture_output=True, env={**os.environ, **WORKER_ENV}, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b'{"type": "log"}\n'
+    assert b"stray print" in done.stderr and b"stray C-level write" in done.stderr
+
+
+def test_out_of_memory_becomes_an_actionable_error():
+    import torch
+
+    event = error_for(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "j")
+    assert event["kind"] == "out_of_memory" and event["id"] == "j"
+    assert "resolution" in event["message"] and "precision" in event["message"]
+    assert error_for(MemoryError(), "j")["kind"] == "out_of_memory"
+    assert error_for(Cancelled("stop"), "j")["kind"] == "cancelled"
+    crash = error_for(ValueError("line one\nline two"), "j")
+    assert crash["kind"] == "internal" and "\n" not in crash["message"] and "ValueError" in crash["message"]
+
+
+def test_progress_is_one_whole_job_fraction_that_never_goes_back():
+    sent = []
+
+    class Recorder:
+        def emit(self, event):
+            sent.append(event)
+
+    progress = JobProgress("j", (("a", 1.0), ("b", 3.0)), Recorder(), lambda: None)
+    progress("a", 0.5, "half of a")
+    progress("b", 0.5, "half of b")
+    progress("a", 1.0, "a again, late")
+    progress("unknown", 0.3, "a stage the table does not list")
+    assert [e["fraction"] for e in sent] == [0.125, 0.625, 0.625, 0.625]
+    with pytest.raises(Cancelled):
+        JobProgress("j", (("a", 1.0),), Recorder(), lambda: (_ for _ in ()).throw(Cancelled("stop")))("a", 0.1, "")
+
+
+def test_client_and_worker_agree_on_the_protocol_version():
+    from ppd_core import client, protocol
+
+    assert client.PROTOCOL_VERSION == protocol.PROTOCOL_VERSION == 1
