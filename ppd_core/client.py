@@ -128,8 +128,8 @@ class WorkerClient:
 
     def start(self, timeout: float = 120) -> dict:
         """Start the worker and wait for its handshake; return the handshake event."""
-        if self._proc is not None:
-            raise WorkerError("not_running", "this worker client was already started; make a new one")
+        if self._proc is not None or self._stopped:
+            raise WorkerError("not_running", "this worker client was already started or closed; make a new one")
         self._proc = self._spawn()
         self._reader = threading.Thread(target=self._read_events, name="ppd-worker-events", daemon=True)
         self._reader.start()
@@ -197,6 +197,8 @@ class WorkerClient:
                     f"the worker ({self.python}) sent no handshake within {timeout:g} s; see its log {self.log_path}",
                     read_log_tail(self.log_path),
                 )
+            if self._stopped:
+                raise WorkerError("not_running", "the worker was closed before its handshake")
             try:
                 event = self._events.get(timeout=min(remaining, 0.5))
             except queue.Empty:
@@ -368,11 +370,10 @@ class WorkerClient:
 
     def close(self, timeout: float = 5) -> None:
         """Stop the worker: close its stdin and wait, then terminate, then kill."""
-        if self._proc is None:
-            return
         self._stopped = True
         self._pending.clear()
-        self._stop_process(timeout)
+        if self._proc is not None:
+            self._stop_process(timeout)
 
     def _stop_process(self, timeout: float) -> None:
         self._stopped = True

@@ -24,6 +24,7 @@ from typing import Any, BinaryIO, Callable, Optional
 import ppd_core
 from ppd_core.errors import BadInputError, Cancelled, PPDError
 from ppd_core.protocol import PROTOCOL_VERSION, EventWriter, guess_id, one_line, parse_request
+
 SHUTDOWN_GRACE_S = 10.0
 PARENT_CHECK_S = 0.5
 PROGRESS_MIN_STEP = 0.005
@@ -281,8 +282,13 @@ def free_memory() -> None:
     """Release cached GPU memory after an out-of-memory error so the next job can run."""
     gc.collect()
     torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
+    if torch is None:
+        return
+    if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        torch.mps.empty_cache()
 
 
 class JobProgress:

@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import venv
 from pathlib import Path
 
@@ -121,6 +123,25 @@ def test_check_interpreter_returns_the_handshake_and_stops_the_worker(tmp_path):
     assert handshake["protocol"] == 1 and handshake["executable"]
     with pytest.raises(ProcessLookupError):
         os.kill(handshake["pid"], 0)
+
+
+def test_close_while_starting_makes_start_fail_quickly(tmp_path):
+    worker = WorkerClient(sys.executable, env=WITH_REPO, log_path=str(tmp_path / "w.log"))
+    failures = []
+
+    def start() -> None:
+        try:
+            worker.start(timeout=60)
+        except WorkerError as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    time.sleep(0.2)
+    worker.close(timeout=5)
+    thread.join(timeout=10)
+    assert not thread.is_alive() and failures[0].kind == "not_running"
+    assert not worker.alive and worker.poll() == []
 
 
 def test_submit_before_start_is_refused(tmp_path):
