@@ -56,7 +56,9 @@ def _pymeshlab_poisson(points, colors, normals, depth):
                             **({} if rgba is None else {"v_color_matrix": rgba}))
     meshes = pymeshlab.MeshSet()
     meshes.add_mesh(source)
-    meshes.generate_surface_reconstruction_screened_poisson(depth=depth, preclean=True)
+    # One thread: pymeshlab's OpenMP workers spin-wait, and on a shared CPU two threads were
+    # measured 15x slower than one.
+    meshes.generate_surface_reconstruction_screened_poisson(depth=depth, preclean=True, threads=1)
     surface = meshes.current_mesh()
     vertices = surface.vertex_matrix()
     mesh = MeshData(
