@@ -120,8 +120,11 @@ class Session:
         self._ensure_worker(python, preferences.worker_log_path())
 
     def _ensure_worker(self, python: str, log_path: str) -> None:
-        if self.starter is not None and self.starter.client.python == python:
-            return
+        if self.starter is not None:
+            if self.starter.client.python == python:
+                return
+            self.starter.client.close(timeout=2)  # its thread ends with a failed handshake
+            self.starter = None
         if self.client is not None and self.client.alive and self.client.python == python:
             return
         if self.client is not None:
@@ -156,7 +159,11 @@ class Session:
             return self._finish(context, CANCELLED, "")
         if run.job_id is None:
             job = {"photo": run.photo.path, "outputs": {"npz": run.npz_path}, "options": run.options}
-            run.job_id = self.client.submit(job)
+            try:
+                run.job_id = self.client.submit(job)
+            except ppd_client.WorkerError as error:
+                self.client = None
+                return self._finish(context, FAILED, str(error))
             state.stage = "Queued"
         if run.cancel_requested and run.cancel_sent_at is None:
             self.client.cancel(run.job_id)
@@ -204,7 +211,7 @@ class Session:
                 scene, path, name=run.photo.name, image=run.photo.image,
                 shading=run.shading, create_camera=run.create_camera,
             )
-        except (importer.ImportFailed, RuntimeError, ValueError) as error:
+        except Exception as error:  # the importer has rolled back; the run must not hang
             return self._finish(context, FAILED, f"Import failed: {error}")
         main = imported.objects[0]
         vertices, faces = len(main.data.vertices), len(main.data.polygons)
