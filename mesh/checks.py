@@ -64,13 +64,14 @@ def is_manifold(vertices: np.ndarray, faces: np.ndarray) -> bool:
 
 
 def check_mesh(mesh: Union[MeshData, "trimesh.Trimesh"]) -> MeshReport:  # noqa: F821
-    """Measure a mesh as it is (no merging or repair first)."""
+    """Measure a mesh as a slicer reading its STL would see it: vertices at the same position
+    merged, nothing else repaired."""
     import trimesh
 
     if isinstance(mesh, MeshData):
-        surface = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
-    else:
-        surface = mesh
+        mesh = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+    surface = trimesh.Trimesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), process=False)
+    surface.merge_vertices()
     vertices = np.asarray(surface.vertices, dtype=np.float64)
     faces = np.asarray(surface.faces, dtype=np.int64)
     bounds = surface.bounds if len(vertices) else np.zeros((2, 3))

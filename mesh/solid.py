@@ -122,67 +122,45 @@ def check_print_size(width_mm: float, relief_mm: float, base_mm: float) -> None:
         raise BadInputError(f"the base thickness must be a positive number of mm, got {base_mm}")
 
 
-def extrude_to_base(mesh: MeshData, *, width_mm: float = 100.0, relief_mm: Optional[float] = None,
-                    base_mm: float = 2.0) -> MeshData:
-    """Close an open scene mesh (OpenCV frame) into a solid standing on a flat base.
+def solid_from_mesh(mesh: MeshData, *, width_mm: float = 100.0, relief_mm: Optional[float] = None,
+                    base_mm: float = 2.0, cell_mm: float = DEFAULT_CELL_MM) -> MeshData:
+    """Close an open scene mesh (OpenCV frame) into a print solid standing on a flat base.
 
-    The view direction becomes -z (near is high), the mesh is scaled to `width_mm` along x
-    and its depth range to `relief_mm` (kept proportional when None), lifted `base_mm`
-    above z = 0; every boundary edge gets a wall down to z = 0 and the base is the surface's
-    own triangulation flattened onto z = 0. Watertight when the input is edge-manifold.
+    The view direction becomes -z (near is high) and the mesh is scaled to `width_mm` along x
+    and its depth range to `relief_mm` (kept in proportion when None). Rays cast straight
+    down on a grid of `cell_mm` cells (Open3D) sample its upper surface into a height
+    field, which is closed like `relief_solid`: always watertight and manifold, whatever the
+    input's topology; where the mesh has holes the solid drops to the base.
     """
-    import trimesh
+    import open3d as o3d
 
-    if mesh.is_points:
+    if mesh.is_points or len(mesh.faces) == 0:
         raise BadInputError("a point cloud cannot be closed into a solid; mesh it first")
-    vertices, faces = manifold_surface(mesh)
-    extent = np.ptp(vertices[:, 0])
     check_print_size(width_mm, 0.0 if relief_mm is None else relief_mm, base_mm)
-    if extent <= 0:
+    vertices = mesh.vertices.astype(np.float64)
+    extent = np.ptp(vertices[:, 0])
+    if not extent > 0:
         raise BadInputError("the mesh has no width to scale to the print size")
     scale = width_mm / extent
     # OpenCV (x right, y down, z forward) -> print (x right, y up, z toward the camera).
-    x, y = vertices[:, 0] * scale, -vertices[:, 1] * scale
     height = -vertices[:, 2]
     height = height - height.min()
     if relief_mm is None:
         height = height * scale
     elif np.ptp(height) > 0:
         height = height * (relief_mm / np.ptp(height))
-    top = np.column_stack([x - (x.max() + x.min()) / 2, y - (y.max() + y.min()) / 2, height + base_mm])
-    count = len(top)
-    base = top.copy()
-    base[:, 2] = 0.0
-    # Boundary edges keep the direction of their one face; the wall goes down on its outside.
-    edges = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    unique, counts = np.unique(np.sort(edges, axis=1), axis=0, return_counts=True)
-    boundary_keys = unique[counts == 1]
-    is_boundary = _rows_in(np.sort(edges, axis=1), boundary_keys)
-    a, b = edges[is_boundary, 0], edges[is_boundary, 1]
-    walls = np.concatenate([np.column_stack([b, a, a + count]), np.column_stack([b, a + count, b + count])])
-    closed = np.concatenate([faces, faces[:, ::-1] + count, walls])
-    solid = trimesh.Trimesh(np.concatenate([top, base]), closed, process=False)
-    return MeshData(vertices=solid.vertices, faces=solid.faces, frame="print_mm")
+    x, y = vertices[:, 0] * scale, -vertices[:, 1] * scale
+    x, y = x - x.min(), y - y.min()
+    columns = max(2, int(round(width_mm / cell_mm)) + 1)
+    cell = width_mm / (columns - 1)
+    rows = max(2, int(round(np.ptp(y) / cell)) + 1)
 
-
-def manifold_surface(mesh: MeshData) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices and faces of `mesh` with duplicates, slivers and non-manifold edges and
-    vertices repaired (pymeshlab), so that every edge has at most two faces."""
-    import pymeshlab
-
-    meshes = pymeshlab.MeshSet()
-    meshes.add_mesh(pymeshlab.Mesh(vertex_matrix=mesh.vertices.astype(np.float64), face_matrix=mesh.faces))
-    meshes.meshing_remove_duplicate_vertices()
-    meshes.meshing_remove_duplicate_faces()
-    meshes.meshing_remove_null_faces()
-    meshes.meshing_repair_non_manifold_edges(method=0)
-    meshes.meshing_repair_non_manifold_vertices()
-    meshes.meshing_remove_unreferenced_vertices()
-    result = meshes.current_mesh()
-    return result.vertex_matrix(), result.face_matrix()
-
-
-def _rows_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Boolean mask of which (n, 2) integer `rows` appear in the (m, 2) `table`."""
-    width = max(int(rows.max(initial=0)), int(table.max(initial=0))) + 1
-    return np.isin(rows[:, 0].astype(np.int64) * width + rows[:, 1], table[:, 0].astype(np.int64) * width + table[:, 1])
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(np.column_stack([x, y, height]).astype(np.float32), mesh.faces.astype(np.uint32))
+    top = float(height.max()) + 1.0
+    gx, gy = np.meshgrid(np.arange(columns) * cell, (rows - 1 - np.arange(rows)) * cell)
+    rays = np.column_stack([gx.ravel(), gy.ravel(), np.full(gx.size, top),
+                            np.zeros(gx.size), np.zeros(gx.size), -np.ones(gx.size)]).astype(np.float32)
+    hits = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().astype(np.float64)
+    surface = np.where(np.isfinite(hits), top - hits, 0.0).reshape(rows, columns)
+    return heightfield_solid(base_mm + np.clip(surface, 0.0, None), cell)

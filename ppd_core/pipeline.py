@@ -203,14 +203,14 @@ def projected_uvs(vertices: np.ndarray, intrinsics) -> np.ndarray:
 
 
 def _solid(metric: np.ndarray, surface, options: JobOptions):
-    from mesh.solid import DEFAULT_CELL_MM, cell_for_face_count, extrude_to_base, relief_solid
+    from mesh.solid import DEFAULT_CELL_MM, cell_for_face_count, relief_solid, solid_from_mesh
 
-    if options.method == "poisson" and surface is not None:
-        return extrude_to_base(surface, width_mm=options.width_mm, relief_mm=options.relief_mm,
-                               base_mm=options.base_mm)
     cell = DEFAULT_CELL_MM
     if options.decimate is not None:
         cell = cell_for_face_count(metric.shape, options.width_mm, options.decimate)
+    if options.method == "poisson" and surface is not None:
+        return solid_from_mesh(surface, width_mm=options.width_mm, relief_mm=options.relief_mm,
+                               base_mm=options.base_mm, cell_mm=cell)
     return relief_solid(metric, width_mm=options.width_mm, relief_mm=options.relief_mm,
                         base_mm=options.base_mm, cell_mm=cell)
 

@@ -192,3 +192,16 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise():
     silent = io.StringIO()
     Progress("photo.jpg", quiet=True, stream=silent)("load", 1.0, "x")
     assert silent.getvalue() == ""
+
+
+def test_poisson_method_gives_a_textured_mesh_and_a_closed_solid(scene, capsys):
+    photo, depth, _ = scene
+    code = main([str(photo), "--depth", str(depth), "--method", "poisson", "--poisson-depth", "6",
+                 "--glb", "--stl", "--width-mm", "50", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    surface = trimesh.load(photo.with_suffix(".glb"), force="mesh")
+    assert surface.visual.kind == "texture" and len(surface.faces) > 500
+    assert np.all((surface.visual.uv >= 0) & (surface.visual.uv <= 1))
+    solid = trimesh.load(photo.with_suffix(".stl"))
+    assert solid.is_watertight and solid.volume > 0
+    assert solid.extents[0] == pytest.approx(50.0, abs=0.01)

@@ -6,7 +6,7 @@ import trimesh
 
 from mesh.checks import check_mesh
 from mesh.grid import grid_mesh
-from mesh.solid import extrude_to_base, relief_heights, relief_solid
+from mesh.solid import solid_from_mesh, relief_heights, relief_solid
 from ppd_core.errors import BadInputError
 from tests.mesh_fixtures import lift_depth, step_depth
 
@@ -75,16 +75,17 @@ def test_bad_print_sizes_are_clear_errors(width, relief, base):
         relief_solid(np.ones((10, 10)), width_mm=width, relief_mm=relief, base_mm=base)
 
 
-def test_open_scene_mesh_closes_into_a_solid_per_component():
+def test_open_scene_mesh_closes_into_one_solid_near_high():
     depth = step_depth(30, 40, near=1.0, far=1.5, column=20)
-    y, x = np.mgrid[0:30, 0:40]
-    depth = depth + 0.02 * np.sin(x / 3.0)
-    scene = grid_mesh(lift_depth(depth, focal=40.0))
-    solid = extrude_to_base(scene, width_mm=60.0, relief_mm=8.0, base_mm=2.0)
+    scene = grid_mesh(lift_depth(depth, focal=40.0))  # two pieces, cut at the step
+    solid = solid_from_mesh(scene, width_mm=60.0, relief_mm=8.0, base_mm=2.0, cell_mm=0.5)
     report = check_mesh(solid)
-    assert report.watertight and report.winding_consistent and report.volume > 0, report.summary()
+    assert report.printable, report.summary()
     assert report.size[0] == pytest.approx(60.0, abs=0.01)
     assert report.size[2] == pytest.approx(10.0, abs=1e-3)
-    assert len(trimesh.Trimesh(solid.vertices, solid.faces).split(only_watertight=True)) == 2
+    assert len(trimesh.Trimesh(solid.vertices, solid.faces).split(only_watertight=True)) == 1
+    # the near half (left in the photo) is the high one
+    assert top_height_at(solid, -15.0, 0.0) == pytest.approx(10.0, abs=1e-3)
+    assert top_height_at(solid, 15.0, 0.0) == pytest.approx(2.0, abs=1e-3)
     with pytest.raises(BadInputError, match="point cloud"):
-        extrude_to_base(type(scene)(scene.vertices, np.zeros((0, 3))))
+        solid_from_mesh(type(scene)(scene.vertices, np.zeros((0, 3))))
