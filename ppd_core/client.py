@@ -369,11 +369,19 @@ class WorkerClient:
     # -- stop ----------------------------------------------------------------------------
 
     def close(self, timeout: float = 5) -> None:
-        """Stop the worker: close its stdin and wait, then terminate, then kill."""
+        """Stop the worker: close its stdin and wait, then terminate, then kill.
+
+        Events not yet polled are dropped: after close, `poll()` returns [].
+        """
         self._stopped = True
         self._pending.clear()
         if self._proc is not None:
             self._stop_process(timeout)
+        while True:
+            try:
+                self._events.get_nowait()
+            except queue.Empty:
+                break
 
     def _stop_process(self, timeout: float) -> None:
         self._stopped = True
