@@ -37,7 +37,7 @@ class ImportedResult:
     camera: bpy.types.Object | None = None
 
 
-def _text(data: np.lib.npyio.NpzFile, key: str, path: str) -> str:
+def _text(data, key: str, path: str) -> str:
     if key not in data.files:
         raise ImportFailed(f"{path}: missing key '{key}'")
     return str(data[key][()])

@@ -47,7 +47,7 @@ class DEPTH_OT_from_image(bpy.types.Operator):
         if event.type == "ESC" and event.value == "PRESS":
             runner.SESSION.request_cancel()
             return {"RUNNING_MODAL"}
-        if event.type != "TIMER" or event.timer is not self._timer:
+        if event.type != "TIMER":
             return {"PASS_THROUGH"}
         outcome = runner.SESSION.step(context)
         _redraw_sidebars(context)

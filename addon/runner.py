@@ -65,6 +65,11 @@ class _Starter:
             self.error = str(error)
 
 
+def _close_in_background(client: ppd_client.WorkerClient) -> None:
+    """Stop a worker without making the UI wait (close can take seconds if it is stuck)."""
+    threading.Thread(target=client.close, kwargs={"timeout": 2}, name="ppd-worker-close", daemon=True).start()
+
+
 class Session:
     """The worker client, a worker being started, and the current run."""
 
@@ -123,12 +128,12 @@ class Session:
         if self.starter is not None:
             if self.starter.client.python == python:
                 return
-            self.starter.client.close(timeout=2)  # its thread ends with a failed handshake
+            _close_in_background(self.starter.client)  # its thread ends with a failed handshake
             self.starter = None
         if self.client is not None and self.client.alive and self.client.python == python:
             return
         if self.client is not None:
-            self.client.close()
+            _close_in_background(self.client)
             self.client = None
         self.starter = _Starter(ppd_client.WorkerClient(python, log_path=log_path))
         self.starter.start()
@@ -174,7 +179,7 @@ class Session:
             if outcome is not None:
                 return outcome
         if run.cancel_sent_at is not None and time.monotonic() - run.cancel_sent_at > CANCEL_GRACE_S:
-            self.client.close(timeout=2)
+            _close_in_background(self.client)
             self.client = None
             return self._finish(context, CANCELLED, "")
         return RUNNING

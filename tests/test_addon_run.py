@@ -7,6 +7,7 @@ Background Blender has no event loop, so the tests call the modal operator's tim
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -179,3 +180,23 @@ def test_cancel_leaves_nothing_and_disable_stops_the_worker(runner, worker_env, 
             os.kill(pid, 0)  # closed and reaped
     finally:
         bpy.ops.preferences.addon_enable(module=MODULE)
+
+
+def test_worker_killed_mid_run_is_reported_and_leaves_nothing(runner, worker_env, tmp_path):
+    settings = bpy.context.scene.depth_from_image
+    settings.photo_source, settings.output = "FILE", "SOLID"
+    settings.photo_path = str(write_photo(tmp_path / "doomed.png", 64, 48))
+    settings.steps, settings.resolution = 8, "FAST"
+    before = datablock_counts()
+    state = bpy.context.window_manager.depth_from_image
+
+    runner.SESSION.start_run(bpy.context)
+    deadline = time.monotonic() + 120
+    while "diffusion" not in state.stage:
+        assert runner.SESSION.step(bpy.context) == runner.RUNNING, state.last_error
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(runner.SESSION.client.pid, signal.SIGKILL)
+    assert drive(runner, timeout=60) == runner.FAILED
+    assert "the worker stopped unexpectedly (killed by signal SIGKILL)" in state.last_error
+    assert datablock_counts() == before and runner.SESSION.client is None
