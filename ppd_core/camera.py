@@ -27,7 +27,10 @@ lens on full frame (about 40 degrees), so the shape error of a wrong guess stays
 """
 
 FULL_FRAME_WIDTH_MM = 36.0
-"""Width of a 35 mm film frame: the reference of EXIF FocalLengthIn35mmFilm."""
+"""Width of a 35 mm film frame (36 x 24 mm); also the default Blender sensor width."""
+
+FULL_FRAME_DIAGONAL_MM = math.hypot(36.0, 24.0)
+"""Diagonal of a 35 mm film frame: EXIF FocalLengthIn35mmFilm is defined through it (CIPA DC-008)."""
 
 SENSOR_WIDTHS_MM: dict[str, float] = {
     "canon eos 5d mark iv": 36.0,
@@ -100,23 +103,27 @@ def _sensor_width_mm(model: Optional[str]) -> Optional[float]:
 
 
 def intrinsics_for_photo(photo: Photo, fov_deg: Optional[float] = None) -> Intrinsics:
-    """Intrinsics for `photo`: explicit `fov_deg`, else EXIF, else `DEFAULT_HFOV_DEG`.
+    """Intrinsics for `photo`: explicit horizontal `fov_deg`, else EXIF, else `DEFAULT_HFOV_DEG`.
 
-    EXIF FocalLengthIn35mmFilm is the focal length a 36 mm wide frame would need for the same
-    view. The 35 mm equivalent is defined on the frame diagonal, but for the 3:2 frame it
-    refers to, width scaling is what every phone and camera writes; we use the width.
+    EXIF FocalLengthIn35mmFilm gives the lens that would show the same diagonal view on a
+    36 x 24 mm frame, so the focal length in pixels is f35 * image diagonal / 43.27 mm (this
+    holds for any aspect ratio, e.g. a 4:3 phone photo). EXIF FocalLength is used when the
+    camera model's sensor width is known (`SENSOR_WIDTHS_MM`): f_mm * width / sensor width.
+    Square pixels and a centred principal point are assumed.
     """
     height, width = photo.rgb.shape[:2]
     if fov_deg is not None:
         return intrinsics_from_fov(width, height, fov_deg)
+    focal_px = None
     if photo.focal_35mm is not None and photo.focal_35mm > 0:
-        hfov = math.degrees(2.0 * math.atan(FULL_FRAME_WIDTH_MM / (2.0 * photo.focal_35mm)))
-        return intrinsics_from_fov(width, height, hfov)
-    sensor = _sensor_width_mm(photo.model)
-    if photo.focal_mm is not None and photo.focal_mm > 0 and sensor is not None:
-        hfov = math.degrees(2.0 * math.atan(sensor / (2.0 * photo.focal_mm)))
-        return intrinsics_from_fov(width, height, hfov)
-    return intrinsics_from_fov(width, height, DEFAULT_HFOV_DEG)
+        focal_px = photo.focal_35mm * math.hypot(width, height) / FULL_FRAME_DIAGONAL_MM
+    else:
+        sensor = _sensor_width_mm(photo.model)
+        if photo.focal_mm is not None and photo.focal_mm > 0 and sensor is not None:
+            focal_px = photo.focal_mm * width / sensor
+    if focal_px is None:
+        return intrinsics_from_fov(width, height, DEFAULT_HFOV_DEG)
+    return Intrinsics(focal_px, focal_px, width / 2.0, height / 2.0, int(width), int(height))
 
 
 def project(points: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:

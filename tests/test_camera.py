@@ -53,9 +53,18 @@ def test_explicit_fov_beats_exif():
 
 
 def test_exif_35mm_focal_length():
-    k = intrinsics_for_photo(_photo(focal_35mm=36.0, focal_mm=4.0, model="Canon EOS 80D"))
-    # 36 mm on a 36 mm wide frame: the image width equals the focal length.
-    assert k.fx == pytest.approx(400.0)
+    diagonal_35mm = math.hypot(36.0, 24.0)
+    k = intrinsics_for_photo(_photo(focal_35mm=diagonal_35mm, focal_mm=4.0, model="Canon EOS 80D"))
+    # A lens as long as the frame diagonal: the focal length equals the image diagonal (500 px),
+    # whatever the aspect ratio; the 35 mm value wins over FocalLength.
+    assert k.fx == pytest.approx(500.0) and k.fy == pytest.approx(500.0)
+    assert (k.cx, k.cy) == (200.0, 150.0)
+
+
+def test_iphone_style_exif_matches_its_sensor():
+    # A 4:3 phone: 4.2 mm lens on a 5.6 mm wide sensor, written as 26 mm equivalent.
+    k = intrinsics_for_photo(_photo(4032, 3024, focal_35mm=26.0))
+    assert k.fx == pytest.approx(4.2 / 5.6 * 4032, rel=0.01)
 
 
 def test_exif_focal_length_with_known_sensor():
