@@ -2,6 +2,9 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from ppd_core.camera import Intrinsics, intrinsics_from_fov
 from ppd_core.errors import BadInputError
@@ -191,3 +194,26 @@ def test_bad_inputs(depth, kwargs, message):
 def test_intrinsics_of_another_aspect_are_refused():
     with pytest.raises(BadInputError, match="other aspect ratio"):
         lift(np.ones((4, 4), np.float32), intrinsics_from_fov(8, 4, 60.0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(
+        np.float32,
+        st.tuples(st.integers(1, 7), st.integers(1, 7)),
+        elements=st.sampled_from([np.nan, np.inf, -np.inf, 0.0, -1.0, 0.5, 1.0, 1.25, 2.0, 30.0]),
+    ),
+    st.sampled_from(["drop", "snap"]),
+)
+def test_any_small_map_lifts_or_fails_cleanly(depth, mode):
+    k = intrinsics_from_fov(depth.shape[1], depth.shape[0], 60.0)
+    valid = np.isfinite(depth) & (depth > 0)
+    if not valid.any():
+        with pytest.raises(BadInputError):
+            lift(depth, k, mode=mode)
+        return
+    result = lift(depth, k, mode=mode)
+    np.testing.assert_array_equal(np.flatnonzero(result.valid), result.pixel_index)
+    assert not (result.valid & ~valid).any() and not (result.discontinuity & ~valid).any()
+    assert np.isfinite(result.points).all() and np.all(result.points[:, 2] > 0)
+    np.testing.assert_allclose(np.linalg.norm(result.normals, axis=1), 1.0, rtol=1e-5)
