@@ -7,9 +7,11 @@ extension is built with `addon/build.py` (Blender's own builder), installed with
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +22,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 USER_DIR = tempfile.mkdtemp(prefix="ppd-blender-user-")
+atexit.register(shutil.rmtree, USER_DIR, ignore_errors=True)
 if "bpy" not in sys.modules:
     os.environ["BLENDER_USER_RESOURCES"] = USER_DIR
 
@@ -44,7 +47,7 @@ def installed_zip() -> Path:
     extensions = bpy.utils.user_resource("EXTENSIONS")
     if not extensions.startswith(USER_DIR):
         pytest.skip("bpy was imported before the add-on tests could give it a private user folder")
-    zip_path = build_zip(tempfile.mkdtemp(prefix="ppd-dist-"))
+    zip_path = build_zip(os.path.join(USER_DIR, "dist"))
     bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo=REPO_MODULE, enable_on_install=True)
     return zip_path
 

@@ -108,6 +108,11 @@ def test_missing_photo_and_bad_range_are_refused_before_any_work(runner, tmp_pat
     settings.photo_source, settings.photo_image = "IMAGE", None
     with pytest.raises(runner.RunError, match="No image chosen"):
         runner.SESSION.start_run(bpy.context)
+    settings.photo_image = bpy.data.images.new("painted", 8, 8)
+    with pytest.raises(runner.RunError, match="Image 'painted' has no file on disk: save it or pack it"):
+        runner.SESSION.start_run(bpy.context)
+    assert bpy.context.window_manager.depth_from_image.last_error.startswith("Image 'painted' has no file")
+    assert not runner.SESSION.running
     settings.photo_source = "FILE"
 
 
