@@ -174,6 +174,25 @@ def test_cancel_mid_diffusion_leaves_no_files_and_the_next_job_works(worker, pho
     assert all(os.path.exists(path) for path in after["outputs"].values())
 
 
+def test_a_depth_file_job_never_loads_the_model(tmp_path, photo_job):
+    client = start_worker(tmp_path)
+    try:
+        depth_mm = np.full((96, 128), 2000, np.uint16)
+        depth_mm[:, 64:] = 2100
+        Image.fromarray(depth_mm).save(tmp_path / "depth.png")
+        job = photo_job("from_depth", npz=str(tmp_path / "from_depth.npz"))
+        job["options"] = {"depth": str(tmp_path / "depth.png"), "resolution": 128 * 96}
+        job_id = client.submit(job)
+        result = answers(client, [job_id])[job_id]
+        assert result["type"] == "result", result
+        assert result["stats"]["model_loads"] == 0 and not result["stats"]["model_reused"]
+        with np.load(job["outputs"]["npz"], allow_pickle=False) as arrays:
+            depths = arrays["vertices"][:, 2]
+            assert len(depths) > 0 and depths.min() > 1.99 and depths.max() < 2.11  # the file's 2.0 m and 2.1 m
+    finally:
+        client.close()
+
+
 def test_a_bad_job_gets_a_one_line_error_and_the_worker_lives_on(worker, photo_job, tmp_path):
     missing = photo_job("missing")
     missing["photo"] = str(tmp_path / "no-such-photo.jpg")
