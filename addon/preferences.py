@@ -19,6 +19,7 @@ from . import backend_setup, interpreters, ppd_client
 PPD_CARD = "https://huggingface.co/gangweix/Pixel-Perfect-Depth"
 ENCODER_CARD = "https://huggingface.co/depth-anything/Depth-Anything-V2-Large"
 CHECK_TIMEOUT_S = 180.0
+LOG_MAX_BYTES = 10_000_000
 
 # Outcome of the last Detect / Check / Set up, shown under the interpreter field.
 STATUS = {"check": "", "check_ok": False, "detect": [], "setup": None}
@@ -47,7 +48,11 @@ def user_dir() -> str:
 
 
 def worker_log_path() -> str:
-    return os.path.join(user_dir(), "worker.log")
+    """The worker log (appended to by every worker); past LOG_MAX_BYTES it moves to worker.log.1."""
+    path = os.path.join(user_dir(), "worker.log")
+    if os.path.isfile(path) and os.path.getsize(path) > LOG_MAX_BYTES:
+        os.replace(path, path + ".1")
+    return path
 
 
 def setup_venv_dir() -> str:
