@@ -55,19 +55,21 @@ class DepthModel:
 
     def predict(
         self,
-        rgb: np.ndarray,
+        rgb: Union[np.ndarray, "PIL.Image.Image"],
         steps: int = 4,
         resolution: int = DEFAULT_RESOLUTION,
         seed: int = 0,
         on_progress: Optional[ProgressCallback] = None,
     ) -> np.ndarray:
-        """Normalised log-depth `p` (h, w) float32 of an (H, W, 3) uint8 RGB photo.
+        """Normalised log-depth `p` (h, w) float32 of an (H, W, 3) uint8 RGB photo (or a PIL image).
 
         The working size keeps the photo's aspect at about `resolution` pixels (multiples of
         16); lower it for speed on a CPU. `p` is 0 near the 2nd and 1 near the 98th
         percentile of log(1 + depth); larger is farther. The noise comes from a CPU
         generator seeded with `seed`, so results repeat on every device.
         """
+        if hasattr(rgb, "convert"):  # a PIL image
+            rgb = np.asarray(rgb.convert("RGB"))
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise BadInputError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.dtype} {rgb.shape}")
         if steps < 1:

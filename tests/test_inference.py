@@ -29,6 +29,13 @@ def test_working_size_follows_resolution(model, photo):
     assert depth.shape == (48, 64) and depth.dtype == np.float32 and np.isfinite(depth).all()
 
 
+def test_pil_image_in(model, photo):
+    from PIL import Image
+
+    from_pil = model.predict(Image.fromarray(photo), steps=1, resolution=64 * 48)
+    assert np.array_equal(from_pil, model.predict(photo, steps=1, resolution=64 * 48))
+
+
 def test_seed_makes_it_repeatable(model, photo):
     a = model.predict(photo, steps=2, resolution=64 * 48, seed=5)
     b = model.predict(photo, steps=2, resolution=64 * 48, seed=5)

@@ -11,7 +11,7 @@ import torch
 from ppd_core.model import DinoConfig, DiTConfig, PixelPerfectDepth, PPDConfig, timesteps
 from ppd_core.model.dinov2 import SemanticEncoder
 from ppd_core.model.dit import DiT, TimestepEmbedder
-from ppd_core.model.rope import RoPE2D
+from ppd_core.model.rope import apply_rope, rope_tables
 from ppd_core.preprocess import resize_for_network, working_size
 
 DATA = Path(__file__).parent / "data"
@@ -55,7 +55,9 @@ def test_timestep_embedding(vectors):
 
 
 def test_rope(vectors):
-    out = RoPE2D(100.0)(t(vectors, "func/rope/tokens"), t(vectors, "func/rope/positions"))
+    positions = t(vectors, "func/rope/positions")  # (B, N, 2): per-sample positions
+    cos, sin = rope_tables(positions, 64, int(positions.max()) + 1, base=100.0)
+    out = apply_rope(t(vectors, "func/rope/tokens"), cos[:, None], sin[:, None])
     torch.testing.assert_close(out, t(vectors, "func/rope/out"), atol=1e-6, rtol=0)
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from .config import DiTConfig
 from .fusion import SemanticFusion
-from .rope import RoPE2D, grid_positions
+from .rope import apply_rope, grid_positions, rope_tables
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -58,7 +58,7 @@ class TimestepEmbedder(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention with per-head LayerNorm on q and k, then 2-D RoPE."""
 
-    def __init__(self, dim: int, num_heads: int, rope: RoPE2D):
+    def __init__(self, dim: int, num_heads: int):
         super().__init__()
         self.num_heads = num_heads
         head_dim = dim // num_heads
@@ -66,14 +66,13 @@ class Attention(nn.Module):
         self.q_norm = nn.LayerNorm(head_dim, eps=1e-5)
         self.k_norm = nn.LayerNorm(head_dim, eps=1e-5)
         self.proj = nn.Linear(dim, dim)
-        self.rope = rope
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
-        q = self.rope(self.q_norm(q), positions)
-        k = self.rope(self.k_norm(k), positions)
+        q = apply_rope(self.q_norm(q), *rope)
+        k = apply_rope(self.k_norm(k), *rope)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
@@ -91,18 +90,18 @@ class Mlp(nn.Module):
 class DiTBlock(nn.Module):
     """adaLN-Zero transformer block: shift/scale/gate for attention and MLP from c."""
 
-    def __init__(self, config: DiTConfig, rope: RoPE2D):
+    def __init__(self, config: DiTConfig):
         super().__init__()
         D = config.hidden_size
         self.norm1 = nn.LayerNorm(D, eps=1e-6, elementwise_affine=False)
-        self.attn = Attention(D, config.num_heads, rope)
+        self.attn = Attention(D, config.num_heads)
         self.norm2 = nn.LayerNorm(D, eps=1e-6, elementwise_affine=False)
         self.mlp = Mlp(D, config.mlp_hidden)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=1)
-        x = x + gate_msa.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), positions)
+        x = x + gate_msa.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rope)
         x = x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
         return x
 
@@ -128,10 +127,9 @@ class DiT(nn.Module):
         super().__init__()
         self.config = config
         D, p = config.hidden_size, config.patch_size
-        rope = RoPE2D(config.rope_base)
         self.x_embedder = PatchEmbed(config.in_channels, D, 2 * p)
         self.t_embedder = TimestepEmbedder(D)
-        self.blocks = nn.ModuleList(DiTBlock(config, rope) for _ in range(config.depth))
+        self.blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.depth))
         self.proj_fusion = SemanticFusion(D, config.semantic_dim)
         self.final_layer = FinalLayer(D, p, config.out_channels)
 
@@ -142,6 +140,11 @@ class DiT(nn.Module):
         x = torch.einsum("nhwpqc->nchpwq", x)
         return x.reshape(x.shape[0], C, rows * p, cols * p)
 
+    def rope(self, rows: int, cols: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE (cos, sin) tables of a rows x cols token grid, shared by all blocks on it."""
+        positions = grid_positions(rows, cols, device)
+        return rope_tables(positions, self.config.head_dim, max(rows, cols), self.config.rope_base)
+
     def forward(self, x: torch.Tensor, semantics: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
         H, W = x.shape[-2:]
         if H % 16 or W % 16:
@@ -150,14 +153,14 @@ class DiT(nn.Module):
             timestep = timestep[None]
         coarse = (H // 16, W // 16)
         fine = (H // 8, W // 8)
-        positions = grid_positions(*coarse, x.device)
+        rope = self.rope(*coarse, x.device)
         x = self.x_embedder(x)  # (B, T0, D)
         c = self.t_embedder(timestep)  # (1 or B, D)
         fuse_after = self.config.depth // 2 - 1
         for i, block in enumerate(self.blocks):
-            x = block(x, c, positions)
+            x = block(x, c, rope)
             if i == fuse_after:
                 x = self.proj_fusion(x, semantics, coarse)  # (B, T1, D)
-                positions = grid_positions(*fine, x.device)
+                rope = self.rope(*fine, x.device)
         x = self.final_layer(x, c)  # (B, T1, p * p * C)
         return self.unpatchify(x, *fine)

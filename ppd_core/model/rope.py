@@ -1,9 +1,13 @@
-"""2-D rotary position embedding of the DiT (frequency base 100, rotate-half, rows first)."""
+"""2-D rotary position embedding of the DiT (frequency base 100, rotate-half, rows first).
+
+The first half of each head vector is rotated by the token's row, the second half by its
+column; within each half the pairs are (j, j + quarter), not interleaved. The tables are
+computed once per token grid and shared by every attention layer of that grid.
+"""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 
 def grid_positions(rows: int, cols: int, device: torch.device) -> torch.Tensor:
@@ -11,44 +15,23 @@ def grid_positions(rows: int, cols: int, device: torch.device) -> torch.Tensor:
     return torch.cartesian_prod(torch.arange(rows, device=device), torch.arange(cols, device=device))
 
 
-def _rotate_half(v: torch.Tensor) -> torch.Tensor:
-    half = v.shape[-1] // 2
-    return torch.cat((-v[..., half:], v[..., :half]), dim=-1)
+def rope_tables(positions: torch.Tensor, head_dim: int, length: int, base: float = 100.0):
+    """(cos, sin), each (..., N, head_dim), for integer positions (..., N, 2) below `length`."""
+    half = head_dim // 2
+    inv_freq = 1.0 / (base ** (torch.arange(0, half, 2, device=positions.device).float() / half))
+    angles = torch.outer(torch.arange(length, device=positions.device, dtype=inv_freq.dtype), inv_freq)
+    angles = torch.cat((angles, angles), dim=-1)  # (length, half)
+    cos, sin = angles.cos(), angles.sin()
+    y, x = positions[..., 0], positions[..., 1]
+    return torch.cat((cos[y], cos[x]), dim=-1), torch.cat((sin[y], sin[x]), dim=-1)
 
 
-class RoPE2D(nn.Module):
-    """Rotates the first half of each head vector by the row, the second half by the column.
+def rotate_halves(u: torch.Tensor) -> torch.Tensor:
+    """Rotate-half applied to each half of the last dimension: [a, b | c, d] -> [-b, a | -d, c]."""
+    parts = u.unflatten(-1, (2, 2, u.shape[-1] // 4))
+    return torch.cat((-parts[..., 1:, :], parts[..., :1, :]), dim=-2).flatten(-3)
 
-    Holds no parameters or buffers (the released checkpoint has none): the cos/sin tables
-    are a plain cache keyed by device, dtype and table length.
-    """
 
-    def __init__(self, base: float = 100.0):
-        super().__init__()
-        self.base = base
-        self._tables: dict = {}
-
-    def _cos_sin(self, dim: int, length: int, device: torch.device, dtype: torch.dtype):
-        key = (dim, length, device, dtype)
-        if key not in self._tables:
-            inv_freq = 1.0 / (self.base ** (torch.arange(0, dim, 2, device=device).float() / dim))
-            angles = torch.outer(torch.arange(length, device=device, dtype=inv_freq.dtype), inv_freq)
-            angles = torch.cat((angles, angles), dim=-1)  # (length, dim)
-            self._tables[key] = (angles.cos().to(dtype), angles.sin().to(dtype))
-        return self._tables[key]
-
-    def _rotate_1d(self, v: torch.Tensor, pos: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
-        # v: (B, heads, N, m); pos: (N,) -> tables (N, m) broadcast over batch and heads
-        return v * cos[pos] + _rotate_half(v) * sin[pos]
-
-    def forward(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """tokens (B, heads, N, d); positions (N, 2) or (B, N, 2) int (y, x)."""
-        if positions.ndim == 3:
-            positions = positions[:, None]  # (B, 1, N, 2): broadcast over heads
-        half = tokens.shape[-1] // 2
-        cos, sin = self._cos_sin(half, int(positions.max()) + 1, tokens.device, tokens.dtype)
-        u_y, u_x = tokens[..., :half], tokens[..., half:]
-        return torch.cat(
-            (self._rotate_1d(u_y, positions[..., 0], cos, sin), self._rotate_1d(u_x, positions[..., 1], cos, sin)),
-            dim=-1,
-        )
+def apply_rope(tokens: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """tokens (B, heads, N, d) rotated by tables (N, d) or (B, 1, N, d)."""
+    return tokens * cos.to(tokens.dtype) + rotate_halves(tokens) * sin.to(tokens.dtype)
