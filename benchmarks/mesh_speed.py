@@ -13,6 +13,7 @@ Run: python benchmarks/mesh_speed.py [--repeat N] [--skip-poisson]
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -101,7 +102,8 @@ def main() -> None:
     depth, photo = synthetic_scene()
     intrinsics = intrinsics_from_fov(WIDTH, HEIGHT, 60.0)
     folder = Path(tempfile.mkdtemp(prefix="mesh_speed_"))
-    print(f"depth map {WIDTH}x{HEIGHT}, best of {args.repeat}")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"depth map {WIDTH}x{HEIGHT}, best of {args.repeat}; {os.cpu_count()} cores, load average {load}")
 
     lift_time, lifted = seconds(lambda: lift(depth, intrinsics, photo), args.repeat)
     mesh_time, surface = seconds(lambda: grid_mesh(lifted), args.repeat)

@@ -10,9 +10,9 @@ from mesh.decimate import decimate
 from mesh.export import EXPORTERS, CameraInfo, export
 from mesh.grid import grid_mesh
 from mesh.poisson import poisson_mesh
-from mesh.solid import solid_from_mesh, relief_solid
+from mesh.solid import relief_solid, solid_from_mesh
 
 __all__ = [
     "CameraInfo", "EXPORTERS", "MeshData", "MeshReport", "check_mesh", "decimate", "export",
-    "solid_from_mesh", "grid_mesh", "poisson_mesh", "relief_solid",
+    "grid_mesh", "poisson_mesh", "relief_solid", "solid_from_mesh",
 ]

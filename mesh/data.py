@@ -56,6 +56,13 @@ class MeshData:
         v = self.vertices.astype(np.float64)
         return np.stack([v.min(axis=0), v.max(axis=0)])
 
+    def face_normals(self) -> np.ndarray:
+        """(F, 3) float32 unit face normals (zero for degenerate faces), by the winding."""
+        corners = self.vertices[self.faces]
+        normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        length = np.linalg.norm(normals, axis=1, keepdims=True)
+        return np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
+
     def transformed(self, matrix: np.ndarray, scale: float = 1.0, frame: Optional[str] = None) -> "MeshData":
         """A copy with vertices mapped by the 3x3 rotation `matrix` times `scale`.
 
@@ -77,7 +84,9 @@ class MeshData:
             [self.colors, np.full(len(self.colors), 255, np.uint8)])
         if self.is_points:
             return trimesh.PointCloud(self.vertices.copy(), colors=colors)
+        # float32 face normals here are several times faster than trimesh's float64 ones.
         return trimesh.Trimesh(vertices=self.vertices.copy(), faces=self.faces.copy(),
+                               face_normals=self.face_normals(),
                                vertex_normals=None if self.normals is None else self.normals.copy(),
                                vertex_colors=colors, process=process)
 

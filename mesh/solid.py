@@ -1,4 +1,4 @@
-"""Printable solids: a relief from a depth map, or an open scene mesh extruded to a base.
+"""Printable solids: a relief from a depth map, or an open scene mesh closed over a flat base.
 
 Both come out watertight, consistently wound (normals outward) and manifold, in the print
 frame: millimetres, z up, the relief facing +z, the flat base on z = 0, centred on x = y = 0.

@@ -6,7 +6,7 @@ import trimesh
 
 from mesh.checks import check_mesh
 from mesh.grid import grid_mesh
-from mesh.solid import solid_from_mesh, relief_heights, relief_solid
+from mesh.solid import relief_heights, relief_solid, solid_from_mesh
 from ppd_core.errors import BadInputError
 from tests.mesh_fixtures import lift_depth, step_depth
 
