@@ -28,6 +28,10 @@ not the pixel's own."""
 
 SNAP_MAX_GAP = 0.01
 """Snap only pixels within 1% (log-depth) of a side's extended surface; drop the rest."""
+
+SNAP_MAX_DISTANCE = 1.5
+"""Snap only from a clean pixel at most this far (pixels): farther extensions of a surface
+often start on another face (at object corners) and misplace the point."""
 _SOBEL_SCALE = 1000.0  # log-depth Sobel responses are scaled by this into int16 for cv2.Canny
 
 
@@ -245,14 +249,16 @@ def _nearest_source(sources: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lookup[labels.ravel()], distance.ravel()
 
 
-def snap_depth(depth: np.ndarray, mask: np.ndarray, valid: np.ndarray, radius: int, max_gap: float) -> np.ndarray:
+def snap_depth(
+    depth: np.ndarray, mask: np.ndarray, valid: np.ndarray, max_gap: float = SNAP_MAX_GAP, max_distance: float = SNAP_MAX_DISTANCE
+) -> np.ndarray:
     """Depth with every `mask` pixel moved onto the near or the far side's surface.
 
     For each side, the nearest unmasked pixel of that side is found and its surface is
     extended to the masked pixel as a plane (disparity is affine in pixel coordinates on a
     plane, so the extension uses one-sided disparity slopes). The side whose extended depth
     is closer (in log) to the pixel's own depth wins, if it is within `max_gap`. Pixels
-    with no such side within 2 * radius + 2 pixels become NaN (dropped): they sit truly
+    with no such side within `max_distance` pixels become NaN (dropped): they sit truly
     between the surfaces, and guessing their side would make new flying points.
     """
     h, w = depth.shape
@@ -265,7 +271,7 @@ def snap_depth(depth: np.ndarray, mask: np.ndarray, valid: np.ndarray, radius: i
         out[mask] = np.nan
         return out
     log_depth = _filled_log_depth(depth, valid)
-    window = _square(radius + 1)
+    window = _square(3)
     middle = 0.5 * (cv2.dilate(log_depth, window) + cv2.erode(log_depth, window))
     disparity = np.where(sources, 1.0 / np.where(sources, depth, 1.0), 0.0).astype(np.float64)
     slope_x = _one_sided_slopes(disparity, sources, axis=1).ravel()
@@ -284,7 +290,7 @@ def snap_depth(depth: np.ndarray, mask: np.ndarray, valid: np.ndarray, radius: i
         extended = np.where(extended > 0, extended, disparity.ravel()[q])
         candidate = 1.0 / extended
         gap = np.abs(np.log(candidate) - own)
-        better = (distance[targets] <= 2 * radius + 2) & (gap < best_gap) & (gap <= max_gap)
+        better = (distance[targets] <= max_distance) & (gap < best_gap) & (gap <= max_gap)
         best = np.where(better, candidate, best)
         best_gap = np.where(better, gap, best_gap)
     out.ravel()[targets] = best
@@ -339,8 +345,8 @@ def lift(
 ) -> LiftResult:
     """Lift a metric depth map (metres) to an edge-clean point cloud.
 
-    `mode` "drop" removes discontinuity pixels; "snap" moves those within 1% of a side onto
-    that side's surface and drops the rest. `rgb` (same grid, or the same aspect at another
+    `mode` "drop" removes discontinuity pixels; "snap" moves those next to a clean pixel and
+    within 1% of its surface onto that surface, and drops the rest. `rgb` (same grid, or the same aspect at another
     size) colours the points and guides the edge detector. Intrinsics for another resolution of the same image are
     rescaled. `stride` keeps every stride-th pixel per row and column; `max_points` then
     keeps an evenly spaced subset. `valid` is always exactly the pixels that have a point.
@@ -366,8 +372,7 @@ def lift(
 
     mask = discontinuity_mask(depth, rgb, edge_strength)
     if mode == "snap":
-        radius = EdgeThresholds.from_strength(edge_strength).radius
-        depth = snap_depth(depth, mask, valid, radius, SNAP_MAX_GAP)
+        depth = snap_depth(depth, mask, valid)
         surface = _valid_depth(depth)
     else:
         surface = valid & ~mask
