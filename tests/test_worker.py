@@ -219,18 +219,17 @@ def test_garbage_on_stdin_gets_an_error_and_the_worker_lives_on(worker):
     assert worker.alive
 
 
-def test_cancel_of_a_queued_job_answers_at_once(tmp_path):
-    client = start_worker(tmp_path)
+@POSIX_ONLY
+def test_cancel_without_id_drops_every_job(worker, tmp_path):
+    os.kill(worker.pid, signal.SIGSTOP)  # so that both jobs wait when the cancel arrives
     try:
-        os.kill(client.pid, signal.SIGSTOP)
-        ids = [client.submit({"photo": str(tmp_path / "a.jpg"), "outputs": {"npz": str(tmp_path / f"{n}.npz")}}) for n in range(2)]
-        client.cancel()
-        os.kill(client.pid, signal.SIGCONT)
-        answered = answers(client, ids)
-        assert [answered[job_id]["kind"] for job_id in ids] == ["cancelled", "cancelled"]
-        assert not client.busy
+        ids = [worker.submit({"photo": str(tmp_path / "a.jpg"), "outputs": {"npz": str(tmp_path / f"{n}.npz")}}) for n in range(2)]
+        worker.cancel()
     finally:
-        client.close()
+        os.kill(worker.pid, signal.SIGCONT)
+    answered = answers(worker, ids)
+    assert [answered[job_id]["kind"] for job_id in ids] == ["cancelled", "cancelled"]
+    assert not worker.busy and worker.alive
 
 
 def test_closing_stdin_makes_the_worker_exit_quickly():
