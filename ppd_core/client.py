@@ -42,13 +42,14 @@ class WorkerError(Exception):
         self.log_tail = list(log_tail or [])
 
 
-def read_log_tail(path: str, lines: int = LOG_TAIL_LINES) -> list:
-    """Return the last `lines` non-empty lines of a log file ([] if it cannot be read)."""
+def read_log_tail(path: str, lines: int = LOG_TAIL_LINES, start: int = 0) -> list:
+    """Return the last `lines` non-empty lines of a log file written after byte `start`
+    ([] if it cannot be read): a shared, appended log also holds earlier workers' lines."""
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
             size = handle.tell()
-            handle.seek(max(0, size - 16384))
+            handle.seek(max(start, size - 16384))
             text = handle.read().decode("utf-8", errors="replace")
     except OSError:
         return []
@@ -100,6 +101,7 @@ class WorkerClient:
         self._pending: list = []
         self._last_sign = time.monotonic()
         self._stopped = False
+        self._log_start = 0
 
     @staticmethod
     def _new_log_path() -> str:
@@ -161,6 +163,7 @@ class WorkerClient:
             log = open(self.log_path, "ab")
         except OSError as exc:
             raise WorkerError("start_failed", f"cannot write the worker log {self.log_path}: {exc.strerror}") from exc
+        self._log_start = log.tell()
         try:
             return subprocess.Popen(
                 [self.python, "-m", WORKER_MODULE],
@@ -195,7 +198,7 @@ class WorkerClient:
                 raise WorkerError(
                     "start_timeout",
                     f"the worker ({self.python}) sent no handshake within {timeout:g} s; see its log {self.log_path}",
-                    read_log_tail(self.log_path),
+                    read_log_tail(self.log_path, start=self._log_start),
                 )
             if self._stopped:
                 raise WorkerError("not_running", "the worker was closed before its handshake")
@@ -214,7 +217,7 @@ class WorkerClient:
 
     def _start_failure(self) -> WorkerError:
         code = self._proc.wait() if self._proc is not None else None
-        tail = read_log_tail(self.log_path)
+        tail = read_log_tail(self.log_path, start=self._log_start)
         text = "\n".join(tail)
         if "No module named" in text and "ppd_core" in text:
             return WorkerError(
@@ -299,7 +302,7 @@ class WorkerClient:
             code = self._proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             code = None
-        tail = read_log_tail(self.log_path)
+        tail = read_log_tail(self.log_path, start=self._log_start)
         job_id = self._pending[0] if self._pending else None
         self._pending.clear()
         return {

@@ -82,6 +82,17 @@ def test_program_that_exits_at_once_reports_exit_code(tmp_path):
     assert "exit code 1" in str(caught.value)
 
 
+@pytest.mark.skipif(os.name == "nt", reason="needs /bin/false")
+def test_earlier_lines_of_a_shared_log_do_not_mislead_the_diagnosis(tmp_path):
+    log = tmp_path / "shared.log"
+    log.write_text("Error while finding module specification for 'ppd_core.worker' "
+                   "(ModuleNotFoundError: No module named 'ppd_core')\n")
+    with pytest.raises(WorkerError) as caught:
+        check_interpreter("/bin/false", log_path=str(log))
+    assert caught.value.kind == "start_failed" and caught.value.log_tail == []
+    assert "No module named" in log.read_text()  # appended to, never truncated
+
+
 @pytest.fixture(scope="module")
 def bare_python(tmp_path_factory) -> str:
     """A real venv with no packages at all: no torch, no ppd_core unless PYTHONPATH says so."""
