@@ -73,3 +73,28 @@ def test_mesh_uvs_and_colours_follow_their_pixels():
     np.testing.assert_allclose(mesh.uvs[:, 1], 1.0 - y / 30.0, atol=1e-5)
     column = np.rint(x - 0.5).astype(int)
     np.testing.assert_array_equal(mesh.colors[:, 0], column * 255 // 39)
+
+
+def test_real_lift_of_a_smeared_step_meshes_nothing_in_the_gap():
+    """Through ppd_core.lift: a blurred or resized step has in-between depths; none is meshed."""
+    import cv2
+
+    from ppd_core.camera import intrinsics_from_fov
+    from ppd_core.lift import lift
+
+    height, width = 96, 128
+    sharp = step_depth(height, width, near=1.0, far=1.5, column=64).astype(np.float32)
+    photo = np.zeros((height, width, 3), np.uint8)
+    photo[:, :64] = 200
+    photo[:, 64:] = 40
+    smeared = {
+        "blurred": cv2.GaussianBlur(sharp, (0, 0), 1.5),
+        "resized": cv2.resize(cv2.resize(sharp, (32, 24), interpolation=cv2.INTER_AREA), (width, height),
+                              interpolation=cv2.INTER_LINEAR),
+    }
+    for name, depth in smeared.items():
+        mesh = grid_mesh(lift(depth, intrinsics_from_fov(width, height, 60.0), photo))
+        z = mesh.vertices[:, 2][mesh.faces]
+        assert not np.any((z > 1.05) & (z < 1.45)), name
+        assert np.all(z.max(axis=1) / z.min(axis=1) - 1 <= 0.05), name
+        assert len(mesh.faces) > 0.9 * 2 * (height - 1) * (width - 1), name
