@@ -149,6 +149,14 @@ def test_unwritable_folder_is_a_clear_failure(scene, tmp_path, capsys):
     assert list(locked.iterdir()) == []
 
 
+def test_output_file_name_must_match_its_kind(scene, tmp_path, capsys):
+    photo, depth, _ = scene
+    assert main([str(photo), "--depth", str(depth), "--stl", "-o", str(tmp_path / "x.ply"), "--quiet"]) == 1
+    assert "needs a .stl file name" in capsys.readouterr().err
+    assert main([str(photo), "--depth", str(depth), "--stl", "-o", str(tmp_path / "x.stl"), "--quiet"]) == 0
+    assert trimesh.load(tmp_path / "x.stl").is_watertight
+
+
 def test_usage_errors_exit_2(scene):
     photo, depth, _ = scene
     assert main([str(photo)]) == 2  # no output chosen
