@@ -38,7 +38,7 @@ print("ok", sys.version_info[:2])
 
 
 def interpreters_to_check() -> list:
-    """This interpreter plus one each of Python 3.11-3.13 found on this machine."""
+    """This interpreter plus one each of Python 3.11-3.13 found on this machine, oldest first."""
     found = {f"{sys.version_info[0]}.{sys.version_info[1]}": sys.executable}
     for version in ("3.11", "3.12", "3.13"):
         candidates = [shutil.which(f"python{version}")]
@@ -48,7 +48,7 @@ def interpreters_to_check() -> list:
                 break
             if subprocess.run([candidate, "-c", "pass"], capture_output=True).returncode == 0:
                 found[version] = candidate
-    return sorted(found.values())
+    return [found[version] for version in sorted(found, key=lambda v: tuple(map(int, v.split("."))))]
 
 
 @pytest.mark.parametrize("python", interpreters_to_check())
@@ -57,6 +57,19 @@ def test_client_file_imports_alone_with_the_standard_library(python, tmp_path):
     done = subprocess.run([python, "-I", "-S", "-c", IMPORT_ALONE], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok")
+
+
+def test_a_bare_newest_python_drives_a_worker_with_the_client_file_alone(tmp_path):
+    """Blender 5.1 has Python 3.13 and no packages: the copied client must still work there."""
+    newest = interpreters_to_check()[-1]
+    script = IMPORT_ALONE + f"""
+handshake = module.check_interpreter({sys.executable!r}, env={{"PYTHONPATH": {str(REPO)!r}}},
+                                     log_path={str(tmp_path / "w.log")!r})
+print(handshake["type"], handshake["protocol"], handshake["python"])
+"""
+    done = subprocess.run([newest, "-I", "-S", "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith("handshake 1 ")
 
 
 def test_missing_interpreter_is_reported(tmp_path):
