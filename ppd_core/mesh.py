@@ -85,7 +85,7 @@ def job_options(args: argparse.Namespace):
 def output_paths(photo: Path, kinds: list[str], output: Optional[Path], single: bool) -> dict[str, Path]:
     """Where each output goes: -o FILE (one photo, one output), -o FOLDER, or next to the photo."""
     if output is not None and not output.is_dir() and output.suffix and single and len(kinds) == 1:
-        expected = Path(OUTPUT_FLAGS[kinds[0]][1]).suffix
+        expected = "." + OUTPUT_FLAGS[kinds[0]][1].rsplit(".", 1)[1]
         if output.suffix.lower() != expected:
             raise BadInputError(f"{output}: a {OUTPUT_FLAGS[kinds[0]][0]} output needs a {expected} file name")
         return {kinds[0]: output}

@@ -128,7 +128,7 @@ def test_existing_output_needs_force_and_photo_is_never_overwritten(scene, capsy
     assert main([str(photo), "--depth", str(depth), "--stl", "--quiet", "--force"]) == 0
     assert target.read_bytes() != b"keep me"
     before = photo.read_bytes()
-    assert main([str(photo), "--depth", str(depth), "--glb", "-o", str(photo), "--force", "--quiet"]) == 1
+    assert main([str(photo), "--depth", str(depth), "--depth-png", "-o", str(photo), "--force", "--quiet"]) == 1
     assert "photo itself" in capsys.readouterr().err and photo.read_bytes() == before
 
 
