@@ -79,6 +79,13 @@ class JobOptions:
             raise BadInputError(f"--decimate needs a positive triangle count, got {self.decimate}")
         if self.steps < 1 or self.resolution < 256:
             raise BadInputError("steps must be at least 1 and resolution at least 256 pixels")
+        if not 0.0 <= self.edge_strength <= 1.0:
+            raise BadInputError(f"edge strength must be in [0, 1], got {self.edge_strength}")
+        if not 1 <= self.poisson_depth <= 12:
+            raise BadInputError(f"Poisson depth must be 1..12, got {self.poisson_depth}")
+        from mesh.solid import check_print_size
+
+        check_print_size(self.width_mm, self.relief_mm, self.base_mm)
 
     def depth_range(self) -> tuple[float, float]:
         """(near, far) in metres: explicit values over the preset over the default preset."""
