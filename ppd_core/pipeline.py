@@ -210,6 +210,7 @@ def projected_uvs(vertices: np.ndarray, intrinsics) -> np.ndarray:
 
 
 def _solid(metric: np.ndarray, surface, options: JobOptions):
+    """The print solid: the depth map's relief, or the Poisson surface closed over a base."""
     from mesh.solid import DEFAULT_CELL_MM, cell_for_face_count, relief_solid, solid_from_mesh
 
     cell = DEFAULT_CELL_MM
@@ -223,6 +224,7 @@ def _solid(metric: np.ndarray, surface, options: JobOptions):
 
 
 def _points(lifted):
+    """The lifted cloud as a face-less MeshData (colours, normals, UVs into the photo)."""
     from mesh.data import MeshData
     from mesh.grid import pixel_uvs
 
@@ -231,6 +233,7 @@ def _points(lifted):
 
 
 def _camera_stats(intrinsics) -> dict:
+    """The Blender camera of the photo plus its pinhole intrinsics, JSON-ready."""
     from ppd_core.camera import blender_camera
 
     camera = dataclasses.asdict(blender_camera(intrinsics))
