@@ -23,6 +23,11 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def error_event(job_id: Optional[str], kind: str, message: str) -> dict:
+    """An error event; `message` must already be one line."""
+    return {"type": "error", "id": job_id, "kind": kind, "message": message}
+
+
 class EventWriter:
     """Writes one JSON object per line to a private copy of the original stdout."""
 

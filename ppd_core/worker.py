@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Callable, Optional
 
 import ppd_core
 from ppd_core.errors import BadInputError, Cancelled, PPDError
-from ppd_core.protocol import PROTOCOL_VERSION, EventWriter, guess_id, one_line, parse_request
+from ppd_core.protocol import PROTOCOL_VERSION, EventWriter, error_event, guess_id, one_line, parse_request
 
 SHUTDOWN_GRACE_S = 10.0
 PARENT_CHECK_S = 0.5
@@ -82,7 +82,10 @@ def torch_problem() -> Optional[str]:
         import torch  # noqa: F401  (imported here to test that it loads)
     except Exception as exc:  # a broken install raises anything from OSError to AttributeError
         log.exception("importing torch failed")
-        return f"torch is installed in {sys.executable} but does not load ({one_line(exc)}); reinstall it: {pip} --force-reinstall"
+        return (
+            f"torch is installed in {sys.executable} but does not load ({one_line(exc)}); "
+            f"reinstall it: {pip} --force-reinstall"
+        )
     return None
 
 
@@ -113,9 +116,8 @@ def list_devices() -> list:
     devices = []
     for index in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(index)
-        devices.append(
-            {"id": f"cuda:{index}", "name": props.name, "type": "cuda", "memory_gb": round(props.total_memory / 2**30, 2)}
-        )
+        memory_gb = round(props.total_memory / 2**30, 2)
+        devices.append({"id": f"cuda:{index}", "name": props.name, "type": "cuda", "memory_gb": memory_gb})
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         devices.append({"id": "mps", "name": "Apple GPU (MPS)", "type": "mps", "memory_gb": system_memory_gb()})
@@ -205,8 +207,10 @@ class JobBoard:
 
     def check_cancel(self) -> None:
         """Raise Cancelled if the running job was cancelled or the worker is stopping."""
-        if self.cancel_running or self.stopping.is_set():
-            raise Cancelled("cancelled by request" if not self.stopping.is_set() else "cancelled: the worker is shutting down")
+        if self.stopping.is_set():
+            raise Cancelled("cancelled: the worker is shutting down")
+        if self.cancel_running:
+            raise Cancelled("cancelled by request")
 
 
 def read_requests(stdin: BinaryIO, board: JobBoard, events: EventWriter) -> None:
@@ -217,16 +221,13 @@ def read_requests(stdin: BinaryIO, board: JobBoard, events: EventWriter) -> None
         try:
             request = parse_request(line)
         except BadInputError as exc:
-            guess = guess_id(line)
-            events.emit({"type": "error", "id": guess, "kind": exc.kind, "message": one_line(exc)})
+            events.emit(error_event(guess_id(line), exc.kind, one_line(exc)))
             continue
         if request["type"] == "cancel":
             for dropped in board.cancel(request.get("id")):
-                events.emit({"type": "error", "id": dropped, "kind": "cancelled", "message": "cancelled before it started"})
+                events.emit(error_event(dropped, "cancelled", "cancelled before it started"))
         elif not board.add(request):
-            events.emit(
-                {"type": "error", "id": request["id"], "kind": "bad_input", "message": f"job id {request['id']} is already in use"}
-            )
+            events.emit(error_event(request["id"], "bad_input", f"job id {request['id']} is already in use"))
     board.stop("stdin closed")
 
 
@@ -275,7 +276,7 @@ def error_for(exc: BaseException, job_id: str) -> dict:
     else:
         kind = "internal"
         message = f"internal error: {type(exc).__name__}: {one_line(exc)[:300]} (the traceback is in the worker log)"
-    return {"type": "error", "id": job_id, "kind": kind, "message": message}
+    return error_event(job_id, kind, message)
 
 
 def free_memory() -> None:
