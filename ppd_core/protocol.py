@@ -87,6 +87,7 @@ def parse_request(line: bytes) -> dict:
 
 
 def guess_id(line: bytes) -> Optional[str]:
+    """The id of a request that failed validation, when it has one, so the error finds its job."""
     try:
         job_id = json.loads(line).get("id")
     except (ValueError, AttributeError):

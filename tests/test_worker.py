@@ -19,7 +19,8 @@ import trimesh
 from PIL import Image
 
 from ppd_core.client import WorkerClient
-from ppd_core.errors import Cancelled
+from ppd_core.errors import BadInputError, Cancelled, OutputError, WeightsMissingError
+from ppd_core.protocol import ERROR_KINDS
 from ppd_core.worker import JobProgress, error_for
 from tests.checkpoints import write_small_weights
 
@@ -377,6 +378,8 @@ def test_out_of_memory_becomes_an_actionable_error():
     assert error_for(Cancelled("stop"), "j")["kind"] == "cancelled"
     crash = error_for(ValueError("line one\nline two"), "j")
     assert crash["kind"] == "internal" and "\n" not in crash["message"] and "ValueError" in crash["message"]
+    for exc in (BadInputError("x"), WeightsMissingError("x"), OutputError("x"), ImportError("x")):
+        assert error_for(exc, "j")["kind"] in ERROR_KINDS
 
 
 def test_progress_is_one_whole_job_fraction_that_never_goes_back():
