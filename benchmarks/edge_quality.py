@@ -130,7 +130,9 @@ def _band(edges: np.ndarray, radius: int) -> np.ndarray:
     return cv2.dilate(edges.astype(np.uint8), np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)) > 0
 
 
-def score(truth: Rendering, scene_distance: Callable[[np.ndarray], np.ndarray], lifted: Lifted, seconds: float) -> Scores:
+def score(
+    truth: Rendering, scene_distance: Callable[[np.ndarray], np.ndarray], lifted: Lifted, seconds: float
+) -> Scores:
     """All metrics of one lifted cloud against the scene's exact geometry."""
     points, index = lifted
     true_depth = truth.depth.ravel()
@@ -204,9 +206,10 @@ def run(width: int, height: int) -> str:
                 if degradation != "exact":
                     worst_cut[method] = min(worst_cut.get(method, 1.0), 1.0 if cut is None else cut)
                     worst_complete[method] = min(worst_complete.get(method, 1.0), s.completeness)
+                cut_text = "-" if cut is None else f"{cut:.1%}"
                 lines.append(
-                    f"| {scene_name} | {degradation} | {method} | {s.points} | {s.flying_ratio:.2%} | "
-                    f"{'-' if cut is None else f'{cut:.1%}'} | {s.edge_chamfer_mm:.1f} | {s.completeness:.2%} | {s.seconds:.3f} |"
+                    f"| {scene_name} | {degradation} | {method} | {s.points} | {s.flying_ratio:.2%} | {cut_text} | "
+                    f"{s.edge_chamfer_mm:.1f} | {s.completeness:.2%} | {s.seconds:.3f} |"
                 )
     lines += ["", "Worst case over the degraded inputs (targets for ours: cut >= 95%, complete >= 97%):", ""]
     lines += ["| method | worst flying cut | worst completeness |", "|---|---:|---:|"]
@@ -216,7 +219,8 @@ def run(width: int, height: int) -> str:
     seconds = lift_timing()
     lines += [
         "",
-        f"Default `lift` ({DEFAULT_MODE}, with photo) on a 1024x768 map: {seconds:.3f} s, median of 5 (target < 0.3 s).",
+        f"Default `lift` ({DEFAULT_MODE}, with photo) on a 1024x768 map: {seconds:.3f} s, "
+        "median of 5 (target < 0.3 s).",
     ]
     return "\n".join(lines)
 

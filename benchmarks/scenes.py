@@ -141,7 +141,9 @@ class Pole:
         return np.linalg.norm(np.maximum(q, 0.0), axis=-1) + np.minimum(q.max(-1), 0.0)
 
     def surface_normal(self, points: np.ndarray) -> np.ndarray:
-        normal = np.stack([points[..., 0] - self.base[0], np.zeros(points.shape[:-1]), points[..., 2] - self.base[1]], -1)
+        normal = np.zeros_like(points)
+        normal[..., 0] = points[..., 0] - self.base[0]
+        normal[..., 2] = points[..., 2] - self.base[1]
         return normal / np.linalg.norm(normal, axis=-1, keepdims=True)
 
 

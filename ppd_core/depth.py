@@ -171,7 +171,8 @@ def upsample_depth(
     y1 = np.minimum(y0 + 1, h - 1)
     fx = (xs - x0)[None, :]
     fy = (ys - y0)[:, None]
-    corners = [(y0[:, None], x0[None, :]), (y0[:, None], x1[None, :]), (y1[:, None], x0[None, :]), (y1[:, None], x1[None, :])]
+    rows0, rows1, cols0, cols1 = y0[:, None], y1[:, None], x0[None, :], x1[None, :]
+    corners = [(rows0, cols0), (rows0, cols1), (rows1, cols0), (rows1, cols1)]
     weights = np.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx]).astype(np.float32)
     values = np.stack([depth[r, c] for r, c in corners])
     good = np.isfinite(values) & (values > 0)

@@ -250,7 +250,11 @@ def _nearest_source(sources: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def snap_depth(
-    depth: np.ndarray, mask: np.ndarray, valid: np.ndarray, max_gap: float = SNAP_MAX_GAP, max_distance: float = SNAP_MAX_DISTANCE
+    depth: np.ndarray,
+    mask: np.ndarray,
+    valid: np.ndarray,
+    max_gap: float = SNAP_MAX_GAP,
+    max_distance: float = SNAP_MAX_DISTANCE,
 ) -> np.ndarray:
     """Depth with every `mask` pixel moved onto the near or the far side's surface.
 

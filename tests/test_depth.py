@@ -43,7 +43,8 @@ def test_scale_shift_matches_near_far():
     p = np.linspace(-0.2, 1.2, 15)
     near, far = 0.8, 12.0
     scale, shift = np.log1p(far) - np.log1p(near), np.log1p(near)
-    np.testing.assert_allclose(metric_from_scale_shift(p, scale, shift), metric_from_normalized(p, near, far), rtol=1e-6)
+    expected = metric_from_normalized(p, near, far)
+    np.testing.assert_allclose(metric_from_scale_shift(p, scale, shift), expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize("near, far", [(2.0, 1.0), (-1.0, 3.0), (1.0, float("inf")), (1.0, 1.0)])

@@ -5,8 +5,7 @@ import pytest
 
 from benchmarks.edge_quality import evaluate, score, true_edges
 from benchmarks.scenes import SCENE_NAMES, Pole, Sphere, make_scene
-from ppd_core.lift import DEFAULT_MODE
-from ppd_core.lift import grid_points
+from ppd_core.lift import DEFAULT_MODE, grid_points
 
 WIDTH, HEIGHT = 640, 480  # the thin poles must stay wider than the 4x down-sampling blocks
 OURS = f"ours ({DEFAULT_MODE})"
