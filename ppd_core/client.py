@@ -68,6 +68,23 @@ def describe_exit(code: Optional[int]) -> str:
     return f"exit code {code}"
 
 
+def with_absolute_paths(job: dict) -> dict:
+    """A copy of `job` whose photo, output and depth/weights paths are absolute."""
+    def absolute(path: Any) -> Any:
+        return os.path.abspath(path) if isinstance(path, str) and path else path
+
+    request = dict(job)
+    request["photo"] = absolute(job.get("photo"))
+    if isinstance(job.get("outputs"), dict):
+        request["outputs"] = {kind: absolute(path) for kind, path in job["outputs"].items()}
+    if isinstance(job.get("options"), dict):
+        request["options"] = dict(job["options"])
+        for key in ("depth", "weights"):
+            if key in request["options"]:
+                request["options"][key] = absolute(request["options"][key])
+    return request
+
+
 def _quote(python: str) -> str:
     return f'"{python}"' if " " in python else python
 
@@ -337,12 +354,14 @@ class WorkerClient:
     def submit(self, job: dict) -> str:
         """Send a job (adding "type" and an "id" if missing) and return its id.
 
+        Relative paths are made absolute here, as the worker runs in another folder.
+
         If the worker died just before, the job still counts as pending so that the next
         `poll()` reports the crash for it.
         """
         if self._proc is None or self._stopped:
             raise WorkerError("not_running", "the worker is not running; start it first")
-        request = dict(job)
+        request = with_absolute_paths(job)
         request["type"] = "job"
         request["id"] = str(request.get("id") or uuid.uuid4().hex)
         if not self._pending:

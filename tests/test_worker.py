@@ -212,6 +212,14 @@ def test_a_bad_job_gets_a_one_line_error_and_the_worker_lives_on(worker, photo_j
     assert worker.alive
 
 
+def test_relative_paths_are_taken_from_the_clients_folder(worker, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "here.png")
+    job_id = worker.submit({"photo": "here.png", "outputs": {"npz": "out.npz"}, "options": {"depth": "nowhere.png"}})
+    error = answers(worker, [job_id])[job_id]
+    assert error["kind"] == "bad_input" and str(tmp_path / "nowhere.png") in error["message"]
+
+
 def test_garbage_on_stdin_gets_an_error_and_the_worker_lives_on(worker):
     send_raw(worker, b"this is not json\n")
     events = wait_for(worker, lambda e: e["type"] == "error")
