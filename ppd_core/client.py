@@ -314,11 +314,12 @@ class WorkerClient:
     def _crash_event(self) -> Optional[dict]:
         if self._stopped or self._proc is None:
             return None
-        self._stopped = True
         try:
-            code = self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            code = None
+            code = self._proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:  # it closed its stdout but lives on: it cannot talk, stop it
+            self._stop_process(1.0)
+            code = self._proc.returncode
+        self._stopped = True
         tail = read_log_tail(self.log_path, start=self._log_start)
         job_id = self._pending[0] if self._pending else None
         self._pending.clear()
