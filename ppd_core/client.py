@@ -85,10 +85,6 @@ def with_absolute_paths(job: dict) -> dict:
     return request
 
 
-def _quote(python: str) -> str:
-    return f'"{python}"' if " " in python else python
-
-
 class WorkerClient:
     """One worker process: start it, submit jobs, poll events, cancel, close.
 
@@ -233,14 +229,17 @@ class WorkerClient:
                 raise WorkerError(str(event.get("kind", "start_failed")), str(event.get("message", "")))
 
     def _start_failure(self) -> WorkerError:
-        code = self._proc.wait() if self._proc is not None else None
+        try:
+            code = self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
         tail = read_log_tail(self.log_path, start=self._log_start)
         text = "\n".join(tail)
         if "No module named" in text and "ppd_core" in text:
             return WorkerError(
                 "package_missing",
                 f"{self.python} does not have the {PACKAGE_PIP_NAME} package (ppd_core); install it with: "
-                f"{_quote(self.python)} -m pip install {PACKAGE_PIP_NAME}",
+                f""{self.python}" -m pip install {PACKAGE_PIP_NAME}",
                 tail,
             )
         return WorkerError(
@@ -257,7 +256,7 @@ class WorkerClient:
                 "protocol_mismatch",
                 f"the worker in {self.python} speaks protocol {theirs} (package {handshake.get('version')}) "
                 f"but this client needs protocol {PROTOCOL_VERSION}; install the matching version: "
-                f"{_quote(self.python)} -m pip install --upgrade {PACKAGE_PIP_NAME}",
+                f""{self.python}" -m pip install --upgrade {PACKAGE_PIP_NAME}",
             )
 
     # -- events --------------------------------------------------------------------------
