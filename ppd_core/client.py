@@ -239,7 +239,7 @@ class WorkerClient:
             return WorkerError(
                 "package_missing",
                 f"{self.python} does not have the {PACKAGE_PIP_NAME} package (ppd_core); install it with: "
-                f""{self.python}" -m pip install {PACKAGE_PIP_NAME}",
+                f'"{self.python}" -m pip install {PACKAGE_PIP_NAME}',
                 tail,
             )
         return WorkerError(
@@ -256,7 +256,7 @@ class WorkerClient:
                 "protocol_mismatch",
                 f"the worker in {self.python} speaks protocol {theirs} (package {handshake.get('version')}) "
                 f"but this client needs protocol {PROTOCOL_VERSION}; install the matching version: "
-                f""{self.python}" -m pip install --upgrade {PACKAGE_PIP_NAME}",
+                f'"{self.python}" -m pip install --upgrade {PACKAGE_PIP_NAME}',
             )
 
     # -- events --------------------------------------------------------------------------
