@@ -123,7 +123,7 @@ def test_interpreter_without_the_package_says_how_to_install_it(bare_python, tmp
         check_interpreter(bare_python, env={"PYTHONPATH": None}, log_path=str(tmp_path / "w.log"))
     assert caught.value.kind == "package_missing"
     message = str(caught.value)
-    assert bare_python in message and "-m pip install depth-from-image" in message
+    assert f'"{bare_python}" -m pip install depth-from-image' in message
 
 
 def test_interpreter_without_torch_says_how_to_install_it(bare_python, tmp_path):
