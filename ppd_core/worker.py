@@ -9,10 +9,8 @@ by Python or C libraries is redirected to stderr, which the client sends to a lo
 from __future__ import annotations
 
 import gc
-import importlib.util
 import logging
 import os
-import platform
 import queue
 import signal
 import sys
@@ -23,7 +21,15 @@ from typing import Any, BinaryIO, Callable, Optional
 
 import ppd_core
 from ppd_core.errors import BadInputError, Cancelled, PPDError
-from ppd_core.protocol import PROTOCOL_VERSION, EventWriter, error_event, guess_id, one_line, parse_request
+from ppd_core.protocol import (
+    EventWriter,
+    error_event,
+    guess_id,
+    handshake_event,
+    one_line,
+    parse_request,
+    torch_problem,
+)
 
 SHUTDOWN_GRACE_S = 10.0
 PARENT_CHECK_S = 0.5
@@ -68,77 +74,6 @@ def take_stdin() -> BinaryIO:
     os.close(empty)
     sys.stdin = open(os.devnull, encoding="utf-8")
     return open(requests_fd, "rb")
-
-
-# -- handshake ---------------------------------------------------------------------------
-
-
-def torch_problem() -> Optional[str]:
-    """Return why torch cannot be used in this interpreter, or None when it imports."""
-    pip = f'"{sys.executable}" -m pip install torch'
-    if importlib.util.find_spec("torch") is None:
-        return f"torch is not installed in {sys.executable}; install it with: {pip} (see pytorch.org for GPU builds)"
-    try:
-        import torch  # noqa: F401  (imported here to test that it loads)
-    except Exception as exc:  # a broken install raises anything from OSError to AttributeError
-        log.exception("importing torch failed")
-        return (
-            f"torch is installed in {sys.executable} but does not load ({one_line(exc)}); "
-            f"reinstall it: {pip} --force-reinstall"
-        )
-    return None
-
-
-def system_memory_gb() -> Optional[float]:
-    """Total RAM in GiB, or None where the platform does not say."""
-    try:
-        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 2)
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def cpu_name() -> str:
-    """A readable processor name (the model name on Linux)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "CPU"
-
-
-def list_devices() -> list:
-    """The devices torch can run on, best first: CUDA GPUs, Apple MPS, then the CPU."""
-    import torch
-
-    devices = []
-    for index in range(torch.cuda.device_count()):
-        props = torch.cuda.get_device_properties(index)
-        memory_gb = round(props.total_memory / 2**30, 2)
-        devices.append({"id": f"cuda:{index}", "name": props.name, "type": "cuda", "memory_gb": memory_gb})
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append({"id": "mps", "name": "Apple GPU (MPS)", "type": "mps", "memory_gb": system_memory_gb()})
-    devices.append({"id": "cpu", "name": cpu_name(), "type": "cpu", "memory_gb": system_memory_gb()})
-    return devices
-
-
-def handshake_event() -> dict:
-    """The first event: who this worker is and what it can run on (no model is loaded)."""
-    import torch
-
-    return {
-        "type": "handshake",
-        "protocol": PROTOCOL_VERSION,
-        "version": ppd_core.__version__,
-        "torch": torch.__version__,
-        "devices": list_devices(),
-        "pid": os.getpid(),
-        "python": platform.python_version(),
-        "executable": sys.executable,
-    }
 
 
 # -- requests ----------------------------------------------------------------------------
