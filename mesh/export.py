@@ -96,6 +96,13 @@ def write_depth_png(path: Path, depth: np.ndarray) -> list[Path]:
     return files
 
 
+def _file_mode() -> int:
+    """The permissions a plainly created file would get under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_files(paths: Sequence[Path]) -> Iterator[list[Path]]:
     """Yield temporary paths beside `paths`; on success move them all onto the final names.
@@ -114,6 +121,7 @@ def atomic_files(paths: Sequence[Path]) -> Iterator[list[Path]]:
             except OSError as error:
                 raise OutputError(f"{path}: cannot write here ({error.strerror or error})") from error
             os.close(handle)
+            os.chmod(name, _file_mode())  # mkstemp makes 0600; a finished file gets the usual mode
             temps.append(Path(name))
         yield temps
         for temp, path in zip(temps, paths):

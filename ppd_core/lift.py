@@ -32,6 +32,11 @@ SNAP_MAX_GAP = 0.01
 SNAP_MAX_DISTANCE = 1.5
 """Snap only from a clean pixel at most this far (pixels): farther extensions of a surface
 often start on another face (at object corners) and misplace the point."""
+NOISE_SIGMAS = 3.0
+"""Jumps smaller than this many standard deviations of the depth's own pixel noise are never
+discontinuities: a predicted map is slightly grainy, and a fixed 1-3% threshold would
+otherwise cut a noisy but continuous surface to pieces."""
+
 _SOBEL_SCALE = 1000.0  # log-depth Sobel responses are scaled by this into int16 for cv2.Canny
 
 
@@ -194,6 +199,22 @@ def _between_sides(disparity: np.ndarray, scales: range, jump: float, miss: floa
     return found
 
 
+def relative_noise(disparity: np.ndarray, valid: np.ndarray) -> float:
+    """Robust estimate of the per-pixel relative noise of a disparity map.
+
+    The row-wise second difference vanishes on planes (disparity is affine there), so its
+    median absolute value, relative to the disparity, measures the grain; edges are too rare
+    to move the median. Scaled to the standard deviation of i.i.d. Gaussian noise.
+    """
+    if disparity.shape[1] < 3:
+        return 0.0
+    bend = np.abs(disparity[:, :-2] - 2.0 * disparity[:, 1:-1] + disparity[:, 2:]) / disparity[:, 1:-1]
+    usable = valid[:, :-2] & valid[:, 1:-1] & valid[:, 2:]
+    if not usable.any():
+        return 0.0
+    return float(np.median(bend[usable])) / (0.6745 * np.sqrt(6.0))
+
+
 def discontinuity_mask(depth: np.ndarray, rgb: Optional[np.ndarray] = None, edge_strength: float = 0.5) -> np.ndarray:
     """(H, W) bool: pixels at or inside a depth discontinuity's transition.
 
@@ -202,7 +223,8 @@ def discontinuity_mask(depth: np.ndarray, rgb: Optional[np.ndarray] = None, edge
     from a 4-neighbour's by more than the jump threshold (both sides of a sharp step, so
     the mesher cuts it), and a pixel lying between two surfaces that disagree by more than
     the jump (the smeared, "flying" pixels of a blurred or resized map). Tilted planes and
-    creases pass. Invalid pixels are never flagged.
+    creases pass. Both thresholds grow with the map's own noise (`relative_noise`), so grain
+    is never mistaken for an edge. Invalid pixels are never flagged.
     """
     depth = _check_depth(depth)
     rgb = _check_rgb(rgb, depth.shape)
@@ -216,8 +238,11 @@ def discontinuity_mask(depth: np.ndarray, rgb: Optional[np.ndarray] = None, edge
         edges |= _photo_canny(rgb, *settings.photo_canny)
     near_edge = cv2.dilate(edges.astype(np.uint8), _square(settings.radius)) > 0
     disparity = np.exp(-log_depth)
-    step = _sharp_steps(disparity, settings.jump)
-    between = _between_sides(disparity, range(1, settings.radius + 1), settings.jump, settings.off_surface)
+    noise = relative_noise(disparity, valid)
+    jump = max(settings.jump, NOISE_SIGMAS * np.sqrt(10.0) * noise)  # the widest test kernel's noise gain
+    miss = max(settings.off_surface, NOISE_SIGMAS * np.sqrt(6.0) * noise)
+    step = _sharp_steps(disparity, jump)
+    between = _between_sides(disparity, range(1, settings.radius + 1), jump, miss)
     return near_edge & (step | between) & valid
 
 

@@ -143,3 +143,13 @@ def test_unwritable_folder_and_bad_requests_are_clear(tmp_path, scene):
     with pytest.raises(BadInputError, match="camera"):
         export("npz", tmp_path / "a.npz", scene)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_written_files_get_the_usual_permissions(tmp_path, scene):
+    """Atomic writes go through a private temp file; the result must not stay owner-only."""
+    old = os.umask(0o022)
+    try:
+        export("ply", tmp_path / "scene.ply", scene)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "scene.ply").stat().st_mode & 0o777 == 0o644

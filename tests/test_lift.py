@@ -60,6 +60,17 @@ def test_sharp_step_is_cut_on_both_sides():
     assert not result.valid[mask].any()
 
 
+@pytest.mark.parametrize("noise", [0.005, 0.01, 0.025])
+def test_grainy_depth_keeps_its_surfaces_and_still_cuts_the_step(noise):
+    """Per-pixel noise of a prediction is not a discontinuity; the real step still is."""
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (K.height, K.width, 3), dtype=np.uint8)  # Canny fires everywhere
+    depth = (_step_depth() * (1 + noise * rng.standard_normal((K.height, K.width)))).astype(np.float32)
+    result = lift(depth, K, photo)
+    assert result.valid.mean() > 0.97
+    assert result.discontinuity[100, 79:81].all() and result.discontinuity[59:61, 120].all()
+
+
 def _flying(result: LiftResult) -> int:
     """Points farther than 1% from both the box plane (1.5 m) and the wall (3 m)."""
     z = result.points[:, 2]
