@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -65,18 +67,41 @@ def _in_hf_cache(source: WeightSource) -> Optional[Path]:
     return Path(found) if isinstance(found, str) and Path(found).is_file() else None
 
 
-def _download(source: WeightSource, on_progress: Optional[ProgressCallback]) -> Path:
+HEARTBEAT_S = 2.0
+"""Seconds between progress reports while a download runs (the worker's client treats a
+long silence as a hung worker, and a weights file takes minutes to arrive)."""
+
+
+def _download(source: WeightSource, on_progress: Optional[ProgressCallback], folder: Optional[Path] = None) -> Path:
+    """hf_hub_download on a helper thread, reporting progress every HEARTBEAT_S seconds.
+
+    A Cancelled raised by the callback stops the wait; the download thread then finishes
+    (or fails) on its own in the background and never leaves a partial file in place.
+    """
     from huggingface_hub import hf_hub_download
 
+    kwargs = {"local_dir": str(folder)} if folder is not None else {}
+    outcome: dict = {}
+
+    def fetch() -> None:
+        try:
+            outcome["path"] = Path(hf_hub_download(source.repo_id, source.filename, **kwargs))
+        except Exception as exc:  # reported on the caller's thread
+            outcome["error"] = exc
+
     report(on_progress, "download", 0.0, f"downloading {source.filename} from {source.url} ({source.licence})")
-    try:
-        path = Path(hf_hub_download(source.repo_id, source.filename))
-    except Exception as exc:
-        raise WeightsMissingError(
-            f"could not download {source.filename} from {source.url}: {str(exc).splitlines()[0][:200]}"
-        ) from None
+    worker = threading.Thread(target=fetch, name=f"download {source.filename}", daemon=True)
+    started = time.monotonic()
+    worker.start()
+    while worker.is_alive():
+        worker.join(HEARTBEAT_S)
+        if worker.is_alive():
+            report(on_progress, "download", 0.0, f"downloading {source.filename} ({time.monotonic() - started:.0f} s)")
+    if "error" in outcome:
+        reason = str(outcome["error"]).strip().splitlines()[0][:200] if str(outcome["error"]).strip() else type(outcome["error"]).__name__
+        raise WeightsMissingError(f"could not download {source.filename} from {source.url}: {reason}")
     report(on_progress, "download", 1.0, f"downloaded {source.filename}")
-    return path
+    return outcome["path"]
 
 
 def find_weights(
@@ -118,16 +143,10 @@ def find_weights(
 
 def download_to(folder: Optional[Path]) -> WeightFiles:
     """Download both files into the Hugging Face cache, or into `folder` when given."""
-    from huggingface_hub import hf_hub_download
-
     paths = []
     for source in SOURCES:
         print(f"{source.filename}: {source.url} (licence: {source.licence})", file=sys.stderr)
-        kwargs = {"local_dir": str(folder)} if folder is not None else {}
-        try:
-            paths.append(Path(hf_hub_download(source.repo_id, source.filename, **kwargs)))
-        except Exception as exc:
-            raise WeightsMissingError(f"could not download {source.filename} from {source.url}: {str(exc).splitlines()[0][:200]}") from None
+        paths.append(_download(source, None, folder))
     return WeightFiles(*paths)
 
 

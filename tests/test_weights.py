@@ -82,3 +82,40 @@ def test_where_command_fails_with_one_line(tmp_path):
     )
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: model weights missing")
+
+
+def test_download_reports_progress_while_it_runs(tmp_path, monkeypatch):
+    import time
+
+    import huggingface_hub
+
+    def slow_download(repo_id, filename, **kwargs):
+        time.sleep(0.35)
+        path = tmp_path / filename
+        path.write_bytes(b"x")
+        return str(path)
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", slow_download)
+    monkeypatch.setattr(weights, "HEARTBEAT_S", 0.1)
+    events = []
+    files = weights.find_weights(on_progress=lambda *e: events.append(e))
+    assert files.ppd == tmp_path / "ppd.pth" and files.encoder == tmp_path / "depth_anything_v2_vitl.pth"
+    waiting = [m for stage, _, m in events if stage == "download" and m.endswith(" s)")]
+    assert len(waiting) >= 4  # at least two heartbeats per file
+    assert any("CC-BY-NC-4.0" in m for _, _, m in events)
+
+
+def test_failed_download_is_one_clear_line(monkeypatch):
+    import huggingface_hub
+
+    def refuse(repo_id, filename, **kwargs):
+        raise OSError("Name or service not known\nmore detail")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
+    with pytest.raises(WeightsMissingError) as info:
+        weights.find_weights()
+    assert str(info.value) == (
+        "could not download ppd.pth from https://huggingface.co/gangweix/Pixel-Perfect-Depth: Name or service not known"
+    )
