@@ -8,7 +8,9 @@ overwritten, other files only with --force.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -66,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--precision", default="auto", help="auto, fp32, fp16, bf16")
     model.add_argument("--seed", type=int, default=0)
     model.add_argument("--weights", metavar="DIR", help="folder with ppd.pth and depth_anything_v2_vitl.pth")
+    model.add_argument("--subprocess", action="store_true",
+                       help="run the photos in a worker process (python -m ppd_core.worker), as Blender does")
     return parser
 
 
@@ -133,7 +137,11 @@ class Progress:
 
     def __call__(self, stage: str, fraction: float, message: str = "") -> None:
         start, width = self.spans.get(stage, (self.fraction, 0.0))
-        self.fraction = max(self.fraction, min(1.0, start + width * fraction))
+        self.show(stage, start + width * fraction, message)
+
+    def show(self, stage: str, whole: float, message: str = "") -> None:
+        """Display a fraction of the whole photo's work (as the worker reports it)."""
+        self.fraction = max(self.fraction, min(1.0, whole))
         if self.bar is not None:
             self.bar.n = round(100 * self.fraction)
             self.bar.set_postfix_str(f"{stage}: {message}", refresh=True)
@@ -167,6 +175,89 @@ def summary_lines(stats: dict) -> list[str]:
     return lines
 
 
+def failure_line(photo: Path, error: BaseException) -> str:
+    """One line for a failed photo: our errors as they are, anything else with its type."""
+    if isinstance(error, PPDError):
+        text = str(error)
+    elif isinstance(error, MemoryError):
+        text = "out of memory: lower --resolution (or use --precision fp16/bf16 on a GPU)"
+    else:
+        text = f"internal error ({type(error).__name__}: {error}); please report it"
+    return f"ppd-mesh: {text}" if str(photo) in text else f"ppd-mesh: {photo}: {text}"
+
+
+def run_in_process(jobs: list, options, quiet: bool) -> int:
+    """Run each (photo, outputs) here, one model kept loaded; return the number of failures."""
+    from ppd_core.pipeline import ModelCache, run_photo
+
+    models = ModelCache()
+    failures = 0
+    for photo, outputs in jobs:
+        progress = Progress(photo.name, quiet)
+        try:
+            stats = run_photo(photo, outputs, options, models=models, on_progress=progress)
+        except KeyboardInterrupt:
+            progress.close()
+            print(f"ppd-mesh: {photo}: interrupted; nothing written for it", file=sys.stderr)
+            raise
+        except Exception as error:
+            progress.close()
+            print(failure_line(photo, error), file=sys.stderr)
+            failures += 1
+            continue
+        progress.close()
+        for line in summary_lines(stats):
+            print(line)
+    return failures
+
+
+def run_in_worker(jobs: list, options, quiet: bool) -> int:
+    """Run each (photo, outputs) in a worker process started with this interpreter."""
+    from ppd_core.client import WorkerClient, WorkerError
+
+    failures = 0
+    with WorkerClient(sys.executable) as client:
+        try:
+            client.start()
+        except WorkerError as error:
+            print(f"ppd-mesh: worker: {error}", file=sys.stderr)
+            return len(jobs)
+        for photo, outputs in jobs:
+            progress = Progress(photo.name, quiet)
+            job_id = client.submit({"photo": str(photo), "outputs": {k: str(v) for k, v in outputs.items()},
+                                    "options": dataclasses.asdict(options)})
+            try:
+                outcome = _await_result(client, job_id, progress)
+            except KeyboardInterrupt:
+                client.cancel(job_id)
+                progress.close()
+                print(f"ppd-mesh: {photo}: interrupted; nothing written for it", file=sys.stderr)
+                raise
+            progress.close()
+            if outcome["type"] == "result":
+                for line in summary_lines({**outcome["stats"], "outputs": outcome["outputs"]}):
+                    print(line)
+            else:
+                print(failure_line(photo, PPDError(outcome.get("message", "the worker failed"))), file=sys.stderr)
+                failures += 1
+                if outcome.get("kind") in ("worker_crashed", "timeout"):
+                    return failures + len(jobs) - [p for p, _ in jobs].index(photo) - 1
+    return failures
+
+
+def _await_result(client, job_id: str, progress: Progress) -> dict:
+    """Feed the job's progress events to the display until its result or error arrives."""
+    while True:
+        for event in client.poll():
+            if event.get("id") not in (job_id, None):
+                continue
+            if event["type"] == "progress":
+                progress.show(event.get("stage", ""), float(event.get("fraction", 0.0)), event.get("message", ""))
+            elif event["type"] in ("result", "error"):
+                return event
+        time.sleep(0.05)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command; return the exit code (0 ok, 1 a photo failed, 2 usage)."""
     parser = build_parser()
@@ -180,8 +271,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("ppd-mesh: error: choose at least one output (--stl, --3mf, --ply, --obj, --glb, --npz, --depth-png)",
               file=sys.stderr)
         return EXIT_USAGE
-    from ppd_core.pipeline import ModelCache, run_photo
-
     try:
         options = job_options(args)
         options.validate()
@@ -192,30 +281,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("ppd-mesh: error: --depth gives the depth of one photo; pass exactly one photo", file=sys.stderr)
         return EXIT_USAGE
 
-    models = ModelCache()
     failures = 0
+    jobs = []
     for name in args.photos:
         photo = Path(name)
-        progress = Progress(photo.name, args.quiet)
         try:
             if not photo.is_file():
                 raise BadInputError(f"{photo}: no such file")
             outputs = output_paths(photo, kinds, args.output, single=len(args.photos) == 1)
             check_targets(photo, outputs, args.force)
-            stats = run_photo(photo, outputs, options, models=models, on_progress=progress)
         except PPDError as error:
-            progress.close()
-            print(f"ppd-mesh: {photo}: {error}" if str(photo) not in str(error) else f"ppd-mesh: {error}",
-                  file=sys.stderr)
+            print(failure_line(photo, error), file=sys.stderr)
             failures += 1
             continue
-        except KeyboardInterrupt:
-            progress.close()
-            print(f"ppd-mesh: {photo}: interrupted; nothing written for it", file=sys.stderr)
-            return EXIT_FAILED
-        progress.close()
-        for line in summary_lines(stats):
-            print(line)
+        jobs.append((photo, outputs))
+    run = run_in_worker if args.subprocess else run_in_process
+    try:
+        failures += run(jobs, options, args.quiet) if jobs else 0
+    except KeyboardInterrupt:
+        return EXIT_FAILED
     return EXIT_FAILED if failures else EXIT_OK
 
 

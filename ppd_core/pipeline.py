@@ -81,6 +81,11 @@ class JobOptions:
             raise BadInputError("steps must be at least 1 and resolution at least 256 pixels")
         if not 0.0 <= self.edge_strength <= 1.0:
             raise BadInputError(f"edge strength must be in [0, 1], got {self.edge_strength}")
+        near, far = self.depth_range()
+        if not (math.isfinite(near) and math.isfinite(far) and 0 <= near < far):
+            raise BadInputError(f"depth range near={near}, far={far} is invalid: need 0 <= near < far (metres)")
+        if self.fov is not None and not 1.0 <= self.fov <= 179.0:
+            raise BadInputError(f"field of view {self.fov} degrees is outside 1..179")
         if not 1 <= self.poisson_depth <= 12:
             raise BadInputError(f"Poisson depth must be 1..12, got {self.poisson_depth}")
         from mesh.solid import check_print_size

@@ -215,3 +215,50 @@ def test_poisson_method_gives_a_textured_mesh_and_a_closed_solid(scene, capsys):
     solid = trimesh.load(photo.with_suffix(".stl"))
     assert solid.is_watertight and solid.volume > 0
     assert solid.extents[0] == pytest.approx(50.0, abs=0.01)
+
+
+def test_subprocess_runs_the_photo_in_a_worker(scene, tmp_path, capsys):
+    photo, depth, _ = scene
+    code = main([str(photo), "--depth", str(depth), "--stl", "--npz", "--subprocess", "-o", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert trimesh.load(photo.with_suffix(".stl")).is_watertight
+    assert "photo.stl" in captured.out and "watertight yes" in captured.out
+    assert "diffusion" in captured.err  # the worker's progress reaches the display
+
+
+def test_subprocess_reports_a_failed_photo_in_one_line(scene, capsys):
+    photo, depth, _ = scene
+    code = main([str(photo), "--depth", str(depth), "--depth-kind", "normalized", "--near", "5", "--far", "1",
+                 "--stl", "--subprocess", "--quiet"])
+    assert code == 2  # near >= far is refused before any worker starts
+    assert "near=5.0, far=1.0" in capsys.readouterr().err
+    wrong = photo.parent / "wrong.npy"
+    np.save(wrong, np.ones((40, 40), np.float32))
+    code = main([str(photo), "--depth", str(wrong), "--stl", "--subprocess", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "40x40" in err[0]
+    assert not photo.with_suffix(".stl").exists()
+
+
+def test_an_unexpected_error_is_one_line_and_the_next_photo_still_runs(scene, tmp_path, capsys, monkeypatch):
+    import ppd_core.pipeline
+
+    photo, depth, rgb = scene
+    second = tmp_path / "second.png"
+    Image.fromarray(rgb).save(second)
+    real = ppd_core.pipeline.run_photo
+    calls = []
+
+    def flaky(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 1:
+            raise ValueError("something broke")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(ppd_core.pipeline, "run_photo", flaky)
+    code = main([str(photo), str(second), "--depth-png", "--weights", str(tmp_path / "none"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(calls) == 2
+    assert err[0] == f"ppd-mesh: {photo}: internal error (ValueError: something broke); please report it"
+    assert "Traceback" not in "\n".join(err)
