@@ -9,6 +9,7 @@ keeps the OpenCV camera frame (or the print frame of a solid) and says which.
 from __future__ import annotations
 
 import contextlib
+import locale
 import os
 import tempfile
 from dataclasses import dataclass
@@ -181,8 +182,12 @@ def write_3mf(path: Path, mesh: MeshData, **_) -> None:
     solid = print_frame(mesh)
     meshes = pymeshlab.MeshSet()
     meshes.add_mesh(pymeshlab.Mesh(vertex_matrix=solid.vertices.astype(np.float64), face_matrix=solid.faces))
-    with atomic_files([path]) as (temp,):
-        meshes.save_current_mesh(str(temp))
+    saved_locale = locale.setlocale(locale.LC_ALL)
+    try:
+        with atomic_files([path]) as (temp,):
+            meshes.save_current_mesh(str(temp))
+    finally:
+        locale.setlocale(locale.LC_ALL, saved_locale)  # its 3MF writer leaves the process in the C locale
 
 
 def write_ply(path: Path, mesh: MeshData, **_) -> None:
@@ -214,7 +219,7 @@ def write_obj(path: Path, mesh: MeshData, texture=None, **_) -> None:
     with atomic_files([obj_path, mtl_path, png_path]) as (obj_temp, mtl_temp, png_temp):
         if mtl_path.name not in extras or png_path.name not in extras:
             raise OutputError(f"{path}: no texture to write (the mesh has no texture coordinates or photo)")
-        obj_temp.write_text(text)
+        obj_temp.write_text(text, encoding="utf-8")  # not the locale's: Qt (pymeshlab) may set C
         mtl_temp.write_bytes(extras[mtl_path.name])
         png_temp.write_bytes(extras[png_path.name])
 

@@ -153,3 +153,20 @@ def test_written_files_get_the_usual_permissions(tmp_path, scene):
     finally:
         os.umask(old)
     assert (tmp_path / "scene.ply").stat().st_mode & 0o777 == 0o644
+
+
+def test_3mf_keeps_the_locale_and_obj_names_may_be_unicode(tmp_path, scene, photo):
+    import locale
+
+    before = locale.setlocale(locale.LC_ALL)
+    export("3mf", tmp_path / "solid.3mf", relief_solid(step_depth(), cell_mm=5.0))
+    assert locale.setlocale(locale.LC_ALL) == before
+    folder = tmp_path / "ünï çødé"
+    folder.mkdir()
+    locale.setlocale(locale.LC_ALL, "C")  # what pymeshlab used to leave behind
+    try:
+        obj, mtl, png = export("obj", folder / "phöto 1.obj", scene, texture=photo)
+    finally:
+        locale.setlocale(locale.LC_ALL, before)
+    assert "phöto 1.mtl" in obj.read_text(encoding="utf-8") and png.exists()
+    assert len(trimesh.load(obj, force="mesh").faces) == len(scene.faces)
