@@ -22,6 +22,10 @@ from . import materials, scene_camera
 
 NPZ_FORMAT = "ppd-npz-1"
 KINDS = ("mesh", "points", "solid")
+CAMERA_KEYS = ("image_size", "camera_lens_mm", "camera_sensor_width_mm", "camera_sensor_fit", "camera_shift")
+# Blender 4.2-4.5 cut data-block names at 63 bytes; a shorter photo name leaves room for
+# " camera" / " points" and a ".001" so the objects of one import keep telling names.
+NAME_BYTES = 48
 
 
 class ImportFailed(Exception):
@@ -80,6 +84,9 @@ def read_result(path: str) -> dict:
             if result[key] is not None and len(result[key]) != count:
                 raise ImportFailed(f"{path}: '{key}' has {len(result[key])} rows for {count} vertices")
         if "intrinsics" in data.files:
+            for key in CAMERA_KEYS:
+                if key not in data.files:
+                    raise ImportFailed(f"{path}: missing key '{key}' (it has intrinsics but no camera)")
             result["image_size"] = tuple(int(v) for v in np.asarray(data["image_size"]).ravel()[:2])
             result["camera"] = scene_camera.CameraSpec(
                 lens_mm=float(data["camera_lens_mm"]),
@@ -100,6 +107,30 @@ def read_result(path: str) -> dict:
     if len(faces) and (faces.min() < 0 or faces.max() >= count):
         raise ImportFailed(f"{path}: faces index vertices outside 0..{count - 1}")
     return result
+
+
+def short_name(name: str, limit: int = NAME_BYTES) -> str:
+    """`name` cut to `limit` UTF-8 bytes at a character boundary (never empty)."""
+    cut = name.encode("utf-8")[:limit].decode("utf-8", errors="ignore").strip()
+    return cut or "Photo"
+
+
+def metres_to_scene_units(scene: bpy.types.Scene) -> float:
+    """Blender units per metre in `scene` (1000 after a print solid set millimetre units)."""
+    units = scene.unit_settings
+    if units.system == "NONE" or units.scale_length <= 0.0:
+        return 1.0
+    return 1.0 / units.scale_length
+
+
+def select_only(view_layer: bpy.types.ViewLayer, objects: list) -> None:
+    """Make the imported objects the selection, the first one active (as importers do)."""
+    for obj in view_layer.objects:
+        if obj.select_get(view_layer=view_layer):
+            obj.select_set(False, view_layer=view_layer)
+    for obj in objects:
+        obj.select_set(True, view_layer=view_layer)
+    view_layer.objects.active = objects[0]
 
 
 def blender_from_opencv(vertices: np.ndarray) -> np.ndarray:
@@ -173,20 +204,25 @@ def import_result(
     image: bpy.types.Image | None = None,
     shading: str = "EMISSION",
     create_camera: bool = True,
+    view_layer: bpy.types.ViewLayer | None = None,
 ) -> ImportedResult:
     """Create the objects for one NPZ result in a new collection `name` in `scene`.
 
     `image` is the photo to texture with (loaded from the NPZ's image_path when None).
+    With a `view_layer`, the new objects become its selection and the first one active.
     On any error every data-block created here is removed and the error re-raised.
     """
     result = read_result(path)
     created = _Created()
     try:
-        return _create(scene, result, created, name=name, image=image, shading=shading,
-                       create_camera=create_camera)
+        imported = _create(scene, result, created, name=short_name(name), image=image, shading=shading,
+                           create_camera=create_camera)
+        if view_layer is not None:
+            select_only(view_layer, imported.objects)
     except Exception:
         created.remove_all()
         raise
+    return imported
 
 
 def _photo_image(result: dict, image: bpy.types.Image | None) -> bpy.types.Image | None:
@@ -214,6 +250,11 @@ def _create(scene, result: dict, created: _Created, *, name, image, shading, cre
     obj = created.add(bpy.data.objects.new(label, mesh))
     collection.objects.link(obj)
     imported.objects.append(obj)
+    # Metric results keep their true size in a scene whose unit scale is not 1 (for
+    # example millimetres after a print solid): the object is scaled, the camera at the
+    # origin sees the same picture, since scaling about the camera centre keeps projections.
+    to_scene = metres_to_scene_units(scene) if kind != "solid" else 1.0
+    obj.scale = (to_scene,) * 3
 
     if kind == "mesh":
         photo = _photo_image(result, image)
@@ -234,7 +275,7 @@ def _create(scene, result: dict, created: _Created, *, name, image, shading, cre
         depths = -vertices[:, 2] if len(vertices) else np.ones(1, np.float32)
         camera_obj = scene_camera.create_camera(
             scene, f"{name} camera", result["camera"], _photo_image(result, image),
-            clip=(float(depths.min()), float(depths.max())), created=created.add,
+            clip=(float(depths.min()) * to_scene, float(depths.max()) * to_scene), created=created.add,
         )
         collection.objects.link(camera_obj)
         imported.objects.append(camera_obj)

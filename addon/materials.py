@@ -10,7 +10,8 @@ from __future__ import annotations
 import bpy
 
 SHADING_ITEMS = (
-    ("EMISSION", "Emission", "Show the photo's colours unlit, exactly as photographed"),
+    ("EMISSION", "Emission", "Show the photo's colours unlit, unaffected by lights "
+     "(exactly as photographed with the Standard view transform)"),
     ("PRINCIPLED", "Principled", "A lit Principled BSDF surface coloured by the photo"),
 )
 

@@ -211,10 +211,11 @@ class Session:
         state.stage, state.progress = "Importing", 1.0
         scene = bpy.data.scenes.get(run.scene_name) or context.scene
         path = (event.get("outputs") or {}).get("npz", run.npz_path)
+        view_layer = context.view_layer if scene == context.scene else None
         try:
             imported = importer.import_result(
                 scene, path, name=run.photo.name, image=run.photo.image,
-                shading=run.shading, create_camera=run.create_camera,
+                shading=run.shading, create_camera=run.create_camera, view_layer=view_layer,
             )
         except Exception as error:  # the importer has rolled back; the run must not hang
             return self._finish(context, FAILED, f"Import failed: {error}")

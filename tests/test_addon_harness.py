@@ -140,3 +140,34 @@ def projected_pixels(scene, camera, obj, indices) -> np.ndarray:
         ndc = world_to_camera_view(scene, camera, obj.matrix_world @ obj.data.vertices[int(index)].co)
         out.append((ndc.x * width, (1.0 - ndc.y) * height))
     return np.array(out)
+
+
+def render_through_camera(scene, path: Path) -> np.ndarray:
+    """Render `scene` with Cycles (CPU, one sample, no pixel filter, Standard view, black
+    world) and return the image as (height, width, 3) floats, top row first."""
+    render = scene.render
+    render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = 1
+    scene.cycles.use_denoising = False
+    scene.cycles.filter_width = 0.01
+    scene.view_settings.view_transform = "Standard"
+    scene.view_settings.look = "None"
+    scene.view_settings.exposure, scene.view_settings.gamma = 0.0, 1.0
+    if scene.world is None:
+        scene.world = bpy.data.worlds.new("black")
+    scene.world.color = (0.0, 0.0, 0.0)
+    if scene.world.node_tree is not None:
+        scene.world.node_tree.nodes.clear()
+    render.film_transparent = False
+    render.image_settings.file_format = "PNG"
+    render.image_settings.color_depth = "8"
+    render.filepath = str(path)
+    bpy.ops.render.render(write_still=True, scene=scene.name)
+    image = bpy.data.images.load(str(path))
+    width, height = image.size
+    pixels = np.empty(width * height * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    bpy.data.images.remove(image)
+    return pixels.reshape(height, width, 4)[::-1, :, :3]
+

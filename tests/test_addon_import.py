@@ -12,6 +12,7 @@ from tests.test_addon_harness import (
     datablock_counts,
     grid_result,
     projected_pixels,
+    render_through_camera,
     write_photo,
     write_result_npz,
 )
@@ -184,3 +185,140 @@ def test_pipeline_npz_lines_up_with_the_photo_through_the_camera(importer, tmp_p
     want = np.stack([uv[2 * picks] * width, (1.0 - uv[2 * picks + 1]) * height], 1)
     got = projected_pixels(scene, result.camera, obj, loops[picks])
     assert np.abs(got - want).max() < 0.5
+
+
+def _photo_pixels(path) -> np.ndarray:
+    """The photo's sRGB values as (height, width, 3) floats, top row first."""
+    image = bpy.data.images.load(str(path), check_existing=True)
+    width, height = image.size
+    pixels = np.empty(width * height * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    return pixels.reshape(height, width, 4)[::-1, :, :3]
+
+
+def test_emission_mesh_renders_the_photo_pixel_for_pixel(importer, tmp_path):
+    """Through the imported camera the textured mesh reproduces the photo: any offset of
+    half a pixel or a wrong texture/material would change most pixels of a random photo."""
+    width, height = 40, 30
+    photo = write_photo(tmp_path / "wall.png", width, height, seed=7)
+    arrays = grid_result(width=width, height=height, fx=45.0, cx=19.0, cy=16.5, depth=2.0)
+    scene = bpy.context.scene
+    result = importer.import_result(scene, str(write_result_npz(tmp_path / "r.npz", arrays, image_path=photo)),
+                                    name="wall")
+    texture = next(n for n in result.objects[0].data.materials[0].node_tree.nodes if n.type == "TEX_IMAGE")
+    texture.interpolation = "Closest"  # any sample inside a pixel then reads that pixel's texel
+
+    rendered = render_through_camera(scene, tmp_path / "render.png")
+    want = _photo_pixels(photo)
+    # The grid's vertices sit on pixel centres, so the outermost half-pixel ring is background.
+    assert rendered.shape == want.shape
+    assert np.abs(rendered - want)[1:-1, 1:-1].max() < 2.5 / 255
+
+
+def test_point_cloud_renders_its_colours(importer, tmp_path):
+    """The Geometry Nodes points carry the colour attribute the material reads: rendered
+    through the camera, each pixel shows its point's colour (black if the name were wrong)."""
+    width, height = 32, 24
+    arrays = grid_result(width=width, height=height, fx=40.0, cx=16.0, cy=12.0, depth=2.0)
+    blocks = np.random.default_rng(4).integers(40, 256, (height // 4, width // 4, 3), dtype=np.uint8)
+    arrays["colors"] = np.repeat(np.repeat(blocks, 4, 0), 4, 1).reshape(-1, 3)
+    scene = bpy.context.scene
+    result = importer.import_result(scene, str(write_result_npz(tmp_path / "p.npz", arrays, kind="points")),
+                                    name="dots")
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    clouds = [i.object.data for i in depsgraph.object_instances
+              if i.object.original == result.objects[0] and i.object.type == "POINTCLOUD"]
+    assert len(clouds) == 1 and "Col" in clouds[0].attributes  # the modifier passes it on
+    assert clouds[0].materials[0].name == "dots points"
+    rendered = render_through_camera(scene, tmp_path / "points.png")
+    want = arrays["colors"].reshape(height, width, 3) / 255.0
+    inner = np.zeros((height, width), bool)  # block interiors: neighbours share the colour
+    inner[1::4, 1::4] = inner[1::4, 2::4] = inner[2::4, 1::4] = inner[2::4, 2::4] = True
+    assert np.median(np.abs(rendered - want)[inner]) < 3 / 255
+    assert np.abs(rendered - want)[inner].mean() < 0.05
+
+
+def test_odd_photo_names_and_repeated_imports_never_clobber(importer, tmp_path):
+    npz = write_result_npz(tmp_path / "r.npz", grid_result(width=6, height=4))
+    points = write_result_npz(tmp_path / "p.npz", grid_result(width=6, height=4), kind="points")
+    scene = bpy.context.scene
+    long_name = "Ünïcødé 写真 " * 10  # 150+ bytes: Blender 4.x cuts names at 63
+    first = importer.import_result(scene, str(npz), name=long_name)
+    base = first.collection.name
+    assert len(base.encode()) <= importer.NAME_BYTES and long_name.startswith(base)
+    assert first.objects[0].name == base and first.camera.name == f"{base} camera"
+
+    dotted = [importer.import_result(scene, str(npz), name="IMG.2024.01.05 final") for _ in range(2)]
+    assert dotted[0].collection.name == "IMG.2024.01.05 final"
+    assert dotted[1].collection.name != dotted[0].collection.name
+    assert dotted[0].objects[0].data.vertices[0].co == dotted[1].objects[0].data.vertices[0].co
+    cloud = importer.import_result(scene, str(points), name="IMG.2024.01.05 final")
+    names = [o.name for r in (*dotted, cloud) for o in r.objects]
+    assert len(set(names)) == len(names)  # every object keeps its own name
+    assert len(dotted[0].collection.objects) == 2  # the first import was not touched
+    assert cloud.objects[0].modifiers[0].node_group != cloud.objects[0].name
+    assert len({r.objects[0].data.materials[0].name for r in dotted}) == 2
+
+
+def test_mesh_keeps_its_true_size_in_a_millimetre_scene(importer, tmp_path):
+    """After a print solid switched the scene to millimetres, a metric mesh still measures
+    in metres (scaled object) and still lines up with its pixels through the camera."""
+    scene = bpy.context.scene
+    importer.set_millimetre_units(scene)
+    arrays = grid_result(width=32, height=24, fx=40.0, cx=15.0, cy=12.5, seed=9)
+    result = importer.import_result(scene, str(write_result_npz(tmp_path / "r.npz", arrays)), name="room")
+    obj = result.objects[0]
+    bpy.context.view_layer.update()
+    assert tuple(obj.scale) == pytest.approx((1000.0,) * 3)
+    world_z = -(obj.matrix_world @ obj.data.vertices[5].co).z * scene.unit_settings.scale_length
+    assert world_z == pytest.approx(float(arrays["vertices"][5, 2]), rel=1e-5)  # metres
+    assert result.camera.data.clip_end > 1000.0 * float(arrays["vertices"][:, 2].max())
+    indices = [0, 31, 23 * 32, 32 * 24 - 1, 100]
+    got = projected_pixels(scene, result.camera, obj, indices)
+    want = np.array([(i % 32 + 0.5, i // 32 + 0.5) for i in indices])
+    assert np.abs(got - want).max() < 1e-3
+    scene.unit_settings.scale_length, scene.unit_settings.length_unit = 1.0, "METERS"
+
+
+def test_units_change_only_for_solids_and_imports_become_the_selection(importer, tmp_path):
+    scene = bpy.context.scene
+    scene.unit_settings.system, scene.unit_settings.scale_length = "METRIC", 1.0
+    scene.unit_settings.length_unit = "METERS"
+    other = bpy.data.objects.new("other", None)
+    scene.collection.objects.link(other)
+    other.select_set(True)
+    view_layer = bpy.context.view_layer
+    for kind in ("mesh", "points"):
+        npz = write_result_npz(tmp_path / f"{kind}.npz", grid_result(width=6, height=4), kind=kind)
+        result = importer.import_result(scene, str(npz), name=kind, view_layer=view_layer)
+        assert scene.unit_settings.length_unit == "METERS" and scene.unit_settings.scale_length == 1.0
+        assert view_layer.objects.active == result.objects[0]
+        assert {o.name for o in bpy.context.selected_objects} == {o.name for o in result.objects}
+    assert not other.select_get()
+    bpy.data.objects.remove(other)
+
+
+def test_camera_values_missing_is_a_clear_error(importer, tmp_path):
+    arrays = grid_result(width=6, height=4)
+    path = write_result_npz(tmp_path / "r.npz", arrays)
+    with np.load(path) as data:
+        kept = {key: data[key] for key in data.files if key != "camera_shift"}
+    np.savez(tmp_path / "nocam.npz", **kept)
+    before = datablock_counts()
+    with pytest.raises(importer.ImportFailed, match="nocam.npz: missing key 'camera_shift'"):
+        importer.import_result(bpy.context.scene, str(tmp_path / "nocam.npz"), name="x")
+    assert datablock_counts() == before
+
+
+def test_points_failing_at_the_camera_remove_node_group_and_material(importer, tmp_path, monkeypatch):
+    camera = addon("scene_camera")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("camera could not be made")
+
+    monkeypatch.setattr(camera, "create_camera", broken)
+    npz = write_result_npz(tmp_path / "p.npz", grid_result(width=6, height=4), kind="points")
+    before = datablock_counts()
+    with pytest.raises(RuntimeError, match="camera could not be made"):
+        importer.import_result(bpy.context.scene, str(npz), name="gone")
+    assert datablock_counts() == before
