@@ -11,18 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import DinoConfig
+from .layers import Mlp, PatchEmbed
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class PatchEmbed(nn.Module):
-    def __init__(self, patch_size: int, embed_dim: int):
-        super().__init__()
-        self.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)  # (B, h * w, D), row-major
 
 
 class Attention(nn.Module):
@@ -53,16 +45,6 @@ class Attention(nn.Module):
         return self.proj(torch.cat(outs, dim=1).transpose(1, 2).reshape(B, N, C))
 
 
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
 class LayerScale(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
@@ -80,7 +62,7 @@ class Block(nn.Module):
         self.attn = Attention(D, config.num_heads)
         self.ls1 = LayerScale(D)
         self.norm2 = nn.LayerNorm(D, eps=1e-6)
-        self.mlp = Mlp(D, config.mlp_hidden)
+        self.mlp = Mlp(D, config.mlp_hidden, approximate="none")
         self.ls2 = LayerScale(D)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,7 +77,7 @@ class DinoVisionTransformer(nn.Module):
         super().__init__()
         self.config = config
         D = config.embed_dim
-        self.patch_embed = PatchEmbed(config.patch_size, D)
+        self.patch_embed = PatchEmbed(3, D, config.patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.pos_embed = nn.Parameter(torch.zeros(1, config.grid_size**2 + 1, D))
         self.mask_token = nn.Parameter(torch.zeros(1, D))  # training only; kept for key parity

@@ -15,22 +15,12 @@ from torch import nn
 
 from .config import DiTConfig
 from .fusion import SemanticFusion
+from .layers import Mlp, PatchEmbed
 from .rope import apply_rope, grid_positions, rope_tables
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
-
-
-class PatchEmbed(nn.Module):
-    """Conv patchify: (B, C, H, W) -> (B, H/p * W/p, D), tokens row-major."""
-
-    def __init__(self, in_channels: int, hidden_size: int, patch_size: int):
-        super().__init__()
-        self.proj = nn.Conv2d(in_channels, hidden_size, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)
 
 
 class TimestepEmbedder(nn.Module):
@@ -77,16 +67,6 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
 
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
-
-
 class DiTBlock(nn.Module):
     """adaLN-Zero transformer block: shift/scale/gate for attention and MLP from c."""
 
@@ -96,7 +76,7 @@ class DiTBlock(nn.Module):
         self.norm1 = nn.LayerNorm(D, eps=1e-6, elementwise_affine=False)
         self.attn = Attention(D, config.num_heads)
         self.norm2 = nn.LayerNorm(D, eps=1e-6, elementwise_affine=False)
-        self.mlp = Mlp(D, config.mlp_hidden)
+        self.mlp = Mlp(D, config.mlp_hidden, approximate="tanh")
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
