@@ -28,6 +28,11 @@ DEPTH_KINDS = ("metric", "disparity", "normalized")
 PNG_METRIC_SCALE = 0.001
 """Metres per unit of a 16-bit metric depth PNG (millimetres, the Kinect / ScanNet habit)."""
 
+MIN_DEPTH_M, MAX_DEPTH_M = 1e-6, 1e9
+"""Metric depths outside this range count as no depth: a renderer's background (Blender
+writes 1e10 where no surface was hit), or values no camera sees, whose geometry would
+overflow float32."""
+
 
 def _check_range(near: float, far: float) -> None:
     if not (np.isfinite(near) and np.isfinite(far)) or near < 0 or far <= near:
@@ -82,18 +87,22 @@ def read_depth_file(path: Union[str, Path], kind: str) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
-            values = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise BadInputError(f"{path}: not a readable .npy array ({exc})") from None
-        values = np.squeeze(values)
+            values = np.load(path, allow_pickle=False)  # never unpickle: object arrays are refused
+        except (ValueError, OSError, EOFError) as exc:
+            raise BadInputError(f"{path}: not a readable .npy array ({exc or 'empty file'})") from None
+        while values.ndim > 2 and 1 in values.shape:  # (1, H, W) or (H, W, 1); a 1x1 map stays 2-D
+            values = np.squeeze(values, axis=values.shape.index(1))
     elif suffix in (".png", ".tif", ".tiff", ".exr"):
         values = _read_image_depth(path)
     else:
         raise BadInputError(f"{path}: unsupported depth file type {suffix!r} (use .npy, .png, .tif, .exr)")
-    if values.ndim != 2 or values.size == 0 or not np.issubdtype(values.dtype, np.number):
+    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+        raise BadInputError(f"{path}: depth must hold real numbers, not {values.dtype}")
+    if values.ndim != 2 or values.size == 0:
         raise BadInputError(f"{path}: depth must be a 2-D numeric map, got shape {values.shape}")
     integer = np.issubdtype(values.dtype, np.integer)
-    out = values.astype(np.float32)
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf: no depth
+        out = values.astype(np.float32)
     if integer and kind == "metric":
         out[out == 0] = np.nan
         if values.dtype == np.uint16:
@@ -115,15 +124,16 @@ def depth_to_metric(
     disparity: without near/far it is taken as true inverse depth (1/m), depth = 1 / d.
     With near/far it is treated as affine-invariant (MiDaS, Depth Anything): its 2nd..98th
     percentiles are mapped linearly onto inverse depth 1/far..1/near, then inverted.
-    Non-positive or non-finite disparity becomes NaN (no depth).
+    Non-positive or non-finite disparity becomes NaN (no depth), and so does any depth
+    outside `MIN_DEPTH_M`..`MAX_DEPTH_M`.
     """
     values = np.asarray(values, dtype=np.float32)
     if kind == "metric":
-        return values.copy()
+        return plausible_depth(values)
     if kind == "normalized":
         if near is None or far is None:
             raise BadInputError("normalised depth needs near and far (metres)")
-        return metric_from_normalized(values, near, far)
+        return plausible_depth(metric_from_normalized(values, near, far))
     if kind != "disparity":
         raise BadInputError(f"depth kind {kind!r} is not one of {', '.join(DEPTH_KINDS)}")
     disparity = values.astype(np.float64)
@@ -136,9 +146,17 @@ def depth_to_metric(
         spread = high - low if high > low else 1.0
         unit = (disparity - low) / spread
         disparity = 1.0 / far + unit * (1.0 / max(near, 1e-6) - 1.0 / far)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         depth = np.where(disparity > 0, 1.0 / disparity, np.nan)
-    return depth.astype(np.float32)
+        return plausible_depth(depth.astype(np.float32))
+
+
+def plausible_depth(depth: np.ndarray) -> np.ndarray:
+    """A float32 copy of metric `depth` with NaN wherever it is not in `MIN_DEPTH_M`..`MAX_DEPTH_M`."""
+    depth = np.array(depth, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        depth[~((depth >= MIN_DEPTH_M) & (depth <= MAX_DEPTH_M))] = np.nan
+    return depth
 
 
 def upsample_depth(

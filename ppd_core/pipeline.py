@@ -67,7 +67,7 @@ class JobOptions:
 
     def validate(self) -> None:
         """Raise BadInputError for values no stage could use."""
-        from ppd_core.depth import DEPTH_KINDS, PRESETS
+        from ppd_core.depth import DEPTH_KINDS, MAX_DEPTH_M, PRESETS
 
         if self.method not in ("grid", "poisson"):
             raise BadInputError(f"method {self.method!r} is not one of grid, poisson")
@@ -84,6 +84,8 @@ class JobOptions:
         near, far = self.depth_range()
         if not (math.isfinite(near) and math.isfinite(far) and 0 <= near < far):
             raise BadInputError(f"depth range near={near}, far={far} is invalid: need 0 <= near < far (metres)")
+        if far > MAX_DEPTH_M:
+            raise BadInputError(f"far={far} m is beyond the {MAX_DEPTH_M:g} m the pipeline accepts")
         if self.fov is not None and not 1.0 <= self.fov <= 179.0:
             raise BadInputError(f"field of view {self.fov} degrees is outside 1..179")
         if not 1 <= self.poisson_depth <= 12:
@@ -160,6 +162,11 @@ def metric_depth(photo, options: JobOptions, models: Optional[ModelCache],
         explicit = options.preset is not None or options.near is not None or options.far is not None
         near, far = options.depth_range() if explicit or options.depth_kind == "normalized" else (None, None)
         metric = depth_maps.depth_to_metric(values, options.depth_kind, near, far)
+        if not np.isfinite(metric).any():
+            raise BadInputError(
+                f"{options.depth}: no usable depth: every value is NaN, infinite, zero, negative or outside "
+                f"{depth_maps.MIN_DEPTH_M:g}..{depth_maps.MAX_DEPTH_M:g} m once read as {options.depth_kind} "
+                f"depth (check --depth-kind and the file's units)")
         report(on_progress, "diffusion", 1.0, "depth from file")
         return metric
     models = models or ModelCache()

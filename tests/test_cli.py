@@ -262,3 +262,14 @@ def test_an_unexpected_error_is_one_line_and_the_next_photo_still_runs(scene, tm
     assert code == 1 and len(calls) == 2
     assert err[0] == f"ppd-mesh: {photo}: internal error (ValueError: something broke); please report it"
     assert "Traceback" not in "\n".join(err)
+
+
+def test_depth_with_no_usable_value_is_one_line_naming_the_file(scene, tmp_path, capsys):
+    photo, _, _ = scene
+    absurd = tmp_path / "absurd.npy"
+    np.save(absurd, np.full((H, W), 1e30))
+    assert main([str(photo), "--depth", str(absurd), "--stl", "--ply", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "absurd.npy: no usable depth" in err and "units" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["absurd.npy", "depth.npy", "photo.png"]
+    assert main([str(photo), "--stl", "--near", "1", "--far", "1e12"]) == 2

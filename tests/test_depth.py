@@ -128,7 +128,7 @@ def test_relative_disparity_is_spread_over_near_far():
 
 def test_metric_and_normalized_conversions():
     values = np.array([[0.0, 1.0]], dtype=np.float32)
-    np.testing.assert_array_equal(depth_to_metric(values, "metric"), values)
+    np.testing.assert_array_equal(depth_to_metric(values, "metric"), [[np.nan, 1.0]])  # 0 is no depth
     np.testing.assert_allclose(depth_to_metric(values, "normalized", 0.5, 4.0), [[0.5, 4.0]], rtol=1e-6)
     with pytest.raises(BadInputError, match="near and far"):
         depth_to_metric(values, "normalized")
@@ -175,3 +175,37 @@ def test_upsampling_bad_inputs():
         upsample_depth(np.ones((2, 2)), 0, 4)
     with pytest.raises(BadInputError, match="guide photo"):
         upsample_depth(np.ones((2, 2)), 4, 4, guide_rgb=np.zeros((3, 3, 3), np.uint8))
+
+
+def test_hostile_npy_files_are_refused_in_one_line(tmp_path):
+    np.save(tmp_path / "objects.npy", np.array([[1, 2], [3, 4]], dtype=object), allow_pickle=True)
+    with pytest.raises(BadInputError, match="objects.npy: not a readable .npy array"):
+        read_depth_file(tmp_path / "objects.npy", "metric")
+    (tmp_path / "empty.npy").write_bytes(b"")
+    with pytest.raises(BadInputError, match="empty.npy: not a readable .npy array"):
+        read_depth_file(tmp_path / "empty.npy", "metric")
+    for name, values in (("complex", np.ones((4, 4), np.complex64)), ("bool", np.ones((4, 4), bool))):
+        np.save(tmp_path / f"{name}.npy", values)
+        with pytest.raises(BadInputError, match=f"{name}.npy: depth must hold real numbers, not {name}"):
+            read_depth_file(tmp_path / f"{name}.npy", "metric")
+
+
+def test_singleton_axes_are_dropped_but_a_one_pixel_map_stays_two_dimensional(tmp_path):
+    np.save(tmp_path / "one.npy", np.full((1, 1), 2.0))
+    assert read_depth_file(tmp_path / "one.npy", "metric").shape == (1, 1)
+    np.save(tmp_path / "batch.npy", np.ones((1, 3, 5, 1)))
+    assert read_depth_file(tmp_path / "batch.npy", "metric").shape == (3, 5)
+
+
+def test_depth_outside_the_physical_range_is_no_depth(tmp_path):
+    import warnings
+
+    values = np.array([[2.0, 1e10, 1e300, 1e-30, 5.0]])
+    np.save(tmp_path / "sky.npy", values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warnings either
+        metric = depth_to_metric(read_depth_file(tmp_path / "sky.npy", "metric"), "metric")
+        inverse = depth_to_metric(np.array([[1e-12, 0.5, 1e12]]), "disparity")
+    np.testing.assert_array_equal(np.isnan(metric), [[False, True, True, True, False]])
+    np.testing.assert_array_equal(metric[0, [0, 4]], [2.0, 5.0])
+    np.testing.assert_array_equal(np.isnan(inverse), [[True, False, True]])
