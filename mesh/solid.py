@@ -45,15 +45,18 @@ def print_grid_shape(shape: tuple[int, int], width_mm: float, cell_mm: float) ->
     return rows, columns
 
 
-def heightfield_solid(top: np.ndarray, cell_mm: float) -> MeshData:
+def heightfield_solid(top: np.ndarray, cell_mm: float, row_mm: Optional[float] = None) -> MeshData:
     """A closed solid over an (R, C) grid of top heights in mm (> 0): relief, walls, flat base.
 
-    Grid row 0 is the back (+y) edge so that an image reads upright seen from above.
+    Columns are `cell_mm` apart, rows `row_mm` (default the same), so the solid is exactly
+    (C - 1) * cell_mm by (R - 1) * row_mm. Grid row 0 is the back (+y) edge so that an image
+    reads upright seen from above.
     """
     rows, columns = top.shape
+    row_mm = cell_mm if row_mm is None else row_mm
     index = np.arange(rows * columns).reshape(rows, columns)
     xs = (np.arange(columns) - (columns - 1) / 2.0) * cell_mm
-    ys = ((rows - 1) / 2.0 - np.arange(rows)) * cell_mm
+    ys = ((rows - 1) / 2.0 - np.arange(rows)) * row_mm
     gx, gy = np.meshgrid(xs, ys)
     top_vertices = np.column_stack([gx.ravel(), gy.ravel(), top.ravel()])
 
@@ -100,16 +103,18 @@ def relief_solid(depth: np.ndarray, *, width_mm: float = 100.0, relief_mm: float
     """A watertight print solid from a metric depth map (H, W), `width_mm` wide along x.
 
     The relief rises `relief_mm` above a `base_mm` thick flat base, near high (or far high
-    with `reverse`, lithophane style). The map is resampled to cells of about `cell_mm`
+    with `reverse`, lithophane style). It is exactly `width_mm` by `width_mm * H / W` (the
+    map's aspect, whatever the grid). The map is resampled to cells of about `cell_mm`
     (`cell_for_face_count` picks one for a triangle budget). UVs map the photo onto the top.
     """
     check_print_size(width_mm, relief_mm, base_mm)
     heights = relief_heights(depth, reverse)
     rows, columns = print_grid_shape(heights.shape, width_mm, cell_mm)
+    length_mm = width_mm * heights.shape[0] / heights.shape[1]
     if (rows, columns) != heights.shape:
         heights = cv2.resize(heights.astype(np.float32), (columns, rows), interpolation=cv2.INTER_AREA)
-    cell = width_mm / (columns - 1)
-    return heightfield_solid(base_mm + relief_mm * heights.astype(np.float64), cell)
+    return heightfield_solid(base_mm + relief_mm * heights.astype(np.float64), width_mm / (columns - 1),
+                             length_mm / (rows - 1))
 
 
 def check_print_size(width_mm: float, relief_mm: float, base_mm: float) -> None:
@@ -154,13 +159,14 @@ def solid_from_mesh(mesh: MeshData, *, width_mm: float = 100.0, relief_mm: Optio
     columns = max(2, int(round(width_mm / cell_mm)) + 1)
     cell = width_mm / (columns - 1)
     rows = max(2, int(round(np.ptp(y) / cell)) + 1)
+    row_mm = np.ptp(y) / (rows - 1) if np.ptp(y) > 0 else cell
 
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(np.column_stack([x, y, height]).astype(np.float32), mesh.faces.astype(np.uint32))
     top = float(height.max()) + 1.0
-    gx, gy = np.meshgrid(np.arange(columns) * cell, (rows - 1 - np.arange(rows)) * cell)
+    gx, gy = np.meshgrid(np.arange(columns) * cell, (rows - 1 - np.arange(rows)) * row_mm)
     rays = np.column_stack([gx.ravel(), gy.ravel(), np.full(gx.size, top),
                             np.zeros(gx.size), np.zeros(gx.size), -np.ones(gx.size)]).astype(np.float32)
     hits = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().astype(np.float64)
     surface = np.where(np.isfinite(hits), top - hits, 0.0).reshape(rows, columns)
-    return heightfield_solid(base_mm + np.clip(surface, 0.0, None), cell)
+    return heightfield_solid(base_mm + np.clip(surface, 0.0, None), cell, row_mm)

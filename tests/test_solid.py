@@ -29,7 +29,7 @@ def test_relief_is_a_printable_solid_of_the_asked_size():
     assert report.printable, report.summary()
     width, length, height = report.size
     assert width == pytest.approx(70.0, abs=0.01)
-    assert length == pytest.approx(70.0 * 60 / 80, rel=0.03)
+    assert length == pytest.approx(70.0 * 60 / 80, abs=1e-9)
     assert height == pytest.approx(5.5, abs=1e-4)
     assert report.bounds_min[2] == pytest.approx(0.0, abs=1e-9)
     # near (left half of the photo) is high, far is the bare base
@@ -89,3 +89,16 @@ def test_open_scene_mesh_closes_into_one_solid_near_high():
     assert top_height_at(solid, 15.0, 0.0) == pytest.approx(2.0, abs=1e-3)
     with pytest.raises(BadInputError, match="point cloud"):
         solid_from_mesh(type(scene)(scene.vertices, np.zeros((0, 3))))
+
+
+@pytest.mark.parametrize("cell_mm", [0.25, 3.0, 1000.0])
+def test_solid_has_the_photo_aspect_exactly_at_any_cell_size(cell_mm):
+    """A 64x48 map gives a 100 x 75 mm solid, also when the grid is coarse (--decimate 1)."""
+    depth = step_depth(48, 64, near=1.0, far=2.0, column=32)
+    width, length, _ = check_mesh(relief_solid(depth, width_mm=100.0, cell_mm=cell_mm)).size
+    assert (width, length) == (pytest.approx(100.0, abs=1e-9), pytest.approx(75.0, abs=1e-9))
+    scene = grid_mesh(lift_depth(np.full((48, 64), 2.0), focal=40.0))
+    closed = solid_from_mesh(scene, width_mm=100.0, relief_mm=3.0, cell_mm=cell_mm)
+    extent = np.ptp(scene.vertices[:, :2], axis=0)
+    assert check_mesh(closed).size[:2] == pytest.approx([100.0, 100.0 * extent[1] / extent[0]], rel=1e-6)
+    assert check_mesh(closed).printable
