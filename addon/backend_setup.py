@@ -22,6 +22,8 @@ TORCH_INDEX = "https://download.pytorch.org/whl/"
 # (minimum CUDA version the driver must support, wheel index tag), newest first.
 CUDA_WHEELS = (((13, 0), "cu130"), ((12, 8), "cu128"), ((12, 6), "cu126"), ((11, 8), "cu118"))
 PACKAGE_SPEC = "depth-from-image==0.1.0"
+MIN_PYTHON = (3, 10)
+VERSION_PROBE = "import sys, venv, ensurepip; print('%d.%d' % sys.version_info[:2])"
 
 
 def venv_python(venv_dir: str) -> str:
@@ -79,11 +81,25 @@ def format_command(command: list) -> str:
     return " ".join(f'"{part}"' if " " in part else part for part in command)
 
 
-def base_interpreter() -> str:
-    """A Python to create the environment with: python3 on PATH, else Blender's own."""
+def python_version(python: str, timeout: float = 15.0) -> tuple | None:
+    """(major, minor) of an interpreter that can make virtual environments, else None."""
+    try:
+        done = subprocess.run([python, "-c", VERSION_PROBE], capture_output=True, text=True,
+                              timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.fullmatch(r"(\d+)\.(\d+)", done.stdout.strip()) if done.returncode == 0 else None
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def base_interpreter(path: str | None = None) -> str:
+    """A Python to create the environment with: python3 / python on PATH when it is 3.10+
+    and has venv, else Blender's own (always recent). Windows' "python3" that only opens the
+    Microsoft Store (WindowsApps) and old system Pythons are skipped. Runs subprocesses:
+    call it off the UI thread."""
     for name in ("python3", "python"):
-        found = shutil.which(name)
-        if found:
+        found = shutil.which(name, path=path)
+        if found and "WindowsApps" not in found and (python_version(found) or (0, 0)) >= MIN_PYTHON:
             return found
     return sys.executable
 
@@ -107,7 +123,7 @@ class BackendSetup:
         self.venv_dir = venv_dir
         self.log_path = log_path
         self.package = package
-        self.base_python = base_python or base_interpreter()
+        self.base_python = base_python  # chosen on the thread when empty (it runs probes)
         self.python = venv_python(venv_dir)
         self._status = SetupStatus()
         self._lock = threading.Lock()
@@ -134,7 +150,8 @@ class BackendSetup:
                 setattr(self._status, key, value)
 
     def _run(self) -> None:
-        self._update(stage="Looking for an NVIDIA driver")
+        self._update(stage="Looking for Python and an NVIDIA driver")
+        self.base_python = self.base_python or base_interpreter()
         index_url, why = torch_index_url(platform.system(), driver_cuda_version())
         commands = setup_commands(self.base_python, self.venv_dir, index_url, self.package)
         self._update(commands=[format_command(c) for c in commands], message=why)

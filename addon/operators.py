@@ -6,11 +6,15 @@ the Cancel button asks the run to stop. Only one run at a time (see `poll`).
 
 from __future__ import annotations
 
+import os
+
 import bpy
+from bpy.props import BoolProperty, StringProperty
 
 from . import runner
 
 TIMER_INTERVAL_S = 0.1
+PHOTO_GLOB = "*.jpg;*.jpeg;*.png;*.tif;*.tiff;*.webp;*.bmp;*.heic;*.heif"
 
 
 def _redraw_sidebars(context: bpy.types.Context) -> None:
@@ -87,7 +91,45 @@ class DEPTH_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (DEPTH_OT_from_image, DEPTH_OT_cancel)
+class DEPTH_OT_choose_photo(bpy.types.Operator):
+    """Choose the photo file (the file browser shows images only)"""
+
+    bl_idname = "depth_from_image.choose_photo"
+    bl_label = "Choose Photo"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filepath: StringProperty(subtype="FILE_PATH", options={"SKIP_SAVE"})
+    filter_image: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    filter_folder: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    filter_glob: StringProperty(default=PHOTO_GLOB, options={"HIDDEN", "SKIP_SAVE"})
+    relative_path: BoolProperty(
+        name="Relative Path", default=True,
+        description="Store the path relative to the .blend file (once it is saved)",
+    )
+
+    def invoke(self, context, event):
+        current = context.scene.depth_from_image.photo_path
+        if current:
+            self.filepath = bpy.path.abspath(current)
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        path = bpy.path.abspath(self.filepath)
+        if not os.path.isfile(path):
+            self.report({"ERROR"}, f"Not a file: {path}")
+            return {"CANCELLED"}
+        if self.relative_path and bpy.data.is_saved:
+            try:
+                path = bpy.path.relpath(path)
+            except ValueError:  # another drive on Windows: keep it absolute
+                pass
+        settings = context.scene.depth_from_image
+        settings.photo_source, settings.photo_path = "FILE", path
+        return {"FINISHED"}
+
+
+CLASSES = (DEPTH_OT_from_image, DEPTH_OT_cancel, DEPTH_OT_choose_photo)
 
 
 def register() -> None:

@@ -7,7 +7,7 @@ import textwrap
 import bpy
 
 from . import runner
-from .operators import DEPTH_OT_cancel, DEPTH_OT_from_image
+from .operators import DEPTH_OT_cancel, DEPTH_OT_choose_photo, DEPTH_OT_from_image
 
 
 class VIEW3D_PT_depth_from_image(bpy.types.Panel):
@@ -26,7 +26,9 @@ class VIEW3D_PT_depth_from_image(bpy.types.Panel):
         col = layout.column()
         col.prop(settings, "photo_source", expand=True)
         if settings.photo_source == "FILE":
-            col.prop(settings, "photo_path", text="File")
+            row = col.row(align=True)
+            row.prop(settings, "photo_path", text="File")
+            row.operator(DEPTH_OT_choose_photo.bl_idname, text="", icon="FILEBROWSER")
         else:
             col.template_ID(settings, "photo_image", open="image.open")
 

@@ -1,7 +1,9 @@
 """Which photo file the worker reads, from a path or from an image loaded in Blender.
 
 A packed image has no file on disk, so its original bytes (EXIF included) are written to
-the run's temporary folder; the worker only ever sees a file path.
+the run's temporary folder; a generated image, or one painted but not saved, is written
+there as a PNG of its current pixels. The worker only ever sees a file path, and the
+user's image is never changed.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 import bpy
+import numpy as np
 
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp",
               "OPEN_EXR": ".exr", "TARGA": ".tga"}
@@ -35,10 +38,33 @@ def display_name(filename: str) -> str:
     return stem.strip() or "Photo"
 
 
+def _pixels_copy(image: bpy.types.Image, folder: str) -> str:
+    """Write the image's current pixels as a PNG through a throw-away copy."""
+    width, height = image.size
+    if width == 0 or height == 0:
+        raise PhotoError(f"Image '{image.name}' has no pixels Blender can read: reload or replace it")
+    pixels = np.empty(width * height * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    path = os.path.join(folder, _safe_stem(image) + ".png")
+    copy = bpy.data.images.new("ppd photo copy", width, height, alpha=True, float_buffer=image.is_float)
+    try:
+        copy.colorspace_settings.name = image.colorspace_settings.name
+        copy.pixels.foreach_set(pixels)
+        copy.filepath_raw = path
+        copy.file_format = "PNG"
+        copy.save()
+    finally:
+        bpy.data.images.remove(copy)
+    return path
+
+
+def _safe_stem(image: bpy.types.Image) -> str:
+    return re.sub(r"[^\w.-]+", "_", display_name(image.name)) or "photo"
+
+
 def _packed_copy(image: bpy.types.Image, folder: str) -> str:
     extension = os.path.splitext(image.filepath)[1] or EXTENSIONS.get(image.file_format, ".png")
-    safe = re.sub(r"[^\w.-]+", "_", display_name(image.name)) or "photo"
-    path = os.path.join(folder, safe + extension)
+    path = os.path.join(folder, _safe_stem(image) + extension)
     with open(path, "wb") as handle:
         handle.write(image.packed_file.data)
     return path
@@ -57,9 +83,17 @@ def resolve_photo(settings, temp_folder: str) -> Photo:
     image = settings.photo_image
     if image is None:
         raise PhotoError("No image chosen: pick a loaded image in the Depth panel")
+    name = display_name(image.name)
+    if image.source in ("SEQUENCE", "MOVIE", "TILED"):
+        raise PhotoError(f"Image '{image.name}' is a {image.source.lower()} image: choose a single photo")
+    if image.source == "VIEWER":
+        raise PhotoError(f"Image '{image.name}' is a render or viewer result: save it as a file first")
+    if image.source == "GENERATED" or image.is_dirty:
+        return Photo(path=_pixels_copy(image, temp_folder), image=image, name=name)
     if image.packed_file is not None:
-        return Photo(path=_packed_copy(image, temp_folder), image=image, name=display_name(image.name))
+        return Photo(path=_packed_copy(image, temp_folder), image=image, name=name)
     path = os.path.abspath(bpy.path.abspath(image.filepath, library=image.library)) if image.filepath else ""
-    if image.source != "FILE" or not path or not os.path.isfile(path):
-        raise PhotoError(f"Image '{image.name}' has no file on disk: save it or pack it into the .blend first")
-    return Photo(path=path, image=image, name=display_name(image.name))
+    if not path or not os.path.isfile(path):
+        raise PhotoError(f"Image '{image.name}' has no file on disk ({path or 'no path'}): "
+                         "find or save it, or pack it into the .blend")
+    return Photo(path=path, image=image, name=name)

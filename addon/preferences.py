@@ -101,6 +101,18 @@ def _run_in_background(name: str, work, on_done) -> None:
     _register_timer(poll, 0.25)
 
 
+def _absolute_path_update(attribute: str):
+    """An update callback that turns a "//" path (relative to the .blend open when it was
+    picked) into an absolute one: preferences must not change meaning with the open file."""
+    def update(self, context) -> None:
+        value = getattr(self, attribute)
+        if value.startswith("//"):
+            absolute = bpy.path.abspath(value)
+            if not absolute.startswith("//"):
+                setattr(self, attribute, os.path.normpath(absolute))
+    return update
+
+
 def check_result_text(result) -> tuple:
     """(ok, text) for the outcome of `ppd_client.check_interpreter`."""
     if isinstance(result, dict):
@@ -223,15 +235,15 @@ class DepthFromImagePreferences(bpy.types.AddonPreferences):
     bl_idname = __package__
 
     python: StringProperty(
-        name="Python", subtype="FILE_PATH",
-        description="The interpreter that has torch and depth-from-image installed (runs the worker)",
+        name="Python", subtype="FILE_PATH", update=_absolute_path_update("python"),
+        description="The Python executable that has torch and depth-from-image installed (runs the worker)",
     )
     package_spec: StringProperty(
         name="Package", default=backend_setup.PACKAGE_SPEC,
         description="What Set up backend installs: a pip requirement, a source folder or a wheel",
     )
     weights_folder: StringProperty(
-        name="Weights Folder", subtype="DIR_PATH",
+        name="Weights Folder", subtype="DIR_PATH", update=_absolute_path_update("weights_folder"),
         description="Folder with ppd.pth and depth_anything_v2_vitl.pth (empty: Hugging Face cache)",
     )
     device: EnumProperty(

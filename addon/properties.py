@@ -21,6 +21,16 @@ from .materials import SHADING_ITEMS
 RESOLUTIONS = {"PREVIEW": 256 * 192, "FAST": 512 * 384, "STANDARD": 1024 * 768, "HIGH": 1536 * 1152}
 
 
+def auto_resolution(device: str, handshake: dict) -> int:
+    """The "Auto" resolution: Standard on a GPU, Preview on the CPU, where a Standard run
+    of the full-size network takes many minutes. `device` is the preference, `handshake`
+    the worker's (its `devices` list names the GPUs it has)."""
+    gpus = [d for d in handshake.get("devices", []) if d.get("type") in ("cuda", "mps")]
+    if device == "cpu" or (device == "auto" and not gpus):
+        return RESOLUTIONS["PREVIEW"]
+    return RESOLUTIONS["STANDARD"]
+
+
 class DepthFromImageSettings(bpy.types.PropertyGroup):
     """What to make from which photo: Scene.depth_from_image."""
 
@@ -32,8 +42,16 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
         ),
         default="FILE",
     )
-    photo_path: StringProperty(name="Photo File", subtype="FILE_PATH", description="The photo to turn into 3D")
-    photo_image: PointerProperty(name="Image", type=bpy.types.Image, description="A loaded or packed image")
+    # A plain string browsed with DEPTH_OT_choose_photo, whose file browser shows images only
+    # (a FILE_PATH property's own browser shows every file); "//" paths still work.
+    photo_path: StringProperty(
+        name="Photo File",
+        description="The photo to turn into 3D (JPEG, PNG, TIFF, WebP...; '//' is relative to the .blend file)",
+    )
+    photo_image: PointerProperty(
+        name="Image", type=bpy.types.Image,
+        description="An image loaded in Blender: from a file, packed, generated or painted",
+    )
 
     output: EnumProperty(
         name="Output",
@@ -53,20 +71,25 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
         default="GRID",
     )
     shading: EnumProperty(name="Shading", items=SHADING_ITEMS, default="EMISSION")
-    width_mm: FloatProperty(name="Width", default=100.0, min=1.0, soft_max=500.0, description="Solid width in mm")
-    relief_mm: FloatProperty(name="Relief", default=10.0, min=0.1, soft_max=100.0, description="Relief height in mm")
-    base_mm: FloatProperty(name="Base", default=2.0, min=0.0, soft_max=50.0, description="Base thickness in mm")
+    width_mm: FloatProperty(name="Width (mm)", default=100.0, min=1.0, soft_max=500.0,
+                            description="Width of the printed solid in millimetres")
+    relief_mm: FloatProperty(name="Relief (mm)", default=10.0, min=0.1, soft_max=100.0,
+                             description="Height from the farthest to the nearest surface, in millimetres")
+    base_mm: FloatProperty(name="Base (mm)", default=2.0, min=0.0, soft_max=50.0,
+                           description="Thickness of the flat base under the relief, in millimetres")
 
-    steps: IntProperty(name="Steps", default=4, min=1, max=64, description="Diffusion sampling steps")
+    steps: IntProperty(name="Steps", default=4, min=1, max=64,
+                       description="Diffusion sampling steps: more is slower and slightly finer")
     resolution: EnumProperty(
         name="Resolution",
         items=(
+            ("AUTO", "Auto", "Standard on a GPU, Preview on the CPU (where Standard takes many minutes)"),
             ("PREVIEW", "Preview (256x192)", "Work at about 0.05 megapixels: a quick, coarse look"),
             ("FAST", "Fast (512x384)", "Work at about 0.2 megapixels"),
             ("STANDARD", "Standard (1024x768)", "Work at about 0.8 megapixels, as the network was trained"),
             ("HIGH", "High (1536x1152)", "Work at about 1.8 megapixels (slow, much memory)"),
         ),
-        default="STANDARD",
+        default="AUTO",
     )
     preset: EnumProperty(
         name="Depth Range",
@@ -78,8 +101,12 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
         ),
         default="indoor",
     )
-    near: FloatProperty(name="Near", default=0.8, min=0.01, unit="LENGTH", description="Depth of the nearest surfaces")
-    far: FloatProperty(name="Far", default=10.0, min=0.02, unit="LENGTH", description="Depth of the farthest surfaces")
+    # Plain numbers in metres: a LENGTH unit would follow the scene's unit scale, so after a
+    # print solid set millimetres, "0.8" would read as 0.8 mm yet be sent as 0.8 m.
+    near: FloatProperty(name="Near (m)", default=0.8, min=0.01, soft_max=100.0,
+                        description="Distance of the nearest surfaces from the camera, in metres")
+    far: FloatProperty(name="Far (m)", default=10.0, min=0.02, soft_max=1000.0,
+                       description="Distance of the farthest surfaces from the camera, in metres")
     fov_source: EnumProperty(
         name="Field of View",
         items=(
@@ -88,7 +115,8 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
         ),
         default="EXIF",
     )
-    fov: FloatProperty(name="Horizontal FOV", default=60.0, min=1.0, max=170.0, description="Degrees")
+    fov: FloatProperty(name="Horizontal FOV", default=60.0, min=1.0, max=170.0,
+                       description="The photo's horizontal field of view in degrees")
     edge_strength: FloatProperty(
         name="Edge Strength", default=0.5, min=0.0, max=1.0, subtype="FACTOR",
         description="How readily depth edges cut the surface (0: never, 1: at every faint edge)",
@@ -120,7 +148,7 @@ def job_options(settings: DepthFromImageSettings, prefs) -> dict:
         "base_mm": settings.base_mm,
         "edge_strength": settings.edge_strength,
         "steps": settings.steps,
-        "resolution": RESOLUTIONS[settings.resolution],
+        "resolution": RESOLUTIONS.get(settings.resolution),  # None: Auto, chosen once the worker is up
         "device": prefs.device,
         "precision": prefs.precision,
         "seed": settings.seed,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import bpy
 
 from . import importer, photo_source, ppd_client, preferences
-from .properties import job_options
+from .properties import auto_resolution, job_options
 
 START_TIMEOUT_S = 300.0
 CANCEL_GRACE_S = 15.0
@@ -63,11 +63,25 @@ class _Starter:
             self.client.start(timeout=START_TIMEOUT_S)
         except ppd_client.WorkerError as error:
             self.error = str(error)
+        except Exception as error:  # anything else must still end the run with a message
+            self.error = f"the worker could not be started: {error}"
 
 
 def _close_in_background(client: ppd_client.WorkerClient) -> None:
     """Stop a worker without making the UI wait (close can take seconds if it is stuck)."""
     threading.Thread(target=client.close, kwargs={"timeout": 2}, name="ppd-worker-close", daemon=True).start()
+
+
+STAGE_LABELS = {"load": "Photo", "model": "Model", "download": "Weights download", "encode": "Encoder",
+                "diffusion": "Depth", "lift": "Points", "mesh": "Mesh", "export": "Writing", "done": "Done"}
+
+
+def progress_text(event: dict) -> str:
+    """The panel's progress line for a worker progress event: "Stage: message"."""
+    stage = str(event.get("stage") or "")
+    label = STAGE_LABELS.get(stage, stage.capitalize() or "Working")
+    message = " ".join(str(event.get("message") or "").split())
+    return f"{label}: {message}" if message else label
 
 
 class Session:
@@ -90,7 +104,7 @@ class Session:
         Raises RunError, whose message is also left in the panel's last error.
         """
         state = context.window_manager.depth_from_image
-        state.last_error = ""
+        state.last_error = state.last_result = ""
         try:
             self._prepare(context)
         except RunError as error:
@@ -106,8 +120,15 @@ class Session:
         if not python:
             raise RunError("No Python interpreter set: open Preferences > Add-ons > Depth from Image "
                            "and use Detect or Set up backend")
+        if os.path.isdir(python):
+            raise RunError(f"The Python interpreter is a folder: {python}; choose the python executable inside "
+                           f"it ({os.path.join(python, 'Scripts' if os.name == 'nt' else 'bin', 'python')})")
         if not os.path.isfile(python):
             raise RunError(f"Python interpreter not found: {python} (set it in the add-on preferences)")
+        try:
+            log_path = preferences.worker_log_path()
+        except OSError as error:
+            raise RunError(f"Cannot write the worker log: {error}") from error
         settings = context.scene.depth_from_image
         if settings.preset == "custom" and settings.near >= settings.far:
             raise RunError(f"Near ({settings.near:g} m) must be less than Far ({settings.far:g} m)")
@@ -122,7 +143,7 @@ class Session:
             shading=settings.shading, create_camera=settings.create_camera,
             temp_dir=temp_dir, npz_path=os.path.join(temp_dir, "result.npz"),
         )
-        self._ensure_worker(python, preferences.worker_log_path())
+        self._ensure_worker(python, log_path)
 
     def _ensure_worker(self, python: str, log_path: str) -> None:
         if self.starter is not None:
@@ -141,10 +162,12 @@ class Session:
     # -- the timer step ------------------------------------------------------------------
 
     def step(self, context: bpy.types.Context) -> str:
-        """Advance the run without blocking; return RUNNING, FINISHED, CANCELLED or FAILED."""
+        """Advance the run without blocking; return RUNNING, FINISHED, CANCELLED or FAILED.
+
+        Without a run (it was dropped, say by loading a file) the answer is CANCELLED."""
         run = self.run
         if run is None:
-            return FINISHED
+            return CANCELLED
         state = context.window_manager.depth_from_image
         if self.starter is not None:
             if self.starter.thread.is_alive():
@@ -163,7 +186,11 @@ class Session:
         if run.cancel_requested and run.job_id is None:
             return self._finish(context, CANCELLED, "")
         if run.job_id is None:
-            job = {"photo": run.photo.path, "outputs": {"npz": run.npz_path}, "options": run.options}
+            options = dict(run.options)
+            if options.get("resolution") is None:
+                options["resolution"] = auto_resolution(options.get("device", "auto"), self.client.handshake or {})
+            run.options = options
+            job = {"photo": run.photo.path, "outputs": {"npz": run.npz_path}, "options": options}
             try:
                 run.job_id = self.client.submit(job)
             except ppd_client.WorkerError as error:
@@ -194,8 +221,7 @@ class Session:
             return None
         if kind == "progress":
             state.progress = max(state.progress, float(event.get("fraction", 0.0)))
-            stage, message = str(event.get("stage", "")), str(event.get("message", ""))
-            state.stage = f"{stage}: {message}" if message and stage else (stage or message)
+            state.stage = progress_text(event)
         elif kind == "error":
             if event.get("kind") == "cancelled" or run.cancel_requested:
                 return self._finish(context, CANCELLED, "")

@@ -121,3 +121,22 @@ def test_check_shows_versions_and_devices_or_the_problem(tmp_path, monkeypatch):
         ok, text = preferences.check_result_text(error)
     assert not ok and text.startswith(f"Python interpreter not found: {tmp_path / 'missing' / 'python'}")
     assert os.path.isfile(tmp_path / "w.log")
+
+
+def _fake_python(folder, name: str, version: str):
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_text(f"#!/bin/sh\necho {version}\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def test_setup_base_python_skips_old_pythons_and_falls_back_to_blenders(setup_mod, tmp_path):
+    old = _fake_python(tmp_path / "a", "python3", "3.8")
+    good = _fake_python(tmp_path / "a", "python", "3.12")
+    assert setup_mod.python_version(str(good)) == (3, 12)
+    assert setup_mod.base_interpreter(path=str(tmp_path / "a")) == str(good)
+    old.write_text("#!/bin/sh\nexit 9009\n")  # a stub that runs no Python (Windows' Store alias does this)
+    good.unlink()
+    assert setup_mod.python_version(str(old)) is None
+    assert setup_mod.base_interpreter(path=str(tmp_path / "a")) == sys.executable

@@ -171,3 +171,60 @@ def render_through_camera(scene, path: Path) -> np.ndarray:
     bpy.data.images.remove(image)
     return pixels.reshape(height, width, 4)[::-1, :, :3]
 
+
+class RecordingLayout:
+    """Stands in for bpy.types.UILayout so a panel's or the preferences' draw() can run in
+    background mode: it records every label, property, operator and progress bar drawn."""
+
+    def __init__(self, log: list | None = None) -> None:
+        self.log = [] if log is None else log
+
+    def _child(self, *args, **kwargs) -> "RecordingLayout":
+        return RecordingLayout(self.log)
+
+    box = row = column = split = grid_flow = _child
+
+    def label(self, *, text: str = "", icon: str = "NONE", **kwargs) -> None:
+        self.log.append(("label", text, icon))
+
+    def prop(self, data, attribute: str, **kwargs) -> None:
+        self.log.append(("prop", attribute, kwargs.get("text")))
+
+    def template_ID(self, data, attribute: str, **kwargs) -> None:
+        self.log.append(("prop", attribute, None))
+
+    def progress(self, *, factor: float = 0.0, text: str = "", **kwargs) -> None:
+        self.log.append(("progress", text, factor))
+
+    def operator(self, idname: str, **kwargs):
+        button = _OperatorButton(idname, kwargs.get("text"))
+        self.log.append(("operator", button))
+        return button
+
+    def separator(self, **kwargs) -> None:
+        pass
+
+    def labels(self) -> list:
+        return [entry[1] for entry in self.log if entry[0] == "label"]
+
+    def operators(self) -> list:
+        return [entry[1] for entry in self.log if entry[0] == "operator"]
+
+
+class _OperatorButton:
+    """What layout.operator() returns: its properties (url, ...) are set after drawing."""
+
+    def __init__(self, idname: str, text) -> None:
+        self.idname, self.text = idname, text
+
+
+class DrawSelf:
+    """`self` for a draw() call: a recording layout, everything else from `target`."""
+
+    def __init__(self, target) -> None:
+        self._target = target
+        self.layout = RecordingLayout()
+
+    def __getattr__(self, name: str):
+        return getattr(self._target, name)
+

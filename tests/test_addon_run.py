@@ -54,7 +54,7 @@ def worker_env(monkeypatch, weights):
     p = prefs()
     p.python, p.weights_folder, p.device, p.precision = sys.executable, str(weights), "cpu", "fp32"
     settings = bpy.context.scene.depth_from_image
-    settings.steps, settings.resolution, settings.create_camera = 2, "PREVIEW", True
+    settings.steps, settings.resolution, settings.create_camera = 2, "AUTO", True  # Preview on this CPU
     return p
 
 
@@ -108,10 +108,12 @@ def test_missing_photo_and_bad_range_are_refused_before_any_work(runner, tmp_pat
     settings.photo_source, settings.photo_image = "IMAGE", None
     with pytest.raises(runner.RunError, match="No image chosen"):
         runner.SESSION.start_run(bpy.context)
-    settings.photo_image = bpy.data.images.new("painted", 8, 8)
-    with pytest.raises(runner.RunError, match="Image 'painted' has no file on disk: save it or pack it"):
+    lost = bpy.data.images.new("lost", 8, 8)
+    lost.source, lost.filepath = "FILE", str(tmp_path / "gone.png")
+    settings.photo_image = lost
+    with pytest.raises(runner.RunError, match="Image 'lost' has no file on disk"):
         runner.SESSION.start_run(bpy.context)
-    assert bpy.context.window_manager.depth_from_image.last_error.startswith("Image 'painted' has no file")
+    assert bpy.context.window_manager.depth_from_image.last_error.startswith("Image 'lost' has no file")
     assert not runner.SESSION.running
     settings.photo_source = "FILE"
 
@@ -128,8 +130,10 @@ def test_end_to_end_solid_then_packed_photo_with_one_worker(runner, worker_env, 
     seen = []
 
     runner.SESSION.start_run(bpy.context)
-    temp_dir = runner.SESSION.run.temp_dir
+    run = runner.SESSION.run
+    temp_dir = run.temp_dir
     outcome = drive(runner, on_step=lambda: state.running and seen.append(state.progress))
+    assert run.options["resolution"] == 256 * 192  # Auto chose Preview: the worker has no GPU
     assert outcome == runner.FINISHED, state.last_error
     assert seen == sorted(seen) and seen[-1] > 0.5 and not os.path.exists(temp_dir)
     solid = bpy.data.objects["garden solid"]
@@ -166,7 +170,7 @@ def test_cancel_leaves_nothing_and_disable_stops_the_worker(runner, worker_env, 
     runner.SESSION.start_run(bpy.context)
     temp_dir = runner.SESSION.run.temp_dir
     deadline = time.monotonic() + 120
-    while "diffusion" not in state.stage:
+    while not state.stage.startswith("Depth: diffusion"):
         assert runner.SESSION.step(bpy.context) == runner.RUNNING, state.last_error
         assert time.monotonic() < deadline
         time.sleep(0.02)
@@ -197,7 +201,7 @@ def test_worker_killed_mid_run_is_reported_and_leaves_nothing(runner, worker_env
 
     runner.SESSION.start_run(bpy.context)
     deadline = time.monotonic() + 120
-    while "diffusion" not in state.stage:
+    while not state.stage.startswith("Depth: diffusion"):
         assert runner.SESSION.step(bpy.context) == runner.RUNNING, state.last_error
         assert time.monotonic() < deadline
         time.sleep(0.02)
@@ -205,3 +209,76 @@ def test_worker_killed_mid_run_is_reported_and_leaves_nothing(runner, worker_env
     assert drive(runner, timeout=60) == runner.FAILED
     assert "the worker stopped unexpectedly (killed by signal SIGKILL)" in state.last_error
     assert datablock_counts() == before and runner.SESSION.client is None
+
+
+def test_interpreter_folder_says_which_file_to_pick(runner, tmp_path):
+    venv = tmp_path / "env"
+    (venv / "bin").mkdir(parents=True)
+    prefs().python = str(venv)
+    bpy.context.scene.depth_from_image.photo_path = str(write_photo(tmp_path / "a.png", 8, 6))
+    with pytest.raises(runner.RunError, match="is a folder: .*env; choose the python executable inside it"):
+        runner.SESSION.start_run(bpy.context)
+    assert str(venv / "bin" / "python") in bpy.context.window_manager.depth_from_image.last_error
+    assert not runner.SESSION.running
+
+
+def test_unwritable_worker_log_is_a_message_not_a_stuck_run(runner, tmp_path, monkeypatch):
+    preferences = addon("preferences")
+
+    def no_log():
+        raise PermissionError(13, "Permission denied", "/locked/worker.log")
+
+    monkeypatch.setattr(preferences, "worker_log_path", no_log)
+    prefs().python = sys.executable
+    settings = bpy.context.scene.depth_from_image
+    settings.photo_source, settings.photo_path = "FILE", str(write_photo(tmp_path / "a.png", 8, 6))
+    with pytest.raises(runner.RunError, match="Cannot write the worker log: .*Permission denied"):
+        runner.SESSION.start_run(bpy.context)
+    assert not runner.SESSION.running  # the next click can start a run
+
+
+def test_a_new_run_clears_the_last_result_and_a_dropped_run_reads_cancelled(runner, tmp_path):
+    state = bpy.context.window_manager.depth_from_image
+    state.last_result = "garden: 10 vertices, 8 faces in 3 s"
+    prefs().python = str(tmp_path / "missing-python")
+    bpy.context.scene.depth_from_image.photo_path = str(write_photo(tmp_path / "a.png", 8, 6))
+    with pytest.raises(runner.RunError):
+        runner.SESSION.start_run(bpy.context)
+    assert state.last_result == "" and state.last_error.startswith("Python interpreter not found")
+    assert runner.SESSION.step(bpy.context) == runner.CANCELLED  # no run: nothing finished
+
+
+def test_blender_quitting_stops_the_worker(tmp_path, weights):
+    """A Python that imports bpy, enables the add-on, starts a worker and exits without
+    disabling anything (as Blender quits): the worker is gone right after."""
+    script = tmp_path / "quit.py"
+    script.write_text(f"""
+import atexit, os, sys, time
+WORKER = []
+def report():  # registered first, so it runs after the add-on's own exit handler
+    try:
+        os.kill(WORKER[0], 0)
+        alive = open(f"/proc/{{WORKER[0]}}/stat").read().split(")")[-1].split()[0] != "Z"
+    except ProcessLookupError:
+        alive = False
+    print("ALIVE AT EXIT", alive, flush=True)
+atexit.register(report)
+os.environ["BLENDER_USER_RESOURCES"] = {str(tmp_path / "user")!r}
+sys.path.insert(0, {str(REPO)!r})
+import bpy
+from tests.test_addon_harness import build_zip
+zip_path = build_zip({str(tmp_path / "dist")!r})
+bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
+import importlib
+runner = importlib.import_module("{MODULE}.runner")
+runner.SESSION._ensure_worker(sys.executable, {str(tmp_path / "w.log")!r})
+runner.SESSION.starter.thread.join(120)
+WORKER.append(runner.SESSION.starter.client.pid)
+print("WORKER", WORKER[0], flush=True)
+""")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=240)
+    pids = [int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("WORKER ")]
+    assert done.returncode == 0 and pids, done.stderr[-2000:]
+    # Closed by the add-on's exit handler, not left to notice later that its parent died.
+    assert "ALIVE AT EXIT False" in done.stdout, done.stdout

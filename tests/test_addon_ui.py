@@ -1,0 +1,161 @@
+"""What a user sees and clicks: the sidebar panel, the preferences (licences, Check, Detect),
+the image-only photo browser, path and unit handling, the Auto resolution."""
+
+from __future__ import annotations
+
+import stat
+import time
+
+import pytest
+
+from tests.test_addon_harness import DrawSelf, addon, bpy, prefs, write_photo
+
+
+def _drain_timers(preferences, timeout=60.0) -> None:
+    """Background Blender runs no timers: call the preferences' poll functions until done."""
+    deadline = time.monotonic() + timeout
+    while any(bpy.app.timers.is_registered(f) for f in preferences._timers):
+        for function in list(preferences._timers):
+            if bpy.app.timers.is_registered(function) and function() is None:
+                bpy.app.timers.unregister(function)
+        assert time.monotonic() < deadline, "a background task did not finish"
+        time.sleep(0.05)
+
+
+def _draw_panel():
+    panel = addon("panel").VIEW3D_PT_depth_from_image
+    drawer = DrawSelf(None)
+    panel.draw(drawer, bpy.context)
+    return drawer.layout
+
+
+def test_panel_offers_the_image_browser_and_keeps_the_last_error(tmp_path):
+    addon()
+    settings = bpy.context.scene.depth_from_image
+    state = bpy.context.window_manager.depth_from_image
+    settings.photo_source = "FILE"
+    state.last_error = "Python interpreter not found: /nowhere/python (set it in the add-on preferences)"
+    layout = _draw_panel()
+    ids = [button.idname for button in layout.operators()]
+    assert "depth_from_image.choose_photo" in ids and "depth_from_image.run" in ids
+    shown = " ".join(layout.labels())
+    assert "Python interpreter not found: /nowhere/python" in shown
+    state.last_error = ""
+
+
+def test_panel_shows_progress_and_cancel_while_running(monkeypatch):
+    runner = addon("runner")
+    monkeypatch.setattr(runner.SESSION, "run", object())
+    state = bpy.context.window_manager.depth_from_image
+    state.progress, state.stage = 0.4, "Depth: diffusion step 2/4"
+    layout = _draw_panel()
+    assert ("progress", "Depth: diffusion step 2/4", pytest.approx(0.4)) in layout.log
+    assert [b.idname for b in layout.operators()] == ["depth_from_image.choose_photo", "depth_from_image.cancel"]
+    assert "Esc also cancels" in layout.labels()
+
+
+def test_progress_text_names_the_stage():
+    runner = addon("runner")
+    assert runner.progress_text({"stage": "diffusion", "message": "diffusion step 2/4"}) == "Depth: diffusion step 2/4"
+    assert runner.progress_text({"stage": "load", "message": "640x480"}) == "Photo: 640x480"
+    assert runner.progress_text({"stage": "lift"}) == "Points"
+
+
+def test_preferences_show_the_licences_and_both_model_cards():
+    preferences = addon("preferences")
+    drawer = DrawSelf(prefs())
+    type(prefs()).draw(drawer, bpy.context)
+    text = " ".join(drawer.layout.labels())
+    assert "CC-BY-NC-4.0" in text and "non-commercial" in text
+    urls = {getattr(b, "url", None) for b in drawer.layout.operators() if b.idname == "wm.url_open"}
+    assert urls == {"https://huggingface.co/gangweix/Pixel-Perfect-Depth",
+                    "https://huggingface.co/depth-anything/Depth-Anything-V2-Large"}
+    assert preferences.PPD_CARD in urls
+
+
+def test_check_with_a_bad_path_reports_it_in_the_preferences(tmp_path):
+    preferences = addon("preferences")
+    prefs().python = str(tmp_path / "no" / "python")
+    assert bpy.ops.depth_from_image.check_interpreter() == {"FINISHED"}
+    _drain_timers(preferences)
+    assert not preferences.STATUS["check_ok"]
+    assert preferences.STATUS["check"].startswith(f"Python interpreter not found: {tmp_path / 'no' / 'python'}")
+    drawer = DrawSelf(prefs())
+    type(prefs()).draw(drawer, bpy.context)
+    assert ("label", preferences.STATUS["check"], "ERROR") in drawer.layout.log
+
+
+def test_detect_returns_at_once_and_reports_later(tmp_path, monkeypatch):
+    """Detect probes interpreters on a thread: a slow one does not hold the button."""
+    preferences = addon("preferences")
+    slow = tmp_path / "bin" / "python3"
+    slow.parent.mkdir()
+    release = tmp_path / "release"
+    slow.write_text(f"#!/bin/sh\nwhile [ ! -e '{release}' ]; do sleep 0.05; done\nexit 3\n")
+    slow.chmod(slow.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", str(slow.parent))
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    monkeypatch.delenv("CONDA_PREFIX", raising=False)
+    assert bpy.ops.depth_from_image.detect_interpreter() == {"FINISHED"}
+    assert "detect" in preferences._tasks and preferences._tasks["detect"].is_alive()  # still probing
+    release.write_text("")
+    _drain_timers(preferences)
+    assert f"{slow}: lacks ppd_core" in preferences.STATUS["detect"]
+
+
+def test_preference_paths_never_stay_relative_to_the_open_blend(tmp_path):
+    addon("preferences")
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
+    with pytest.warns(RuntimeWarning) if bpy.app.version >= (4, 5, 0) else _no_warning():
+        prefs().python = "//venv/bin/python"
+    assert prefs().python == str(tmp_path / "venv" / "bin" / "python")
+    with pytest.warns(RuntimeWarning) if bpy.app.version >= (4, 5, 0) else _no_warning():
+        prefs().weights_folder = "//weights/"
+    assert prefs().weights_folder == str(tmp_path / "weights")
+    prefs().weights_folder = ""
+
+
+class _no_warning:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_choose_photo_filters_images_and_stores_a_relative_path(tmp_path):
+    addon()
+    rna = bpy.ops.depth_from_image.choose_photo.get_rna_type().properties
+    assert rna["filter_image"].default and "*.jpg" in rna["filter_glob"].default
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
+    (tmp_path / "shots").mkdir()
+    photo = write_photo(tmp_path / "shots" / "kitchen.png", 8, 6)
+    settings = bpy.context.scene.depth_from_image
+    settings.photo_source = "IMAGE"
+    assert bpy.ops.depth_from_image.choose_photo(filepath=str(photo)) == {"FINISHED"}
+    assert settings.photo_source == "FILE" and settings.photo_path == "//shots/kitchen.png"
+    assert bpy.path.abspath(settings.photo_path) == str(photo)
+    assert bpy.ops.depth_from_image.choose_photo(filepath=str(photo), relative_path=False) == {"FINISHED"}
+    assert settings.photo_path == str(photo)
+    settings.photo_path = ""
+
+
+def test_near_far_are_metres_whatever_the_scene_units_and_mm_fields_say_mm():
+    addon()
+    props = bpy.types.Scene.bl_rna.properties["depth_from_image"].fixed_type.properties
+    assert props["near"].unit == "NONE" and props["far"].unit == "NONE"  # not scaled by a mm scene
+    assert "(m)" in props["near"].name and "(mm)" in props["width_mm"].name
+
+
+def test_auto_resolution_is_preview_on_the_cpu_and_standard_on_a_gpu():
+    properties = addon("properties")
+    cpu_only = {"devices": [{"id": "cpu", "type": "cpu"}]}
+    with_gpu = {"devices": [{"id": "cuda:0", "type": "cuda"}, {"id": "cpu", "type": "cpu"}]}
+    assert properties.auto_resolution("auto", cpu_only) == 256 * 192
+    assert properties.auto_resolution("auto", with_gpu) == 1024 * 768
+    assert properties.auto_resolution("cpu", with_gpu) == 256 * 192
+    assert properties.auto_resolution("cuda", with_gpu) == 1024 * 768
+    settings = bpy.context.scene.depth_from_image
+    assert type(settings).bl_rna.properties["resolution"].default == "AUTO"
+    settings.resolution = "AUTO"
+    assert properties.job_options(settings, prefs())["resolution"] is None
