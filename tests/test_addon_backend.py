@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import sys
 import time
 
 import pytest
 
-from tests.test_addon_harness import REPO, addon
+from tests.test_addon_harness import REPO, WORKER_PYTHON, addon
 
 NVIDIA_SMI = """
 +-----------------------------------------------------------------------------------------+
@@ -92,27 +93,24 @@ def test_candidates_list_the_setup_venv_then_the_active_venv(tmp_path):
 def test_package_probe_tells_interpreters_apart(tmp_path, monkeypatch):
     interpreters = addon("interpreters")
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-    assert interpreters.has_worker_package(sys.executable)
+    assert interpreters.has_worker_package(WORKER_PYTHON)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    assert interpreters.has_worker_package(sys.executable) == _installed()
+    assert interpreters.has_worker_package(WORKER_PYTHON) == _installed()
     assert not interpreters.has_worker_package(str(tmp_path / "no-python"))
 
 
 def _installed() -> bool:
-    import importlib.metadata
-
-    try:
-        importlib.metadata.distribution("depth-from-image")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
+    """Whether the worker Python has depth-from-image installed (not just on PYTHONPATH)."""
+    code = "import importlib.metadata as m; m.distribution('depth-from-image')"
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    return subprocess.run([WORKER_PYTHON, "-c", code], capture_output=True, env=env, cwd="/", check=False).returncode == 0
 
 
 def test_check_shows_versions_and_devices_or_the_problem(tmp_path, monkeypatch):
     preferences = addon("preferences")
     client = addon("ppd_client")
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-    handshake = client.check_interpreter(sys.executable, 120, log_path=str(tmp_path / "w.log"))
+    handshake = client.check_interpreter(WORKER_PYTHON, 120, log_path=str(tmp_path / "w.log"))
     ok, text = preferences.check_result_text(handshake)
     assert ok and text.startswith("OK: depth-from-image 0.1.0, torch ") and "devices: cpu (" in text
     try:

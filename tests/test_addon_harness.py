@@ -28,6 +28,11 @@ if "bpy" not in sys.modules:
 
 bpy = pytest.importorskip("bpy", reason="bpy (Blender as a module) is needed for the add-on tests")
 
+# The Python that runs the worker and the CLI (torch, ppd_core). The tests' own Python by
+# default; set PPD_TEST_WORKER_PYTHON to run these tests under another bpy (say Blender 5.1's
+# Python 3.13 with numpy 2) while the worker runs elsewhere, as in real use.
+WORKER_PYTHON = os.environ.get("PPD_TEST_WORKER_PYTHON", sys.executable)
+
 ADDON_ID = "depth_from_image"
 REPO_MODULE = "user_default"
 MODULE = f"bl_ext.{REPO_MODULE}.{ADDON_ID}"
@@ -227,4 +232,19 @@ class DrawSelf:
 
     def __getattr__(self, name: str):
         return getattr(self._target, name)
+
+
+def worker_env() -> dict:
+    """The environment for WORKER_PYTHON: this checkout's ppd_core, no network."""
+    return dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+
+
+def write_small_weights(folder: Path) -> Path:
+    """The small random-weight checkpoint of tests/checkpoints.py, written by WORKER_PYTHON."""
+    code = "import sys; from tests.checkpoints import write_small_weights; write_small_weights(sys.argv[1])"
+    done = subprocess.run([WORKER_PYTHON, "-c", code, str(folder)], capture_output=True, text=True,
+                          cwd=REPO, env=worker_env(), check=False)
+    if done.returncode != 0:
+        pytest.skip(f"no worker Python with torch: {done.stderr.strip().splitlines()[-1:]}")
+    return folder
 

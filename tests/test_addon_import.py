@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 
 from tests.test_addon_harness import (
+    REPO,
+    WORKER_PYTHON,
     addon,
     bpy,
     clear_scene,
@@ -13,6 +17,7 @@ from tests.test_addon_harness import (
     grid_result,
     projected_pixels,
     render_through_camera,
+    worker_env,
     write_photo,
     write_result_npz,
 )
@@ -161,16 +166,18 @@ def test_failure_midway_removes_created_datablocks(importer, tmp_path):
 
 @pytest.mark.parametrize("fov", [40.0, 75.0])
 def test_pipeline_npz_lines_up_with_the_photo_through_the_camera(importer, tmp_path, fov):
-    """ppd_core.pipeline (camera, lift, grid mesh, NPZ export) -> importer -> Blender camera:
-    every vertex seen through the camera lands on the photo pixel its UV names."""
-    pipeline = pytest.importorskip("ppd_core.pipeline")
+    """The pipeline (camera, lift, grid mesh, NPZ export, run by the CLI in the worker's
+    Python) -> importer -> Blender camera: every vertex seen through the camera lands on the
+    photo pixel its UV names."""
     width, height = 64, 48
     photo = write_photo(tmp_path / "box.png", width, height, seed=2)
     depth = np.full((height, width), 2.0, np.float32)
     depth[10:35, 15:45] = 1.0
     np.save(tmp_path / "depth.npy", depth)
-    options = pipeline.JobOptions(depth=str(tmp_path / "depth.npy"), fov=fov, resolution=width * height)
-    pipeline.run_photo(photo, {"npz": tmp_path / "box.npz"}, options)
+    command = [WORKER_PYTHON, "-m", "ppd_core.mesh", str(photo), "--depth", str(tmp_path / "depth.npy"),
+               "--fov", str(fov), "--resolution", str(width * height), "--npz", "-o", str(tmp_path / "box.npz")]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=worker_env(), check=False)
+    assert done.returncode == 0, done.stderr
 
     scene = bpy.context.scene
     result = importer.import_result(scene, str(tmp_path / "box.npz"), name="box")

@@ -17,12 +17,14 @@ import pytest
 from tests.test_addon_harness import (
     MODULE,
     REPO,
+    WORKER_PYTHON,
     addon,
     bpy,
     clear_scene,
     datablock_counts,
     prefs,
     write_photo,
+    write_small_weights,
 )
 
 
@@ -40,10 +42,7 @@ def runner():
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    checkpoints = pytest.importorskip("tests.checkpoints")
-    folder = tmp_path_factory.mktemp("weights")
-    checkpoints.write_small_weights(folder)
-    return folder
+    return write_small_weights(tmp_path_factory.mktemp("weights"))
 
 
 @pytest.fixture
@@ -52,7 +51,7 @@ def worker_env(monkeypatch, weights):
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     p = prefs()
-    p.python, p.weights_folder, p.device, p.precision = sys.executable, str(weights), "cpu", "fp32"
+    p.python, p.weights_folder, p.device, p.precision = WORKER_PYTHON, str(weights), "cpu", "fp32"
     settings = bpy.context.scene.depth_from_image
     settings.steps, settings.resolution, settings.create_camera = 2, "AUTO", True  # Preview on this CPU
     return p
@@ -84,7 +83,7 @@ def test_bad_interpreter_path_is_a_clear_message_in_the_panel(runner, tmp_path):
 def test_interpreter_without_the_package_fails_with_the_fix(runner, tmp_path, monkeypatch):
     monkeypatch.delenv("PYTHONPATH", raising=False)
     venv = tmp_path / "empty-venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run([WORKER_PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True)
     prefs().python = str(venv / "bin" / "python")
     settings = bpy.context.scene.depth_from_image
     settings.photo_source, settings.photo_path = "FILE", str(write_photo(tmp_path / "a.png", 8, 6))
@@ -271,7 +270,7 @@ zip_path = build_zip({str(tmp_path / "dist")!r})
 bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
 import importlib
 runner = importlib.import_module("{MODULE}.runner")
-runner.SESSION._ensure_worker(sys.executable, {str(tmp_path / "w.log")!r})
+runner.SESSION._ensure_worker({WORKER_PYTHON!r}, {str(tmp_path / "w.log")!r})
 runner.SESSION.starter.thread.join(120)
 WORKER.append(runner.SESSION.starter.client.pid)
 print("WORKER", WORKER[0], flush=True)

@@ -1,0 +1,151 @@
+"""The importer against real pipeline output of every kind, made by the CLI from a photo
+and a depth file (no network needed): grid mesh, Poisson mesh, point cloud, print solid."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from tests.test_addon_harness import (
+    REPO,
+    WORKER_PYTHON,
+    addon,
+    bpy,
+    clear_scene,
+    projected_pixels,
+    render_through_camera,
+    worker_env,
+    write_photo,
+)
+
+WIDTH, HEIGHT = 64, 48
+RUNS = {"mesh": [], "poisson": ["--method", "poisson"], "points": ["--points"], "solid": ["--solid"]}
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    """photo.png, its depth (a box 1.2 m away before a wall at 2 m) and one NPZ per kind."""
+    addon()
+    folder = tmp_path_factory.mktemp("cli")
+    photo = write_photo(folder / "photo.png", WIDTH, HEIGHT, seed=11)
+    depth = np.full((HEIGHT, WIDTH), 2.0, np.float32)
+    depth[12:36, 16:48] = 1.2
+    np.save(folder / "depth.npy", depth)
+    made = {"photo": photo, "depth": folder / "depth.npy"}
+    for kind, extra in RUNS.items():
+        npz = folder / f"{kind}.npz"
+        command = [WORKER_PYTHON, "-m", "ppd_core.mesh", str(photo), "--depth", str(folder / "depth.npy"),
+                   "--depth-kind", "metric", "--fov", "60", "--npz", "-o", str(npz), "--quiet", *extra]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=worker_env(), check=False)
+        if done.returncode != 0 and "No module named" in done.stderr:
+            pytest.skip(f"the CLI cannot run here: {done.stderr.strip().splitlines()[-1]}")
+        assert done.returncode == 0, done.stderr
+        made[kind] = npz
+    return made
+
+
+@pytest.fixture
+def importer():
+    module = addon("importer")
+    clear_scene()
+    yield module
+    clear_scene()
+
+
+def _loop_uvs_and_vertices(mesh):
+    loops = np.empty(len(mesh.loops), np.int32)
+    mesh.loops.foreach_get("vertex_index", loops)
+    uv = np.empty(len(mesh.loops) * 2, np.float32)
+    mesh.uv_layers["UVMap"].data.foreach_get("uv", uv)
+    return loops, uv.reshape(-1, 2)
+
+
+def _assert_vertices_on_their_uv_pixels(scene, result, picks=40):
+    obj = result.objects[0]
+    loops, uv = _loop_uvs_and_vertices(obj.data)
+    assert 0.0 <= uv.min() and uv.max() <= 1.0
+    chosen = np.linspace(0, len(loops) - 1, picks).astype(int)
+    want = np.stack([uv[chosen, 0] * WIDTH, (1.0 - uv[chosen, 1]) * HEIGHT], 1)
+    got = projected_pixels(scene, result.camera, obj, loops[chosen])
+    assert np.abs(got - want).max() < 0.5
+
+
+@pytest.mark.parametrize("shading, shader", [("EMISSION", "EMISSION"), ("PRINCIPLED", "BSDF_PRINCIPLED")])
+def test_grid_mesh_from_the_cli(importer, outputs, shading, shader):
+    scene = bpy.context.scene
+    result = importer.import_result(scene, str(outputs["mesh"]), name="photo", shading=shading)
+    with np.load(outputs["mesh"]) as data:
+        vertices, faces = len(data["vertices"]), len(data["faces"])
+    mesh = result.objects[0].data
+    assert (len(mesh.vertices), len(mesh.polygons)) == (vertices, faces)
+    nodes = mesh.materials[0].node_tree.nodes
+    texture = next(node for node in nodes if node.type == "TEX_IMAGE")
+    assert bpy.path.abspath(texture.image.filepath) == str(outputs["photo"])
+    assert any(node.type == shader for node in nodes)
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (WIDTH, HEIGHT)
+    _assert_vertices_on_their_uv_pixels(scene, result)
+
+
+def test_grid_mesh_renders_as_the_photo(importer, outputs, tmp_path):
+    scene = bpy.context.scene
+    result = importer.import_result(scene, str(outputs["mesh"]), name="photo")
+    texture = next(n for n in result.objects[0].data.materials[0].node_tree.nodes if n.type == "TEX_IMAGE")
+    texture.interpolation = "Closest"
+    rendered = render_through_camera(scene, tmp_path / "render.png")
+    photo = bpy.data.images.load(str(outputs["photo"]), check_existing=True)
+    want = np.empty(WIDTH * HEIGHT * 4, np.float32)
+    photo.pixels.foreach_get(want)
+    want = want.reshape(HEIGHT, WIDTH, 4)[::-1, :, :3]
+    close = np.abs(rendered - want).max(-1) < 3 / 255
+    # The mesher cuts the surface at the box's depth edges: pixels within 2 px of an edge
+    # may show the background. Every other pixel shows exactly its own photo pixel.
+    depth = np.load(outputs["depth"])
+    near_edge = np.zeros_like(close)
+    for dy in range(-2, 3):
+        for dx in range(-2, 3):
+            near_edge |= np.roll(depth, (dy, dx), (0, 1)) != depth
+    inner = np.zeros_like(close)
+    inner[1:-1, 1:-1] = True
+    assert close[inner & ~near_edge].all() and (inner & ~near_edge).mean() > 0.75
+
+
+def test_poisson_mesh_from_the_cli(importer, outputs):
+    scene = bpy.context.scene
+    result = importer.import_result(scene, str(outputs["poisson"]), name="photo")
+    with np.load(outputs["poisson"]) as data:
+        assert len(result.objects[0].data.vertices) == len(data["vertices"])
+    assert result.objects[0].data.materials[0].node_tree.nodes.get("Image Texture") is not None
+    _assert_vertices_on_their_uv_pixels(scene, result)
+
+
+def test_point_cloud_from_the_cli(importer, outputs):
+    scene = bpy.context.scene
+    result = importer.import_result(scene, str(outputs["points"]), name="photo")
+    with np.load(outputs["points"]) as data:
+        colors = data["colors"]
+    obj = result.objects[0]
+    assert obj.name == "photo points" and len(obj.data.vertices) == len(colors) and not obj.data.polygons
+    got = np.empty(len(colors) * 4, np.float32)
+    obj.data.color_attributes["Col"].data.foreach_get("color_srgb", got)
+    np.testing.assert_allclose(got.reshape(-1, 4)[:, :3] * 255, colors, atol=0.6)
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    clouds = [i.object.data for i in depsgraph.object_instances
+              if i.object.original == obj and i.object.type == "POINTCLOUD"]
+    assert len(clouds) == 1 and len(clouds[0].points) == len(colors) and "Col" in clouds[0].attributes
+    assert scene.unit_settings.scale_length == pytest.approx(1.0)
+
+
+def test_print_solid_from_the_cli(importer, outputs):
+    scene = bpy.context.scene
+    result = importer.import_result(scene, str(outputs["solid"]), name="photo")
+    obj = result.objects[0]
+    assert obj.name == "photo solid" and result.camera is None and tuple(obj.scale) == (1.0, 1.0, 1.0)
+    xs = np.empty(len(obj.data.vertices) * 3, np.float32)
+    obj.data.vertices.foreach_get("co", xs)
+    assert np.ptp(xs.reshape(-1, 3)[:, 0]) == pytest.approx(100.0, abs=0.05)  # the CLI's default width
+    assert (scene.unit_settings.length_unit, scene.unit_settings.scale_length) == ("MILLIMETERS", pytest.approx(0.001))
+    assert any(node.type == "ATTRIBUTE" and node.attribute_name == "Col"
+               for node in obj.data.materials[0].node_tree.nodes)
+    scene.unit_settings.scale_length, scene.unit_settings.length_unit = 1.0, "METERS"
