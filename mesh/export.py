@@ -12,6 +12,7 @@ import contextlib
 import locale
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
@@ -261,9 +262,13 @@ def write_npz(path: Path, mesh: MeshData, camera: Optional[CameraInfo] = None, k
                         else np.full((len(mesh.vertices), 3), 200, dtype=np.uint8))
     if mesh.normals is not None:
         arrays["normals"] = mesh.normals.astype(np.float32)
+    # np.savez_compressed, but with the archive closed by a `with`: numpy leaves its ZipFile
+    # open when interrupted, and its later __del__ prints a traceback about a closed file.
     with atomic_files([path]) as (temp,):
-        with open(temp, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+        with zipfile.ZipFile(temp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+            for key, value in arrays.items():
+                with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
 EXPORTERS: dict[str, Callable[..., None]] = {

@@ -1,18 +1,22 @@
 """`python -m ppd_core.mesh PHOTO [PHOTO ...] --stl ...`: photos to meshes, point clouds and solids.
 
 Exit codes: 0 every photo done, 1 at least one photo failed (one line each; the others are
-still processed), 2 usage error. Nothing half-written is left behind; the photo is never
-overwritten, other files only with --force.
+still processed), 2 usage error, 128 + N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129
+SIGHUP). Nothing half-written is left behind; the photo is never overwritten, other files
+only with --force.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from ppd_core.errors import BadInputError, OutputError, PPDError
 
@@ -107,6 +111,8 @@ def check_targets(photo: Path, outputs: dict[str, Path], force: bool) -> None:
         for target in output_files(kind, path):
             if target.resolve() == photo.resolve():
                 raise OutputError(f"{target}: refusing to overwrite the photo itself")
+            if target.is_dir():
+                raise OutputError(f"{target}: is a folder, not a file")
             if target.exists() and not force:
                 raise OutputError(f"{target}: already exists (use --force to overwrite)")
             if not target.parent.is_dir():
@@ -258,6 +264,36 @@ def _await_result(client, job_id: str, progress: Progress) -> dict:
         time.sleep(0.05)
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is so that it unwinds like Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame) -> None:
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def stop_signals_unwind() -> Iterator[None]:
+    """While inside, SIGTERM and SIGHUP raise `Stopped` (a KeyboardInterrupt) instead of killing
+    the process outright, so every cleanup (staging folders, temporary files) runs. Signals
+    the caller ignores (nohup) stay ignored; the old handlers come back on the way out."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            number = getattr(signal, name, None)
+            if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
+                previous[number] = signal.signal(number, _raise_stopped)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command; return the exit code (0 ok, 1 a photo failed, 2 usage)."""
     parser = build_parser()
@@ -297,9 +333,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         jobs.append((photo, outputs))
     run = run_in_worker if args.subprocess else run_in_process
     try:
-        failures += run(jobs, options, args.quiet) if jobs else 0
-    except KeyboardInterrupt:
-        return EXIT_FAILED
+        with stop_signals_unwind():
+            failures += run(jobs, options, args.quiet) if jobs else 0
+    except KeyboardInterrupt as interrupt:
+        return 128 + getattr(interrupt, "signum", signal.SIGINT)
     return EXIT_FAILED if failures else EXIT_OK
 
 

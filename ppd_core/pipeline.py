@@ -304,13 +304,12 @@ def _geometries(wanted: set, metric: np.ndarray, lifted, grid_intrinsics, option
 def _write_outputs(outputs: dict, wanted: dict, geometry: dict, metric: np.ndarray, image, camera,
                    on_progress) -> tuple[dict, list[Path]]:
     """Write every output into a hidden staging folder beside it, then move them all into
-    place: a failure or cancel before the last move leaves the user's files untouched."""
+    place: a failure or cancel at any point leaves the user's folders as they were."""
     import shutil
-    import tempfile
 
     from mesh.checks import check_mesh
     from mesh.export import export, output_files, write_depth_png
-    from ppd_core.errors import OutputError
+    from ppd_core.staging import make_staging, move_into_place
 
     checks = {name: check_mesh(shape) for name, shape in geometry.items() if shape.frame == "print_mm"}
     staging: dict[Path, Path] = {}
@@ -320,10 +319,7 @@ def _write_outputs(outputs: dict, wanted: dict, geometry: dict, metric: np.ndarr
             report(on_progress, "export", number / len(outputs), f"writing {path.name}")
             folder = path.parent
             if folder not in staging:
-                try:
-                    staging[folder] = Path(tempfile.mkdtemp(prefix=".ppd-staging-", dir=folder))
-                except OSError as error:
-                    raise OutputError(f"{folder}: cannot write here ({error.strerror or error})") from None
+                staging[folder] = make_staging(folder)
             staged = staging[folder] / path.name
             if kind == "depth_png":
                 write_depth_png(staged, metric)
@@ -333,15 +329,13 @@ def _write_outputs(outputs: dict, wanted: dict, geometry: dict, metric: np.ndarr
                 export(kind, staged, shape, texture=image.rgb, camera=camera, npz_kind=wanted[kind])
                 details[kind] = _describe(shape, checks.get(wanted[kind]))
         report(on_progress, "export", 1.0, "moving files into place")
-        written = []
-        for kind, path in outputs.items():
-            for final in output_files(kind, path):
-                os.replace(staging[path.parent] / final.name, final)
-                written.append(final)
+        moves = [(staging[path.parent] / final.name, final)
+                 for kind, path in outputs.items() for final in output_files(kind, path)]
+        move_into_place(moves)
     finally:
         for folder in staging.values():
             shutil.rmtree(folder, ignore_errors=True)
-    return details, written
+    return details, [final for _, final in moves]
 
 
 def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,

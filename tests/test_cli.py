@@ -273,3 +273,37 @@ def test_depth_with_no_usable_value_is_one_line_naming_the_file(scene, tmp_path,
     assert err.count("\n") == 1 and "absurd.npy: no usable depth" in err and "units" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["absurd.npy", "depth.npy", "photo.png"]
     assert main([str(photo), "--stl", "--near", "1", "--far", "1e12"]) == 2
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+def test_sigterm_during_export_unwinds_like_ctrl_c(scene, tmp_path, capsys, monkeypatch):
+    import importlib
+    import signal
+
+    exporter = importlib.import_module("mesh.export")  # the package re-exports `export`, hiding it
+    photo, depth, _ = scene
+    real_export = exporter.export
+    calls = []
+
+    def export_then_terminate(*args, **kwargs):
+        calls.append(real_export(*args, **kwargs))
+        if len(calls) == 2:  # two outputs staged, the third not yet
+            os.kill(os.getpid(), signal.SIGTERM)
+        return calls[-1]
+
+    monkeypatch.setattr(exporter, "export", export_then_terminate)
+    handler = signal.getsignal(signal.SIGTERM)
+    code = main([str(photo), "--depth", str(depth), "--stl", "--ply", "--glb", "--quiet"])
+    assert code == 128 + signal.SIGTERM and len(calls) == 2
+    assert "interrupted; nothing written" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["depth.npy", "photo.png"]  # no staging folder
+    assert signal.getsignal(signal.SIGTERM) is handler
+
+
+def test_force_never_replaces_a_folder_named_like_an_output(scene, capsys):
+    photo, depth, _ = scene
+    folder = photo.with_suffix(".stl")
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    assert main([str(photo), "--depth", str(depth), "--stl", "--force", "--quiet"]) == 1
+    assert "photo.stl: is a folder" in capsys.readouterr().err and (folder / "keep.txt").exists()

@@ -170,3 +170,25 @@ def test_3mf_keeps_the_locale_and_obj_names_may_be_unicode(tmp_path, scene, phot
         locale.setlocale(locale.LC_ALL, before)
     assert "phöto 1.mtl" in obj.read_text(encoding="utf-8") and png.exists()
     assert len(trimesh.load(obj, force="mesh").faces) == len(scene.faces)
+
+
+def test_an_interrupted_npz_leaves_nothing_and_prints_nothing(tmp_path, scene, monkeypatch):
+    import gc
+    import sys
+
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    real_write = np.lib.format.write_array
+    calls = []
+
+    def write_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(np.lib.format, "write_array", write_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        export("npz", tmp_path / "scene.npz", scene, camera=CAMERA)
+    gc.collect()
+    assert unraisable == [] and list(tmp_path.iterdir()) == []

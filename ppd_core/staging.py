@@ -1,0 +1,103 @@
+"""Hidden staging folders for a job's outputs, and moving the staged files into place all or none.
+
+A job writes every output into `.ppd-staging-<host>-<pid>-<random>` beside its final name and
+moves them in only when all are written. A run killed outright (SIGKILL, power loss) cannot
+remove its staging folder; the next run that stages into the same folder removes those whose
+process, on this host, is gone. Folders of live processes or of other hosts are left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ppd_core.errors import OutputError
+
+STAGING_PREFIX = ".ppd-staging-"
+
+
+def _host() -> str:
+    """This machine's name as it goes into staging folder names (letters, digits, dashes)."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", socket.gethostname())[:40].strip("-") or "host"
+
+
+def _owner(name: str) -> Optional[tuple[str, int]]:
+    """(host, pid) of the run that made staging folder `name`, or None for other names."""
+    match = re.fullmatch(re.escape(STAGING_PREFIX) + r"(.+)-(\d+)-[^-]+", name)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists but belongs to someone else
+    return True
+
+
+def remove_stale_staging(folder: Path) -> list[Path]:
+    """Remove the staging folders in `folder` left by dead runs on this host; return them."""
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
+        return []
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    for entry in entries:
+        owner = _owner(entry.name)
+        if owner is None or owner[0] != _host() or owner[1] == os.getpid() or _process_alive(owner[1]):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def make_staging(folder: Path) -> Path:
+    """A new, empty staging folder in `folder` (after removing dead runs' leftovers there)."""
+    remove_stale_staging(folder)
+    try:
+        return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{_host()}-{os.getpid()}-", dir=folder))
+    except OSError as error:
+        raise OutputError(f"{folder}: cannot write here ({error.strerror or error})") from None
+
+
+def move_into_place(moves: Sequence[tuple[Path, Path]]) -> None:
+    """Move each (staged, final) file onto its final name, all or none.
+
+    A final file that already exists (--force) is first hard-linked (or, where links are
+    impossible, renamed) into the staged file's folder. If any move fails or is interrupted, the
+    files already moved go back to staging and the old ones are put back, so the folder is as it was.
+    """
+    placed: list[tuple[Path, Path]] = []
+    saved: list[tuple[Path, Path]] = []
+    try:
+        for number, (staged, final) in enumerate(moves):
+            if final.is_dir():
+                raise OutputError(f"{final}: is a folder; refusing to replace it with a file")
+            if final.exists():
+                backup = staged.parent / f".old-{number}-{final.name}"
+                try:
+                    os.link(final, backup)
+                except OSError:
+                    os.replace(final, backup)
+                saved.append((backup, final))
+            os.replace(staged, final)
+            placed.append((staged, final))
+    except BaseException:
+        for staged, final in placed:
+            with contextlib.suppress(OSError):
+                os.replace(final, staged)
+        for backup, final in saved:
+            with contextlib.suppress(OSError):
+                os.replace(backup, final)
+        raise
