@@ -126,7 +126,7 @@ def metres_to_scene_units(scene: bpy.types.Scene) -> float:
 def select_only(view_layer: bpy.types.ViewLayer, objects: list) -> None:
     """Make the imported objects the selection, the first one active (as importers do)."""
     for obj in view_layer.objects:
-        if obj.select_get(view_layer=view_layer):
+        if obj is not None and obj.select_get(view_layer=view_layer):  # None: removed, not yet synced
             obj.select_set(False, view_layer=view_layer)
     for obj in objects:
         obj.select_set(True, view_layer=view_layer)

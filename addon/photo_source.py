@@ -25,11 +25,17 @@ class PhotoError(Exception):
 
 @dataclass(frozen=True)
 class Photo:
-    """The file for the worker, the Blender image to texture with (if any), a display name."""
+    """The file for the worker, the name of the Blender image to texture with ("" for a
+    file: the importer loads it), a display name. A name, not the image itself: a Python
+    reference to a data-block can go stale while the run works (undo, deletion)."""
 
     path: str
-    image: bpy.types.Image | None
+    image_name: str
     name: str
+
+    def image(self) -> bpy.types.Image | None:
+        """The Blender image, if it still exists."""
+        return bpy.data.images.get(self.image_name) if self.image_name else None
 
 
 def display_name(filename: str) -> str:
@@ -78,7 +84,7 @@ def resolve_photo(settings, temp_folder: str) -> Photo:
         path = os.path.abspath(bpy.path.abspath(settings.photo_path))
         if not os.path.isfile(path):
             raise PhotoError(f"Photo not found: {path}")
-        return Photo(path=path, image=None, name=display_name(path))
+        return Photo(path=path, image_name="", name=display_name(path))
 
     image = settings.photo_image
     if image is None:
@@ -89,11 +95,11 @@ def resolve_photo(settings, temp_folder: str) -> Photo:
     if image.source == "VIEWER":
         raise PhotoError(f"Image '{image.name}' is a render or viewer result: save it as a file first")
     if image.source == "GENERATED" or image.is_dirty:
-        return Photo(path=_pixels_copy(image, temp_folder), image=image, name=name)
+        return Photo(path=_pixels_copy(image, temp_folder), image_name=image.name, name=name)
     if image.packed_file is not None:
-        return Photo(path=_packed_copy(image, temp_folder), image=image, name=name)
+        return Photo(path=_packed_copy(image, temp_folder), image_name=image.name, name=name)
     path = os.path.abspath(bpy.path.abspath(image.filepath, library=image.library)) if image.filepath else ""
     if not path or not os.path.isfile(path):
         raise PhotoError(f"Image '{image.name}' has no file on disk ({path or 'no path'}): "
                          "find or save it, or pack it into the .blend")
-    return Photo(path=path, image=image, name=name)
+    return Photo(path=path, image_name=image.name, name=name)

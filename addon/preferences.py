@@ -19,6 +19,8 @@ from . import backend_setup, interpreters, ppd_client
 PPD_CARD = "https://huggingface.co/gangweix/Pixel-Perfect-Depth"
 ENCODER_CARD = "https://huggingface.co/depth-anything/Depth-Anything-V2-Large"
 CHECK_TIMEOUT_S = 180.0
+OFFLINE_SETUP = ("Set up backend downloads torch and the package (several GB): allow online access in "
+                 "Preferences > System > Network first")
 LOG_MAX_BYTES = 10_000_000
 
 # Outcome of the last Detect / Check / Set up, shown under the interpreter field.
@@ -185,6 +187,9 @@ class DEPTH_OT_setup_backend(bpy.types.Operator):
         return setup is None or setup.status().done
 
     def execute(self, context):
+        if not bpy.app.online_access:
+            self.report({"ERROR"}, OFFLINE_SETUP)
+            return {"CANCELLED"}
         prefs = get(context)
         setup = backend_setup.BackendSetup(setup_venv_dir(), os.path.join(user_dir(), "setup.log"),
                                            package=prefs.package_spec)
@@ -291,6 +296,8 @@ class DepthFromImagePreferences(bpy.types.AddonPreferences):
         row = box.row(align=True)
         row.prop(self, "package_spec")
         row.operator(DEPTH_OT_setup_backend.bl_idname, icon="IMPORT")
+        if not bpy.app.online_access:
+            box.label(text=OFFLINE_SETUP, icon="INTERNET_OFFLINE")
         setup = STATUS["setup"]
         if setup is None:
             return

@@ -76,6 +76,21 @@ STAGE_LABELS = {"load": "Photo", "model": "Model", "download": "Weights download
                 "diffusion": "Depth", "lift": "Points", "mesh": "Mesh", "export": "Writing", "done": "Done"}
 
 
+def worker_environment() -> dict:
+    """What the worker's environment adds: with Blender's "Allow Online Access" off, the
+    worker must not download weights (Hugging Face's offline switch)."""
+    return {} if bpy.app.online_access else {"HF_HUB_OFFLINE": "1"}
+
+
+def error_text(event: dict) -> str:
+    """The panel's message for a worker error event, with the fix Blender's settings need."""
+    message = str(event.get("message") or "the worker reported an error")
+    if event.get("kind") == "weights_missing" and not bpy.app.online_access:
+        message += (" (Blender's online access is off, so nothing is downloaded: allow it in Preferences >"
+                    " System > Network, or set a Weights Folder)")
+    return message
+
+
 def progress_text(event: dict) -> str:
     """The panel's progress line for a worker progress event: "Stage: message"."""
     stage = str(event.get("stage") or "")
@@ -143,20 +158,21 @@ class Session:
             shading=settings.shading, create_camera=settings.create_camera,
             temp_dir=temp_dir, npz_path=os.path.join(temp_dir, "result.npz"),
         )
-        self._ensure_worker(python, log_path)
+        self._ensure_worker(python, log_path, worker_environment())
 
-    def _ensure_worker(self, python: str, log_path: str) -> None:
+    def _ensure_worker(self, python: str, log_path: str, env: dict) -> None:
+        """Reuse the worker (or the one starting) if it has this interpreter and environment."""
         if self.starter is not None:
-            if self.starter.client.python == python:
+            if self.starter.client.python == python and self.starter.client.env == env:
                 return
             _close_in_background(self.starter.client)  # its thread ends with a failed handshake
             self.starter = None
-        if self.client is not None and self.client.alive and self.client.python == python:
+        if self.client is not None and self.client.alive and self.client.python == python and self.client.env == env:
             return
         if self.client is not None:
             _close_in_background(self.client)
             self.client = None
-        self.starter = _Starter(ppd_client.WorkerClient(python, log_path=log_path))
+        self.starter = _Starter(ppd_client.WorkerClient(python, log_path=log_path, env=env))
         self.starter.start()
 
     # -- the timer step ------------------------------------------------------------------
@@ -225,7 +241,7 @@ class Session:
         elif kind == "error":
             if event.get("kind") == "cancelled" or run.cancel_requested:
                 return self._finish(context, CANCELLED, "")
-            return self._finish(context, FAILED, str(event.get("message", "the worker reported an error")))
+            return self._finish(context, FAILED, error_text(event))
         elif kind == "result":
             if run.cancel_requested:
                 return self._finish(context, CANCELLED, "")
@@ -240,7 +256,7 @@ class Session:
         view_layer = context.view_layer if scene == context.scene else None
         try:
             imported = importer.import_result(
-                scene, path, name=run.photo.name, image=run.photo.image,
+                scene, path, name=run.photo.name, image=run.photo.image(),
                 shading=run.shading, create_camera=run.create_camera, view_layer=view_layer,
             )
         except Exception as error:  # the importer has rolled back; the run must not hang

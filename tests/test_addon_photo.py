@@ -49,7 +49,7 @@ def test_generated_image_is_written_from_its_pixels_and_left_unchanged(photos, t
 
     found = module.resolve_photo(settings, str(tmp_path))
 
-    assert Path(found.path).parent == tmp_path and found.path.endswith(".png") and found.image == image
+    assert Path(found.path).parent == tmp_path and found.path.endswith(".png") and found.image() == image
     want = np.empty(12 * 10 * 4, np.float32)
     image.pixels.foreach_get(want)
     np.testing.assert_allclose(_png_pixels(found.path), want, atol=0.5 / 255)

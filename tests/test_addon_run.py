@@ -22,8 +22,10 @@ from tests.test_addon_harness import (
     bpy,
     clear_scene,
     datablock_counts,
+    grid_result,
     prefs,
     write_photo,
+    write_result_npz,
     write_small_weights,
 )
 
@@ -270,7 +272,7 @@ zip_path = build_zip({str(tmp_path / "dist")!r})
 bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
 import importlib
 runner = importlib.import_module("{MODULE}.runner")
-runner.SESSION._ensure_worker({WORKER_PYTHON!r}, {str(tmp_path / "w.log")!r})
+runner.SESSION._ensure_worker({WORKER_PYTHON!r}, {str(tmp_path / "w.log")!r}, {{}})
 runner.SESSION.starter.thread.join(120)
 WORKER.append(runner.SESSION.starter.client.pid)
 print("WORKER", WORKER[0], flush=True)
@@ -281,3 +283,50 @@ print("WORKER", WORKER[0], flush=True)
     assert done.returncode == 0 and pids, done.stderr[-2000:]
     # Closed by the add-on's exit handler, not left to notice later that its parent died.
     assert "ALIVE AT EXIT False" in done.stdout, done.stdout
+
+
+@pytest.fixture
+def online():
+    system = bpy.context.preferences.system
+    before = system.use_online_access
+    yield system
+    system.use_online_access = before
+
+
+def test_worker_respects_blenders_online_access(runner, online, tmp_path):
+    """Blender's "Allow Online Access" off: the worker runs with Hugging Face offline, and a
+    change of the setting starts a new worker rather than reusing the old one."""
+    log = str(tmp_path / "w.log")
+    online.use_online_access = False
+    runner.SESSION._ensure_worker(WORKER_PYTHON, log, runner.worker_environment())
+    offline_client = runner.SESSION.starter.client
+    assert offline_client.env == {"HF_HUB_OFFLINE": "1"}
+    message = runner.error_text({"kind": "weights_missing", "message": "ppd.pth not found"})
+    assert message.startswith("ppd.pth not found") and "online access is off" in message
+    online.use_online_access = True
+    runner.SESSION._ensure_worker(WORKER_PYTHON, log, runner.worker_environment())
+    assert runner.SESSION.starter.client is not offline_client and runner.SESSION.starter.client.env == {}
+    assert runner.error_text({"kind": "weights_missing", "message": "ppd.pth not found"}) == "ppd.pth not found"
+    runner.SESSION.shutdown()
+    assert not offline_client.alive and runner.SESSION.starter is None
+
+
+def test_import_survives_the_chosen_image_being_deleted_mid_run(runner, tmp_path):
+    """The run keeps the image's name, not a Python reference that deleting or undo can
+    invalidate; without the image the photo file from the NPZ textures the mesh."""
+    photos = addon("photo_source")
+    photo = write_photo(tmp_path / "desk.png", 6, 4)
+    image = bpy.data.images.load(str(photo))
+    temp_dir = tmp_path / "run"
+    temp_dir.mkdir()
+    npz = write_result_npz(temp_dir / "result.npz", grid_result(width=6, height=4), image_path=photo)
+    run = runner.Run(scene_name=bpy.context.scene.name, photo=photos.Photo(str(photo), image.name, "desk"),
+                     options={}, shading="EMISSION", create_camera=True, temp_dir=str(temp_dir),
+                     npz_path=str(npz), job_id="job-1")
+    runner.SESSION.run = run
+    bpy.data.images.remove(image)
+    outcome = runner.SESSION._import(bpy.context, run, {"type": "result", "id": "job-1", "outputs": {"npz": str(npz)}})
+    assert outcome == runner.FINISHED, bpy.context.window_manager.depth_from_image.last_error
+    texture = next(n for n in bpy.data.objects["desk"].data.materials[0].node_tree.nodes if n.type == "TEX_IMAGE")
+    assert bpy.path.abspath(texture.image.filepath) == str(photo) and not temp_dir.exists()
+    assert bpy.context.view_layer.objects.active == bpy.data.objects["desk"]

@@ -159,3 +159,34 @@ def test_auto_resolution_is_preview_on_the_cpu_and_standard_on_a_gpu():
     assert type(settings).bl_rna.properties["resolution"].default == "AUTO"
     settings.resolution = "AUTO"
     assert properties.job_options(settings, prefs())["resolution"] is None
+
+
+def test_set_up_backend_refuses_without_online_access_and_says_so():
+    preferences = addon("preferences")
+    system = bpy.context.preferences.system
+    before = system.use_online_access
+    system.use_online_access = False
+    try:
+        with pytest.raises(RuntimeError, match="allow online access in Preferences > System > Network"):
+            bpy.ops.depth_from_image.setup_backend()
+        assert preferences.STATUS["setup"] is None  # nothing was started
+        drawer = DrawSelf(prefs())
+        type(prefs()).draw(drawer, bpy.context)
+        assert ("label", preferences.OFFLINE_SETUP, "INTERNET_OFFLINE") in drawer.layout.log
+    finally:
+        system.use_online_access = before
+
+
+class _Event:
+    def __init__(self, kind: str, value: str = "PRESS") -> None:
+        self.type, self.value = kind, value
+
+
+def test_escape_asks_the_run_to_stop_and_other_keys_pass_through(monkeypatch):
+    runner = addon("runner")
+    operators = addon("operators")
+    run = type("FakeRun", (), {"cancel_requested": False})()
+    monkeypatch.setattr(runner.SESSION, "run", run)
+    operator = operators.DEPTH_OT_from_image.modal
+    assert operator(object(), bpy.context, _Event("A")) == {"PASS_THROUGH"} and not run.cancel_requested
+    assert operator(object(), bpy.context, _Event("ESC")) == {"RUNNING_MODAL"} and run.cancel_requested
