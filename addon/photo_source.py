@@ -81,6 +81,9 @@ def resolve_photo(settings, temp_folder: str) -> Photo:
     if settings.photo_source == "FILE":
         if not settings.photo_path:
             raise PhotoError("No photo chosen: pick a photo file in the Depth panel")
+        if settings.photo_path.startswith("//") and not bpy.data.is_saved:
+            raise PhotoError(f"{settings.photo_path} is relative to the .blend file, which is not saved yet: "
+                             "save it, or choose the photo again")
         path = os.path.abspath(bpy.path.abspath(settings.photo_path))
         if not os.path.isfile(path):
             raise PhotoError(f"Photo not found: {path}")

@@ -165,12 +165,16 @@ class DEPTH_OT_check_interpreter(bpy.types.Operator):
         if not python:
             STATUS["check_ok"], STATUS["check"] = False, "No interpreter set: use Detect or Set up backend"
             return {"FINISHED"}
+        try:
+            log = worker_log_path()
+        except OSError as error:
+            STATUS["check_ok"], STATUS["check"] = False, f"Cannot write the worker log: {error}"
+            return {"FINISHED"}
         STATUS["check_ok"], STATUS["check"] = False, "Checking…"
 
         def done(result):
             STATUS["check_ok"], STATUS["check"] = check_result_text(result)
 
-        log = worker_log_path()
         _run_in_background("check", lambda: ppd_client.check_interpreter(python, CHECK_TIMEOUT_S, log_path=log), done)
         return {"FINISHED"}
 

@@ -18,6 +18,7 @@ def photos():
     clear_scene()
     settings = bpy.context.scene.depth_from_image
     yield module, settings
+    settings = bpy.context.scene.depth_from_image  # a test may have loaded another file
     settings.photo_source, settings.photo_path, settings.photo_image = "FILE", "", None
     clear_scene()
 
@@ -87,4 +88,14 @@ def test_saved_image_uses_its_file_and_missing_or_movie_images_say_why(photos, t
     missing.source, missing.filepath = "FILE", str(tmp_path / "gone.jpg")
     settings.photo_image = missing
     with pytest.raises(module.PhotoError, match=r"Image 'lost' has no file on disk \(.*gone.jpg\)"):
+        module.resolve_photo(settings, str(tmp_path))
+
+
+def test_relative_path_in_an_unsaved_file_says_to_save(photos, tmp_path):
+    module, settings = photos
+    if bpy.data.is_saved:
+        bpy.ops.wm.read_homefile(use_empty=True)
+    settings = bpy.context.scene.depth_from_image
+    settings.photo_source, settings.photo_path = "FILE", "//porch.jpg"
+    with pytest.raises(module.PhotoError, match="//porch.jpg is relative to the .blend file, which is not saved yet"):
         module.resolve_photo(settings, str(tmp_path))
