@@ -179,18 +179,32 @@ def _point_radius(vertices_cv: np.ndarray, camera) -> float:
     return max(depth * 1e-3, 1e-5)
 
 
-class _Created:
-    """Data-blocks made during one import, removed together if the import fails."""
+# Scene settings an import changes (units, render size, scene camera), restored on failure.
+# The unit system comes before the length unit, whose choices depend on it.
+SCENE_SETTINGS = (("unit_settings", "system"), ("unit_settings", "scale_length"), ("unit_settings", "length_unit"),
+                  ("render", "resolution_x"), ("render", "resolution_y"), ("render", "resolution_percentage"),
+                  ("render", "pixel_aspect_x"), ("render", "pixel_aspect_y"))
 
-    def __init__(self) -> None:
+
+class _Created:
+    """Data-blocks made during one import, removed together (and the scene's settings put
+    back) if the import fails."""
+
+    def __init__(self, scene: bpy.types.Scene) -> None:
         self.ids: list = []
         self.images_before = {image.as_pointer() for image in bpy.data.images}
+        self.scene = scene
+        self.camera = scene.camera
+        self.settings = [(owner, key, getattr(getattr(scene, owner), key)) for owner, key in SCENE_SETTINGS]
 
     def add(self, block):
         self.ids.append(block)
         return block
 
     def remove_all(self) -> None:
+        for owner, key, value in self.settings:
+            setattr(getattr(self.scene, owner), key, value)
+        self.scene.camera = self.camera
         new_images = [image for image in bpy.data.images if image.as_pointer() not in self.images_before]
         doomed = [block for block in [*reversed(self.ids), *new_images] if block is not None]
         bpy.data.batch_remove(list({block.as_pointer(): block for block in doomed}.values()))
@@ -213,7 +227,7 @@ def import_result(
     On any error every data-block created here is removed and the error re-raised.
     """
     result = read_result(path)
-    created = _Created()
+    created = _Created(scene)
     try:
         imported = _create(scene, result, created, name=short_name(name), image=image, shading=shading,
                            create_camera=create_camera)

@@ -35,7 +35,10 @@ class DEPTH_OT_from_image(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return not runner.SESSION.running
+        if runner.SESSION.running:
+            cls.poll_message_set("A photo is already being processed: wait for it or cancel it")
+            return False
+        return True
 
     def invoke(self, context, event):
         try:

@@ -329,3 +329,34 @@ def test_points_failing_at_the_camera_remove_node_group_and_material(importer, t
     with pytest.raises(RuntimeError, match="camera could not be made"):
         importer.import_result(bpy.context.scene, str(npz), name="gone")
     assert datablock_counts() == before
+
+
+def test_failed_import_puts_the_scene_settings_back(importer, tmp_path, monkeypatch):
+    """A solid that fails after switching units, and a mesh that fails after making its
+    camera, leave units, render size and the scene camera as they were."""
+    scene = bpy.context.scene
+    scene.unit_settings.system, scene.unit_settings.scale_length = "METRIC", 1.0
+    scene.unit_settings.length_unit = "CENTIMETERS"
+    scene.render.resolution_x, scene.render.resolution_y = 1920, 1080
+    own_camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    scene.collection.objects.link(own_camera)
+    scene.camera = own_camera
+    before = datablock_counts()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("failed late")
+
+    materials = addon("materials")
+    monkeypatch.setattr(materials, "color_attribute_material", broken)
+    solid = write_result_npz(tmp_path / "s.npz", grid_result(width=6, height=4), kind="solid")
+    with pytest.raises(RuntimeError, match="failed late"):
+        importer.import_result(scene, str(solid), name="relief")
+    monkeypatch.setattr(importer, "select_only", broken)
+    mesh = write_result_npz(tmp_path / "m.npz", grid_result(width=6, height=4))
+    with pytest.raises(RuntimeError, match="failed late"):
+        importer.import_result(scene, str(mesh), name="room", view_layer=bpy.context.view_layer)
+
+    assert (scene.unit_settings.length_unit, scene.unit_settings.scale_length) == ("CENTIMETERS", 1.0)
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (1920, 1080)
+    assert scene.camera == own_camera and datablock_counts() == before
+    scene.unit_settings.length_unit = "METERS"
