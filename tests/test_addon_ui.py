@@ -190,3 +190,13 @@ def test_escape_asks_the_run_to_stop_and_other_keys_pass_through(monkeypatch):
     operator = operators.DEPTH_OT_from_image.modal
     assert operator(object(), bpy.context, _Event("A")) == {"PASS_THROUGH"} and not run.cancel_requested
     assert operator(object(), bpy.context, _Event("ESC")) == {"RUNNING_MODAL"} and run.cancel_requested
+
+
+def test_one_run_at_a_time(monkeypatch):
+    runner = addon("runner")
+    monkeypatch.setattr(runner.SESSION, "run", object())
+    assert not bpy.ops.depth_from_image.run.poll() and bpy.ops.depth_from_image.cancel.poll()
+    with pytest.raises(runner.RunError, match="A photo is already being processed"):
+        runner.SESSION.start_run(bpy.context)
+    assert bpy.context.window_manager.depth_from_image.last_error.startswith("A photo is already being processed")
+    bpy.context.window_manager.depth_from_image.last_error = ""
