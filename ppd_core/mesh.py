@@ -103,20 +103,33 @@ def output_paths(photo: Path, kinds: list[str], output: Optional[Path], single: 
     return {kind: folder / (photo.stem + OUTPUT_FLAGS[kind][1]) for kind in kinds}
 
 
-def check_targets(photo: Path, outputs: dict[str, Path], force: bool) -> None:
-    """Refuse to write over the photo (ever) or over existing files (without --force)."""
+def check_targets(photo: Path, outputs: dict[str, Path], force: bool, depth: Optional[Path] = None,
+                  claimed: Optional[dict[Path, Path]] = None) -> None:
+    """Refuse to write over the photo or the depth file (ever), over a folder, over existing
+    files (without --force), or onto a file that an earlier photo of this run writes
+    (`claimed`: target -> photo, filled in here)."""
     from mesh.export import output_files
 
-    for kind, path in outputs.items():
-        for target in output_files(kind, path):
-            if target.resolve() == photo.resolve():
-                raise OutputError(f"{target}: refusing to overwrite the photo itself")
-            if target.is_dir():
-                raise OutputError(f"{target}: is a folder, not a file")
-            if target.exists() and not force:
-                raise OutputError(f"{target}: already exists (use --force to overwrite)")
-            if not target.parent.is_dir():
-                raise OutputError(f"{target.parent}: no such folder")
+    claimed = {} if claimed is None else claimed
+    inputs = {photo.resolve(): "the photo itself"}
+    if depth is not None:
+        inputs[depth.resolve()] = "the depth file"
+    targets = [target for kind, path in outputs.items() for target in output_files(kind, path)]
+    for target in targets:
+        resolved = target.resolve()
+        if resolved in inputs:
+            raise OutputError(f"{target}: refusing to overwrite {inputs[resolved]}")
+        if resolved in claimed:
+            raise OutputError(f"{target}: already the output of {claimed[resolved]} in this run; "
+                              f"rename one of the photos or run them separately")
+        if target.is_dir():
+            raise OutputError(f"{target}: is a folder, not a file")
+        if target.exists() and not force:
+            raise OutputError(f"{target}: already exists (use --force to overwrite)")
+        if not target.parent.is_dir():
+            what = "not a folder" if target.parent.exists() else "no such folder"
+            raise OutputError(f"{target.parent}: {what}")
+    claimed.update((target.resolve(), photo) for target in targets)
 
 
 class Progress:
@@ -319,13 +332,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     failures = 0
     jobs = []
+    claimed: dict[Path, Path] = {}
     for name in args.photos:
         photo = Path(name)
         try:
             if not photo.is_file():
-                raise BadInputError(f"{photo}: no such file")
+                raise BadInputError(f"{photo}: {'not a file' if photo.exists() else 'no such file'}")
             outputs = output_paths(photo, kinds, args.output, single=len(args.photos) == 1)
-            check_targets(photo, outputs, args.force)
+            check_targets(photo, outputs, args.force, depth=Path(args.depth) if args.depth else None,
+                          claimed=claimed)
         except PPDError as error:
             print(failure_line(photo, error), file=sys.stderr)
             failures += 1

@@ -307,3 +307,24 @@ def test_force_never_replaces_a_folder_named_like_an_output(scene, capsys):
     (folder / "keep.txt").write_text("mine")
     assert main([str(photo), "--depth", str(depth), "--stl", "--force", "--quiet"]) == 1
     assert "photo.stl: is a folder" in capsys.readouterr().err and (folder / "keep.txt").exists()
+
+
+def test_two_photos_never_write_the_same_file_and_inputs_are_never_overwritten(scene, tmp_path, capsys):
+    photo, depth, rgb = scene
+    other = tmp_path / "elsewhere" / "photo.png"
+    other.parent.mkdir()
+    Image.fromarray(rgb[::-1]).save(other)
+    out = tmp_path / "out"
+    out.mkdir()
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    assert main([str(photo), str(other), "--depth-png", "-o", str(out), "--weights", str(empty), "--quiet"]) == 1
+    err = capsys.readouterr().err.splitlines()  # the first fails for want of weights, the second before that
+    assert len(err) == 2 and f"{other}: {out / 'photo_depth.png'}: already the output of {photo}" in err[0]
+    made = tmp_path / "photo_depth.png"
+    assert main([str(photo), "--depth", str(depth), "--depth-png", "--quiet"]) == 0
+    before = made.read_bytes()
+    assert main([str(photo), "--depth", str(made), "--depth-png", "--force", "--quiet"]) == 1
+    assert "refusing to overwrite the depth file" in capsys.readouterr().err and made.read_bytes() == before
+    assert main([str(tmp_path), "--stl", "--quiet"]) == 1
+    assert f"{tmp_path}: not a file" in capsys.readouterr().err
