@@ -181,9 +181,11 @@ def _point_radius(vertices_cv: np.ndarray, camera) -> float:
 
 # Scene settings an import changes (units, render size, scene camera), restored on failure.
 # The unit system comes before the length unit, whose choices depend on it.
-SCENE_SETTINGS = (("unit_settings", "system"), ("unit_settings", "scale_length"), ("unit_settings", "length_unit"),
-                  ("render", "resolution_x"), ("render", "resolution_y"), ("render", "resolution_percentage"),
-                  ("render", "pixel_aspect_x"), ("render", "pixel_aspect_y"))
+SCENE_SETTINGS = (
+    ("unit_settings", "system"), ("unit_settings", "scale_length"), ("unit_settings", "length_unit"),
+    ("render", "resolution_x"), ("render", "resolution_y"), ("render", "resolution_percentage"),
+    ("render", "pixel_aspect_x"), ("render", "pixel_aspect_y"),
+)
 
 
 class _Created:

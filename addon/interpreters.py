@@ -14,7 +14,8 @@ PROBE = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('ppd
 
 def candidate_interpreters(setup_venv: str | None = None, environ: dict | None = None) -> list:
     """Existing interpreters, most likely first: the set-up environment, the active venv or
-    conda environment, then python3 / python on PATH. Duplicates are dropped."""
+    conda environment, then python3 / python on PATH (not the Microsoft Store alias).
+    Duplicates are dropped."""
     environ = os.environ if environ is None else environ
     found = []
     if setup_venv:
@@ -24,7 +25,7 @@ def candidate_interpreters(setup_venv: str | None = None, environ: dict | None =
             found.append(venv_python(environ[variable]))
     for name in ("python3", "python"):
         path = shutil.which(name, path=environ.get("PATH"))
-        if path:
+        if path and "WindowsApps" not in path:  # Windows' alias that only offers the Microsoft Store
             found.append(path)
     unique = []
     for path in found:

@@ -46,7 +46,8 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
     # (a FILE_PATH property's own browser shows every file); "//" paths still work.
     photo_path: StringProperty(
         name="Photo File",
-        description="The photo to turn into 3D (JPEG, PNG, TIFF, WebP...; '//' is relative to the .blend file)",
+        description="The photo to turn into 3D (JPEG, PNG, TIFF, WebP...); "
+                    "'//' is relative to the .blend file",
     )
     photo_image: PointerProperty(
         name="Image", type=bpy.types.Image,

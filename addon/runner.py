@@ -167,7 +167,8 @@ class Session:
                 return
             _close_in_background(self.starter.client)  # its thread ends with a failed handshake
             self.starter = None
-        if self.client is not None and self.client.alive and self.client.python == python and self.client.env == env:
+        client = self.client
+        if client is not None and client.alive and client.python == python and client.env == env:
             return
         if self.client is not None:
             _close_in_background(self.client)
@@ -204,7 +205,8 @@ class Session:
         if run.job_id is None:
             options = dict(run.options)
             if options.get("resolution") is None:
-                options["resolution"] = auto_resolution(options.get("device", "auto"), self.client.handshake or {})
+                handshake = self.client.handshake or {}
+                options["resolution"] = auto_resolution(options.get("device", "auto"), handshake)
             run.options = options
             job = {"photo": run.photo.path, "outputs": {"npz": run.npz_path}, "options": options}
             try:

@@ -88,6 +88,11 @@ def test_candidates_list_the_setup_venv_then_the_active_venv(tmp_path):
     assert found == [str(setup_venv / "bin" / "python"), str(active / "bin" / "python")]
     missing = interpreters.candidate_interpreters(str(tmp_path / "none"), {"PATH": ""})
     assert missing == []
+    alias = tmp_path / "WindowsApps"
+    alias.mkdir()
+    (alias / "python3").write_text("")
+    (alias / "python3").chmod(0o755)
+    assert interpreters.candidate_interpreters(None, {"PATH": str(alias)}) == []
 
 
 def test_package_probe_tells_interpreters_apart(tmp_path, monkeypatch):
