@@ -60,15 +60,23 @@ def metric_from_normalized(p: np.ndarray, near: float, far: float) -> np.ndarray
 
 
 def _read_image_depth(path: Path) -> np.ndarray:
-    """One channel of a PNG / TIFF / EXR depth image, as stored (integers or floats)."""
+    """One channel of a PNG / TIFF / EXR depth image, as stored (integers or floats).
+
+    Of several channels the red one is read; an integer image whose channels differ is a
+    colour picture (a photo, our own depth preview), not depth, and is refused."""
     if path.suffix.lower() == ".exr":
         os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
     values = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
     if values is None:
         raise BadInputError(f"{path}: not a depth image OpenCV can read")
-    if values.ndim == 3:
-        values = values[:, :, 2] if values.shape[2] >= 3 else values[:, :, 0]  # BGR order: R
-    return values
+    if values.ndim == 3 and values.shape[2] >= 3:
+        blue, green, red = values[:, :, 0], values[:, :, 1], values[:, :, 2]
+        grey = np.array_equal(blue, green) and np.array_equal(blue, red)
+        if np.issubdtype(values.dtype, np.integer) and not grey:
+            raise BadInputError(f"{path}: a colour picture, not a depth map (depth has one channel; "
+                                f"a *_depth_preview.png is only for looking at, use the *_depth.png beside it)")
+        return red
+    return values[:, :, 0] if values.ndim == 3 else values
 
 
 def read_depth_file(path: Union[str, Path], kind: str) -> np.ndarray:

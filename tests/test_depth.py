@@ -209,3 +209,15 @@ def test_depth_outside_the_physical_range_is_no_depth(tmp_path):
     np.testing.assert_array_equal(np.isnan(metric), [[False, True, True, True, False]])
     np.testing.assert_array_equal(metric[0, [0, 4]], [2.0, 5.0])
     np.testing.assert_array_equal(np.isnan(inverse), [[True, False, True]])
+
+
+def test_a_colour_picture_is_not_taken_for_depth(tmp_path):
+    import cv2
+
+    colour = np.random.default_rng(0).integers(0, 255, (6, 8, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "preview.png"), colour)
+    with pytest.raises(BadInputError, match="preview.png: a colour picture, not a depth map"):
+        read_depth_file(tmp_path / "preview.png", "metric")
+    grey = np.arange(48, dtype=np.uint16).reshape(6, 8) * 100 + 1
+    cv2.imwrite(str(tmp_path / "grey_rgba.png"), np.dstack([grey, grey, grey, np.full_like(grey, 65535)]))
+    np.testing.assert_allclose(read_depth_file(tmp_path / "grey_rgba.png", "metric"), grey * 0.001, rtol=1e-6)
