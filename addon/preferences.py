@@ -134,7 +134,6 @@ class DEPTH_OT_detect_interpreter(bpy.types.Operator):
 
     def execute(self, context):
         venv = setup_venv_dir()
-        prefs = get(context)
 
         def done(result):
             if isinstance(result, Exception):
@@ -144,7 +143,7 @@ class DEPTH_OT_detect_interpreter(bpy.types.Operator):
             STATUS["detect"] = [f"{path}: {'has' if ok else 'lacks'} ppd_core" for path, ok in report] or [
                 "No Python found: use Set up backend"]
             if best:
-                prefs.python = best
+                get(bpy.context).python = best  # looked up now: the add-on may have been re-enabled
 
         _run_in_background("detect", lambda: interpreters.detect(venv), done)
         return {"FINISHED"}
@@ -194,9 +193,8 @@ class DEPTH_OT_setup_backend(bpy.types.Operator):
         if not bpy.app.online_access:
             self.report({"ERROR"}, OFFLINE_SETUP)
             return {"CANCELLED"}
-        prefs = get(context)
         setup = backend_setup.BackendSetup(setup_venv_dir(), os.path.join(user_dir(), "setup.log"),
-                                           package=prefs.package_spec)
+                                           package=get(context).package_spec)
         STATUS["setup"] = setup
         setup.start()
 
@@ -206,7 +204,7 @@ class DEPTH_OT_setup_backend(bpy.types.Operator):
             if not status.done:
                 return 0.5
             if not status.error:
-                prefs.python = setup.python
+                get(bpy.context).python = setup.python
             return None
 
         _register_timer(poll, 0.5)

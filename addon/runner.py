@@ -150,7 +150,7 @@ class Session:
         temp_dir = tempfile.mkdtemp(prefix="ppd-blender-")
         try:
             photo = photo_source.resolve_photo(settings, temp_dir)
-        except (photo_source.PhotoError, OSError) as error:
+        except (photo_source.PhotoError, OSError, RuntimeError) as error:  # RuntimeError: bpy image I/O
             shutil.rmtree(temp_dir, ignore_errors=True)
             raise RunError(str(error)) from error
         self.run = Run(

@@ -200,3 +200,20 @@ def test_one_run_at_a_time(monkeypatch):
         runner.SESSION.start_run(bpy.context)
     assert bpy.context.window_manager.depth_from_image.last_error.startswith("A photo is already being processed")
     bpy.context.window_manager.depth_from_image.last_error = ""
+
+
+def test_detect_picks_the_first_python_that_has_the_package(tmp_path, monkeypatch):
+    preferences = addon("preferences")
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for name, code in (("python3", 3), ("python", 0)):  # the probe's exit code: 0 = has ppd_core
+        (folder / name).write_text(f"#!/bin/sh\nexit {code}\n")
+        (folder / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(folder))
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    monkeypatch.delenv("CONDA_PREFIX", raising=False)
+    prefs().python = ""
+    bpy.ops.depth_from_image.detect_interpreter()
+    _drain_timers(preferences)
+    assert prefs().python == str(folder / "python")
+    assert preferences.STATUS["detect"] == [f"{folder / 'python3'}: lacks ppd_core", f"{folder / 'python'}: has ppd_core"]
