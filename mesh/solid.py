@@ -16,6 +16,8 @@ from ppd_core.errors import BadInputError
 
 #: Default print resolution: grid cells of this size in millimetres.
 DEFAULT_CELL_MM = 0.25
+#: Print sizes accepted (mm): finer than any printer, and up to 100 m.
+MIN_PRINT_MM, MAX_PRINT_MM = 0.01, 100_000.0
 
 
 def relief_heights(depth: np.ndarray, reverse: bool = False) -> np.ndarray:
@@ -118,13 +120,12 @@ def relief_solid(depth: np.ndarray, *, width_mm: float = 100.0, relief_mm: float
 
 
 def check_print_size(width_mm: float, relief_mm: float, base_mm: float) -> None:
-    """Raise BadInputError unless the width is positive, the relief >= 0 and the base > 0."""
-    if not (np.isfinite(width_mm) and width_mm > 0):
-        raise BadInputError(f"the print width must be a positive number of mm, got {width_mm}")
-    if not (np.isfinite(relief_mm) and relief_mm >= 0):
-        raise BadInputError(f"the relief height must be zero or more mm, got {relief_mm}")
-    if not (np.isfinite(base_mm) and base_mm > 0):
-        raise BadInputError(f"the base thickness must be a positive number of mm, got {base_mm}")
+    """Raise BadInputError unless width and base are `MIN_PRINT_MM`..`MAX_PRINT_MM` and the
+    relief is 0..`MAX_PRINT_MM`: outside that a float32 STL cannot hold a closed solid."""
+    for name, value, low in (("print width", width_mm, MIN_PRINT_MM), ("relief height", relief_mm, 0.0),
+                             ("base thickness", base_mm, MIN_PRINT_MM)):
+        if not (np.isfinite(value) and low <= value <= MAX_PRINT_MM):
+            raise BadInputError(f"the {name} must be {low:g} to {MAX_PRINT_MM:g} mm, got {value}")
 
 
 def solid_from_mesh(mesh: MeshData, *, width_mm: float = 100.0, relief_mm: Optional[float] = None,

@@ -69,10 +69,20 @@ def test_heights_ignore_outliers_and_invalid_pixels():
         relief_heights(np.full((4, 4), np.nan))
 
 
-@pytest.mark.parametrize("width, relief, base", [(0.0, 5.0, 2.0), (100.0, -1.0, 2.0), (100.0, 5.0, 0.0)])
+@pytest.mark.parametrize("width, relief, base", [(0.0, 5.0, 2.0), (100.0, -1.0, 2.0), (100.0, 5.0, 0.0),
+                                                  (1e-9, 5.0, 2.0), (1e12, 5.0, 2.0), (100.0, 0.0, 1e-9),
+                                                  (100.0, 1e9, 2.0), (float("nan"), 5.0, 2.0)])
 def test_bad_print_sizes_are_clear_errors(width, relief, base):
     with pytest.raises(BadInputError, match="mm"):
         relief_solid(np.ones((10, 10)), width_mm=width, relief_mm=relief, base_mm=base)
+
+
+@pytest.mark.parametrize("width, relief, base", [(0.01, 0.0, 0.01), (100_000.0, 100_000.0, 100_000.0)])
+def test_extreme_accepted_print_sizes_still_give_printable_solids(width, relief, base):
+    depth = step_depth(48, 64, near=1.0, far=2.0, column=32)
+    report = check_mesh(relief_solid(depth, width_mm=width, relief_mm=relief, base_mm=base))
+    assert report.printable, report.summary()
+    assert report.size == pytest.approx([width, width * 0.75, base + relief], rel=1e-5)
 
 
 def test_open_scene_mesh_closes_into_one_solid_near_high():
