@@ -246,7 +246,8 @@ def test_point_cloud_renders_its_colours(importer, tmp_path):
 
 
 def test_odd_photo_names_and_repeated_imports_never_clobber(importer, tmp_path):
-    npz = write_result_npz(tmp_path / "r.npz", grid_result(width=6, height=4))
+    photo = write_photo(tmp_path / "IMG.2024.01.05 final.png", 6, 4)
+    npz = write_result_npz(tmp_path / "r.npz", grid_result(width=6, height=4), image_path=photo)
     points = write_result_npz(tmp_path / "p.npz", grid_result(width=6, height=4), kind="points")
     scene = bpy.context.scene
     long_name = "Ünïcødé 写真 " * 10  # 150+ bytes: Blender 4.x cuts names at 63
@@ -259,12 +260,15 @@ def test_odd_photo_names_and_repeated_imports_never_clobber(importer, tmp_path):
     assert dotted[0].collection.name == "IMG.2024.01.05 final"
     assert dotted[1].collection.name != dotted[0].collection.name
     assert dotted[0].objects[0].data.vertices[0].co == dotted[1].objects[0].data.vertices[0].co
-    cloud = importer.import_result(scene, str(points), name="IMG.2024.01.05 final")
-    names = [o.name for r in (*dotted, cloud) for o in r.objects]
+    clouds = [importer.import_result(scene, str(points), name="IMG.2024.01.05 final") for _ in range(2)]
+    names = [o.name for r in (*dotted, *clouds) for o in r.objects]
     assert len(set(names)) == len(names)  # every object keeps its own name
     assert len(dotted[0].collection.objects) == 2  # the first import was not touched
-    assert cloud.objects[0].modifiers[0].node_group != cloud.objects[0].name
+    groups = [r.objects[0].modifiers["Mesh to Points"].node_group for r in clouds]
+    assert groups[0] != groups[1] and all(g.name in bpy.data.node_groups for g in groups)
+    assert groups[0].nodes["Set Material"].inputs["Material"].default_value.name == "IMG.2024.01.05 final points"
     assert len({r.objects[0].data.materials[0].name for r in dotted}) == 2
+    assert [bpy.path.abspath(i.filepath) for i in bpy.data.images] == [str(photo)]  # loaded once, shared
 
 
 def test_mesh_keeps_its_true_size_in_a_millimetre_scene(importer, tmp_path):
