@@ -85,3 +85,12 @@ def test_absent_device_is_a_clear_error(tmp_path):
         DepthModel.load(write_small_weights(tmp_path), device="cuda")
     with pytest.raises(BadInputError, match="precision"):
         DepthModel.load(tmp_path, precision="fp8")
+
+
+def test_reduced_precision_autocast_stays_close_to_fp32(model, photo, tmp_path):
+    reference = model.predict(photo, steps=2, resolution=64 * 48)
+    bf16 = DepthModel.load(write_small_weights(tmp_path), precision="bf16")
+    assert bf16.precision == "bf16"
+    low = bf16.predict(photo, steps=2, resolution=64 * 48)
+    assert low.dtype == np.float32
+    assert 0 < np.abs(low - reference).max() < 0.05
