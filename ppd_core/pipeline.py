@@ -79,6 +79,8 @@ class JobOptions:
             raise BadInputError(f"--decimate needs a positive triangle count, got {self.decimate}")
         if self.steps < 1 or self.resolution < 256:
             raise BadInputError("steps must be at least 1 and resolution at least 256 pixels")
+        if not -(2**63) <= self.seed < 2**64:
+            raise BadInputError(f"seed {self.seed} does not fit in 64 bits")
         if not 0.0 <= self.edge_strength <= 1.0:
             raise BadInputError(f"edge strength must be in [0, 1], got {self.edge_strength}")
         near, far = self.depth_range()
