@@ -266,7 +266,8 @@ class Session:
         main = imported.objects[0]
         vertices, faces = len(main.data.vertices), len(main.data.polygons)
         seconds = time.monotonic() - run.started_at
-        state.last_result = f"{main.name}: {vertices:,} vertices, {faces:,} faces in {seconds:.0f} s"
+        size = f"{vertices:,} points" if not faces else f"{vertices:,} vertices, {faces:,} faces"
+        state.last_result = f"{main.name}: {size} in {seconds:.0f} s"
         bpy.ops.ed.undo_push(message="Depth from Image")
         return self._finish(context, FINISHED, "")
 

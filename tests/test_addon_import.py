@@ -364,3 +364,15 @@ def test_failed_import_puts_the_scene_settings_back(importer, tmp_path, monkeypa
     assert (scene.render.resolution_x, scene.render.resolution_y) == (1920, 1080)
     assert scene.camera == own_camera and datablock_counts() == before
     scene.unit_settings.length_unit = "METERS"
+
+
+def test_portrait_photo_lines_up_too(importer, tmp_path):
+    """Sensor fit HORIZONTAL and shifts in units of the width hold for portrait photos."""
+    arrays = grid_result(width=30, height=44, fx=40.0, cx=13.0, cy=25.5, seed=12)
+    scene = bpy.context.scene
+    result = importer.import_result(scene, str(write_result_npz(tmp_path / "r.npz", arrays)), name="tall")
+    indices = [0, 29, 43 * 30, 30 * 44 - 1, 20 * 30 + 7]
+    got = projected_pixels(scene, result.camera, result.objects[0], indices)
+    want = np.array([(i % 30 + 0.5, i // 30 + 0.5) for i in indices])
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (30, 44)
+    assert np.abs(got - want).max() < 1e-3

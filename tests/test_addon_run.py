@@ -327,6 +327,20 @@ def test_import_survives_the_chosen_image_being_deleted_mid_run(runner, tmp_path
     bpy.data.images.remove(image)
     outcome = runner.SESSION._import(bpy.context, run, {"type": "result", "id": "job-1", "outputs": {"npz": str(npz)}})
     assert outcome == runner.FINISHED, bpy.context.window_manager.depth_from_image.last_error
+    assert bpy.context.window_manager.depth_from_image.last_result.startswith("desk: 24 vertices, 30 faces in ")
     texture = next(n for n in bpy.data.objects["desk"].data.materials[0].node_tree.nodes if n.type == "TEX_IMAGE")
     assert bpy.path.abspath(texture.image.filepath) == str(photo) and not temp_dir.exists()
     assert bpy.context.view_layer.objects.active == bpy.data.objects["desk"]
+
+
+def test_a_point_cloud_result_is_counted_in_points(runner, tmp_path):
+    photos = addon("photo_source")
+    temp_dir = tmp_path / "run"
+    temp_dir.mkdir()
+    npz = write_result_npz(temp_dir / "result.npz", grid_result(width=6, height=4), kind="points")
+    run = runner.Run(scene_name=bpy.context.scene.name, photo=photos.Photo(str(tmp_path / "x.png"), "", "cloud"),
+                     options={}, shading="EMISSION", create_camera=False, temp_dir=str(temp_dir),
+                     npz_path=str(npz), job_id="job-2")
+    runner.SESSION.run = run
+    assert runner.SESSION._import(bpy.context, run, {"type": "result", "id": "job-2"}) == runner.FINISHED
+    assert bpy.context.window_manager.depth_from_image.last_result.startswith("cloud points: 24 points in ")
