@@ -92,9 +92,23 @@ def poisson_mesh(points: np.ndarray, colors: Optional[np.ndarray] = None,
     """
     if backend not in BACKENDS:
         raise BadInputError(f"unknown Poisson backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+    points = np.asarray(points, dtype=np.float32)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise BadInputError(f"Poisson reconstruction needs (N, 3) points, got shape {points.shape}")
+    for name, values in (("colors", colors), ("normals", normals)):
+        if values is not None and np.shape(values) != points.shape:
+            raise BadInputError(f"Poisson {name} must match the points' shape {points.shape}, got {np.shape(values)}")
+    finite = np.isfinite(points).all(axis=1)  # Open3D crashes (segfault) on NaN points
+    if normals is not None:
+        finite &= np.isfinite(np.asarray(normals, dtype=np.float32)).all(axis=1)
+    if not finite.all():
+        points = points[finite]
+        colors = None if colors is None else np.asarray(colors)[finite]
+        normals = None if normals is None else np.asarray(normals)[finite]
     if len(points) < 4:
-        raise BadInputError(f"Poisson reconstruction needs at least 4 points, got {len(points)}")
+        raise BadInputError(f"Poisson reconstruction needs at least 4 finite points, got {len(points)}")
+    if not 1 <= int(depth) <= 12:
+        raise BadInputError(f"Poisson depth must be 1..12, got {depth}")
     if not 0.0 <= trim_quantile < 1.0:
         raise BadInputError(f"trim quantile must be in [0, 1), got {trim_quantile}")
     report(on_progress, STAGE, 0.0, "estimating normals" if normals is None else "Poisson")

@@ -76,5 +76,18 @@ def test_progress_can_cancel_and_bad_arguments_are_clear():
         poisson_mesh(points, colors, depth=5, on_progress=cancel)
     with pytest.raises(BadInputError, match="backend"):
         poisson_mesh(points, depth=5, backend="nope")
-    with pytest.raises(BadInputError, match="at least 4 points"):
+    with pytest.raises(BadInputError, match="at least 4 finite points"):
         poisson_mesh(points[:3], depth=5)
+
+
+def test_non_finite_points_are_dropped_and_bad_shapes_refused():
+    points, colors = bump_cloud(20, 20)
+    points[::7] = np.nan  # Open3D used to crash the process (segfault) on these
+    mesh = poisson_mesh(points, colors, depth=5)
+    assert len(mesh.faces) > 100 and np.isfinite(mesh.vertices).all()
+    with pytest.raises(BadInputError, match=r"\(N, 3\) points"):
+        poisson_mesh(points[:, :2], depth=5)
+    with pytest.raises(BadInputError, match="colors must match"):
+        poisson_mesh(points, colors[:5], depth=5)
+    with pytest.raises(BadInputError, match="Poisson depth must be 1..12"):
+        poisson_mesh(points, depth=40)
