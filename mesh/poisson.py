@@ -107,6 +107,8 @@ def poisson_mesh(points: np.ndarray, colors: Optional[np.ndarray] = None,
         normals = None if normals is None else np.asarray(normals)[finite]
     if len(points) < 4:
         raise BadInputError(f"Poisson reconstruction needs at least 4 finite points, got {len(points)}")
+    if not np.ptp(points, axis=0).max() > 0:  # Open3D crashes on a zero-size bounding box too
+        raise BadInputError(f"Poisson reconstruction needs points spread in space; all {len(points)} are at one place")
     if not 1 <= int(depth) <= 12:
         raise BadInputError(f"Poisson depth must be 1..12, got {depth}")
     if not 0.0 <= trim_quantile < 1.0:
