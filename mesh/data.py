@@ -7,9 +7,19 @@ from typing import Optional
 
 import numpy as np
 
+from ppd_core.errors import BadInputError
+
 #: Frames a `MeshData` can be in: the OpenCV camera frame in metres (scene meshes and
 #: point clouds) or the print frame in millimetres, z up, relief facing +z (solids).
 FRAMES = ("opencv", "print_mm")
+
+
+def _rows_of(values, width: int, dtype, name: str) -> np.ndarray:
+    """`values` as a contiguous (N, width) array; (..., width) arrays are flattened to rows."""
+    array = np.asarray(values)
+    if array.size and array.shape[-1] != width:
+        raise BadInputError(f"mesh {name} must be (N, {width}), got shape {array.shape}")
+    return np.ascontiguousarray(array, dtype=dtype).reshape(-1, width)
 
 
 @dataclass
@@ -32,9 +42,12 @@ class MeshData:
     frame: str = "opencv"
 
     def __post_init__(self) -> None:
-        self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float32).reshape(-1, 3)
-        self.faces = np.ascontiguousarray(self.faces, dtype=np.int32).reshape(-1, 3)
+        self.vertices = _rows_of(self.vertices, 3, np.float32, "vertices")
+        faces = _rows_of(self.faces, 3, np.int64, "faces")
         n = len(self.vertices)
+        if faces.size and (faces.min() < 0 or faces.max() >= n):
+            raise BadInputError(f"faces index vertices {faces.min()}..{faces.max()}, but there are {n} vertices")
+        self.faces = faces.astype(np.int32)
         if self.uvs is not None:
             self.uvs = np.ascontiguousarray(self.uvs, dtype=np.float32).reshape(n, 2)
         if self.colors is not None:

@@ -194,6 +194,8 @@ def write_3mf(path: Path, mesh: MeshData, **_) -> None:
 def write_ply(path: Path, mesh: MeshData, **_) -> None:
     """Binary PLY of a mesh or a point cloud, with colours and normals, glTF frame."""
     scene = gltf_frame(mesh)
+    if len(scene.vertices) == 0:
+        raise BadInputError(f"{path}: nothing to write, the mesh has no vertices")
     if scene.is_points:
         import open3d as o3d
 

@@ -27,6 +27,8 @@ def relief_heights(depth: np.ndarray, reverse: bool = False) -> np.ndarray:
     so a few outliers do not flatten the relief; invalid pixels (NaN, inf, <= 0) sit at 0.
     """
     depth = np.asarray(depth, dtype=np.float64)
+    if depth.ndim != 2 or depth.size == 0:
+        raise BadInputError(f"a relief needs a non-empty 2-D depth map, got shape {depth.shape}")
     valid = np.isfinite(depth) & (depth > 0)
     if not valid.any():
         raise BadInputError("the depth map has no valid (finite, positive) pixel to build a solid from")
@@ -41,10 +43,16 @@ def relief_heights(depth: np.ndarray, reverse: bool = False) -> np.ndarray:
 
 def print_grid_shape(shape: tuple[int, int], width_mm: float, cell_mm: float) -> tuple[int, int]:
     """(rows, columns) of the print grid: cells of about `cell_mm`, never finer than the map."""
+    _check_cell(cell_mm)
     height, width = shape
-    columns = int(min(width, max(2, round(width_mm / cell_mm) + 1)))
+    columns = int(max(2, min(width, round(width_mm / cell_mm) + 1)))
     rows = int(max(2, round(columns * height / width)))
     return rows, columns
+
+
+def _check_cell(cell_mm: float) -> None:
+    if not (np.isfinite(cell_mm) and cell_mm > 0):
+        raise BadInputError(f"the print cell size must be a positive number of mm, got {cell_mm}")
 
 
 def heightfield_solid(top: np.ndarray, cell_mm: float, row_mm: Optional[float] = None) -> MeshData:
@@ -143,7 +151,10 @@ def solid_from_mesh(mesh: MeshData, *, width_mm: float = 100.0, relief_mm: Optio
     if mesh.is_points or len(mesh.faces) == 0:
         raise BadInputError("a point cloud cannot be closed into a solid; mesh it first")
     check_print_size(width_mm, 0.0 if relief_mm is None else relief_mm, base_mm)
+    _check_cell(cell_mm)
     vertices = mesh.vertices.astype(np.float64)
+    if not np.isfinite(vertices).all():
+        raise BadInputError("the mesh has NaN or infinite vertices; it cannot be closed into a solid")
     extent = np.ptp(vertices[:, 0])
     if not extent > 0:
         raise BadInputError("the mesh has no width to scale to the print size")

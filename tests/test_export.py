@@ -192,3 +192,15 @@ def test_an_interrupted_npz_leaves_nothing_and_prints_nothing(tmp_path, scene, m
         export("npz", tmp_path / "scene.npz", scene, camera=CAMERA)
     gc.collect()
     assert unraisable == [] and list(tmp_path.iterdir()) == []
+
+
+def test_mesh_arrays_of_the_wrong_shape_or_range_are_refused(tmp_path):
+    with pytest.raises(BadInputError, match=r"vertices must be \(N, 3\)"):
+        MeshData(vertices=np.zeros((3, 2)), faces=np.zeros((1, 3), np.int32))
+    with pytest.raises(BadInputError, match="faces index vertices 0..5, but there are 3"):
+        MeshData(vertices=np.zeros((3, 3)), faces=np.array([[0, 1, 5]]))
+    assert MeshData(vertices=np.zeros((2, 4, 3)), faces=np.zeros((0, 3))).vertices.shape == (8, 3)
+    empty = MeshData(vertices=np.zeros((0, 3)), faces=np.zeros((0, 3)))
+    with pytest.raises(BadInputError, match="empty.ply: nothing to write"):
+        export("ply", tmp_path / "empty.ply", empty)
+    assert list(tmp_path.iterdir()) == []

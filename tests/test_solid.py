@@ -112,3 +112,19 @@ def test_solid_has_the_photo_aspect_exactly_at_any_cell_size(cell_mm):
     extent = np.ptp(scene.vertices[:, :2], axis=0)
     assert check_mesh(closed).size[:2] == pytest.approx([100.0, 100.0 * extent[1] / extent[0]], rel=1e-6)
     assert check_mesh(closed).printable
+
+
+def test_one_pixel_maps_and_bad_arguments_are_clear_errors():
+    one = relief_solid(np.full((1, 1), 2.0), width_mm=20.0)
+    assert check_mesh(one).printable and check_mesh(one).size == pytest.approx([20.0, 20.0, 7.0])
+    with pytest.raises(BadInputError, match="2-D depth map"):
+        relief_solid(np.ones((4, 4, 3)))
+    for cell in (0.0, -1.0, float("nan")):
+        with pytest.raises(BadInputError, match="cell size"):
+            relief_solid(np.ones((4, 4)), cell_mm=cell)
+    scene = grid_mesh(lift_depth(np.full((8, 8), 2.0), focal=10.0))
+    with pytest.raises(BadInputError, match="cell size"):
+        solid_from_mesh(scene, cell_mm=0.0)
+    scene.vertices[0] = np.nan
+    with pytest.raises(BadInputError, match="NaN or infinite vertices"):
+        solid_from_mesh(scene)
