@@ -136,16 +136,13 @@ def mesh_grid_size(width: int, height: int, resolution: int) -> tuple[int, int]:
 
 
 def _depth_on_grid(depth: np.ndarray, size: tuple[int, int], guide: np.ndarray) -> np.ndarray:
-    """Depth resampled to `size` without blending across edges."""
-    import cv2
-
+    """Depth resampled to `size` without blending across edges, sampled at each grid pixel's
+    centre (up or down: a nearest-pixel pick would put the points half a pixel off the surface)."""
     from ppd_core.depth import upsample_depth
 
     width, height = size
     if depth.shape == (height, width):
         return depth.astype(np.float32)
-    if depth.shape[0] * depth.shape[1] > width * height:
-        return cv2.resize(depth.astype(np.float32), (width, height), interpolation=cv2.INTER_NEAREST)
     return upsample_depth(depth, width, height, guide_rgb=guide)
 
 

@@ -101,3 +101,25 @@ def test_bad_output_kinds_and_geometry_requests(photo_and_depth, tmp_path):
     with pytest.raises(BadInputError, match="--points"):
         run_photo(photo, {"obj": tmp_path / "a.obj"}, JobOptions(depth=depth, points=True))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["depth.npy", "photo.jpg"]
+
+
+def test_a_shrunk_mesh_grid_keeps_its_points_on_the_true_surface(tmp_path):
+    """A floor-like plane seen at 160x120, meshed on an 80x60 grid: every vertex on the plane."""
+    from ppd_core.camera import intrinsics_from_fov
+
+    width, height = 160, 120
+    camera = intrinsics_from_fov(width, height, 60.0)
+    normal, offset = np.array([0.0, -0.8, -0.6]), -2.0  # plane normal . X = offset
+    u = (np.arange(width) + 0.5 - camera.cx) / camera.fx
+    v = (np.arange(height) + 0.5 - camera.cy) / camera.fy
+    rays = np.stack(np.broadcast_arrays(u[None, :], v[:, None], np.ones((height, width))), -1)
+    depth = offset / (rays @ normal)  # exact depth of each pixel centre
+    np.save(tmp_path / "plane.npy", depth.astype(np.float32))
+    photo = tmp_path / "plane.png"
+    Image.fromarray(np.full((height, width, 3), 128, np.uint8)).save(photo)
+    options = JobOptions(depth=str(tmp_path / "plane.npy"), fov=60.0, resolution=80 * 60)
+    run_photo(photo, {"npz": tmp_path / "plane.npz"}, options)
+    with np.load(tmp_path / "plane.npz") as data:
+        vertices = data["vertices"].astype(np.float64)
+    assert len(vertices) > 0.9 * 80 * 60
+    assert np.abs(vertices @ normal - offset).max() < 1e-3  # metres; half a pixel off was ~1 cm
