@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import bpy
 
 from . import runner
 from .operators import DEPTH_OT_cancel, DEPTH_OT_choose_photo, DEPTH_OT_from_image
+from .ui_text import wrapped_label
 
 
 class VIEW3D_PT_depth_from_image(bpy.types.Panel):
@@ -66,8 +65,7 @@ class VIEW3D_PT_depth_from_image(bpy.types.Panel):
         if state.last_error:
             box = layout.box()
             box.alert = True
-            for number, line in enumerate(textwrap.wrap(state.last_error, 60)):
-                box.label(text=line, icon="ERROR" if number == 0 else "BLANK1")
+            wrapped_label(box, state.last_error, "ERROR")
         elif state.last_result:
             layout.label(text=state.last_result, icon="CHECKMARK")
 

@@ -15,10 +15,12 @@ import bpy
 from bpy.props import EnumProperty, StringProperty
 
 from . import backend_setup, interpreters, ppd_client
+from .ui_text import wrapped_label
 
 PPD_CARD = "https://huggingface.co/gangweix/Pixel-Perfect-Depth"
 ENCODER_CARD = "https://huggingface.co/depth-anything/Depth-Anything-V2-Large"
 CHECK_TIMEOUT_S = 180.0
+LABEL_WIDTH = 90  # characters per label line: the preferences are wider than the sidebar
 OFFLINE_SETUP = ("Set up backend downloads torch and the package (several GB): allow online access in "
                  "Preferences > System > Network first")
 LOG_MAX_BYTES = 10_000_000
@@ -254,13 +256,13 @@ class DepthFromImagePreferences(bpy.types.AddonPreferences):
         description="Folder with ppd.pth and depth_anything_v2_vitl.pth (empty: Hugging Face cache)",
     )
     device: EnumProperty(
-        name="Device",
+        name="Device", description="Where the depth network runs",
         items=(("auto", "Auto", "CUDA, then Apple MPS, then the CPU"), ("cuda", "CUDA", "NVIDIA GPU"),
                ("mps", "MPS", "Apple GPU"), ("cpu", "CPU", "The processor (slow)")),
         default="auto",
     )
     precision: EnumProperty(
-        name="Precision",
+        name="Precision", description="Number format of the network: half precision is faster on a GPU",
         items=(("auto", "Auto", "bf16/fp16 on a GPU, fp32 on the CPU"), ("fp32", "fp32", "Full precision"),
                ("bf16", "bf16", "Half precision (bfloat16)"), ("fp16", "fp16", "Half precision (float16)")),
         default="auto",
@@ -275,9 +277,9 @@ class DepthFromImagePreferences(bpy.types.AddonPreferences):
         row.operator(DEPTH_OT_detect_interpreter.bl_idname)
         row.operator(DEPTH_OT_check_interpreter.bl_idname)
         if STATUS["check"]:
-            box.label(text=STATUS["check"], icon="CHECKMARK" if STATUS["check_ok"] else "ERROR")
+            wrapped_label(box, STATUS["check"], "CHECKMARK" if STATUS["check_ok"] else "ERROR", LABEL_WIDTH)
         for line in STATUS["detect"]:
-            box.label(text=line)
+            wrapped_label(box, line, width=LABEL_WIDTH)
         self._draw_setup(box)
         box.operator(DEPTH_OT_open_worker_log.bl_idname, icon="TEXT")
 
@@ -288,8 +290,9 @@ class DepthFromImagePreferences(bpy.types.AddonPreferences):
         row.prop(self, "device")
         row.prop(self, "precision")
         col = box.column(align=True)
-        col.label(text="Weights licences: Pixel-Perfect Depth (ppd.pth) — see its model card.", icon="INFO")
-        col.label(text="The Depth-Anything-V2-Large encoder weights are CC-BY-NC-4.0: non-commercial use only.")
+        wrapped_label(col, "Weights licences: Pixel-Perfect Depth (ppd.pth): see its model card. The "
+                      "Depth-Anything-V2-Large encoder weights are CC-BY-NC-4.0: non-commercial use only.",
+                      "INFO", LABEL_WIDTH)
         row = box.row()
         row.operator("wm.url_open", text="Pixel-Perfect-Depth model card").url = PPD_CARD
         row.operator("wm.url_open", text="Depth-Anything-V2-Large model card").url = ENCODER_CARD
@@ -299,21 +302,21 @@ class DepthFromImagePreferences(bpy.types.AddonPreferences):
         row.prop(self, "package_spec")
         row.operator(DEPTH_OT_setup_backend.bl_idname, icon="IMPORT")
         if not bpy.app.online_access:
-            box.label(text=OFFLINE_SETUP, icon="INTERNET_OFFLINE")
+            wrapped_label(box, OFFLINE_SETUP, "INTERNET_OFFLINE", LABEL_WIDTH)
         setup = STATUS["setup"]
         if setup is None:
             return
         status = setup.status()
         for command in status.commands:
-            box.label(text=f"$ {command}")
+            wrapped_label(box, f"$ {command}", width=LABEL_WIDTH)
         if not status.done:
             row = box.row()
             row.progress(factor=status.fraction, type="BAR", text=status.stage)
             row.operator(DEPTH_OT_cancel_setup.bl_idname, text="", icon="X")
         if status.message:
-            box.label(text=status.message)
+            wrapped_label(box, status.message, width=LABEL_WIDTH)
         if status.error:
-            box.label(text=status.error, icon="ERROR")
+            wrapped_label(box, status.error, "ERROR", LABEL_WIDTH)
 
 
 CLASSES = (

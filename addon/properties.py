@@ -35,7 +35,7 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
     """What to make from which photo: Scene.depth_from_image."""
 
     photo_source: EnumProperty(
-        name="Photo",
+        name="Photo", description="Where the photo comes from",
         items=(
             ("FILE", "File", "A photo file on disk"),
             ("IMAGE", "Image", "An image already loaded in Blender (packed images too)"),
@@ -55,7 +55,7 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
     )
 
     output: EnumProperty(
-        name="Output",
+        name="Output", description="What to make from the photo",
         items=(
             ("MESH", "Mesh", "A textured mesh seen from the photo's camera"),
             ("POINTS", "Point Cloud", "Coloured points, rendered with Geometry Nodes"),
@@ -64,14 +64,15 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
         default="MESH",
     )
     mesh_method: EnumProperty(
-        name="Method",
+        name="Method", description="How the mesh is made from the depth",
         items=(
             ("GRID", "Grid", "Triangulate the pixel grid, cut at depth edges (fast, exact texture)"),
             ("POISSON", "Poisson", "Poisson surface reconstruction (smooth, closed holes)"),
         ),
         default="GRID",
     )
-    shading: EnumProperty(name="Shading", items=SHADING_ITEMS, default="EMISSION")
+    shading: EnumProperty(name="Shading", items=SHADING_ITEMS, default="EMISSION",
+                          description="How the material shows the photo's colours")
     width_mm: FloatProperty(name="Width (mm)", default=100.0, min=1.0, soft_max=500.0,
                             description="Width of the printed solid in millimetres")
     relief_mm: FloatProperty(name="Relief (mm)", default=10.0, min=0.1, soft_max=100.0,
@@ -82,7 +83,7 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
     steps: IntProperty(name="Steps", default=4, min=1, max=64,
                        description="Diffusion sampling steps: more is slower and slightly finer")
     resolution: EnumProperty(
-        name="Resolution",
+        name="Resolution", description="Working size of the depth network: larger is finer and slower",
         items=(
             ("AUTO", "Auto", "Standard on a GPU, Preview on the CPU (where Standard takes many minutes)"),
             ("PREVIEW", "Preview (256x192)", "Work at about 0.05 megapixels: a quick, coarse look"),
@@ -93,7 +94,7 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
         default="AUTO",
     )
     preset: EnumProperty(
-        name="Depth Range",
+        name="Depth Range", description="How far the nearest and farthest surfaces are, in metres",
         items=(
             ("tabletop", "Tabletop", "Objects on a table, about 0.3 to 1.5 m away"),
             ("indoor", "Indoor", "A room, about 0.8 to 10 m away"),
@@ -109,7 +110,7 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
     far: FloatProperty(name="Far (m)", default=10.0, min=0.02, soft_max=1000.0,
                        description="Distance of the farthest surfaces from the camera, in metres")
     fov_source: EnumProperty(
-        name="Field of View",
+        name="Field of View", description="Where the camera's field of view comes from",
         items=(
             ("EXIF", "From EXIF", "Use the photo's focal length from EXIF (a default when it has none)"),
             ("MANUAL", "Manual", "Set the horizontal field of view"),

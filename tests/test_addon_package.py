@@ -13,7 +13,7 @@ from tests.test_addon_harness import MODULE, REPO, addon, build_zip, bpy, instal
 EXPECTED_FILES = {
     "blender_manifest.toml", "__init__.py", "ppd_client.py", "backend_setup.py", "importer.py",
     "interpreters.py", "materials.py", "operators.py", "panel.py", "photo_source.py", "preferences.py",
-    "properties.py", "runner.py", "scene_camera.py",
+    "properties.py", "runner.py", "scene_camera.py", "ui_text.py",
 }
 
 

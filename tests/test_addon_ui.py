@@ -82,7 +82,35 @@ def test_check_with_a_bad_path_reports_it_in_the_preferences(tmp_path):
     assert preferences.STATUS["check"].startswith(f"Python interpreter not found: {tmp_path / 'no' / 'python'}")
     drawer = DrawSelf(prefs())
     type(prefs()).draw(drawer, bpy.context)
-    assert ("label", preferences.STATUS["check"], "ERROR") in drawer.layout.log
+    _assert_shown_whole(drawer.layout, preferences.STATUS["check"], "ERROR", preferences.LABEL_WIDTH)
+
+
+def _assert_shown_whole(layout, message: str, icon: str, width: int) -> None:
+    """A long message is drawn over several labels, none cut off: the first with the icon."""
+    labels = [entry for entry in layout.log if entry[0] == "label"]
+    first = next(i for i, entry in enumerate(labels) if message.startswith(entry[1]) and entry[2] == icon)
+    lines = [labels[first][1]]
+    for entry in labels[first + 1:]:
+        if entry[2] != "BLANK1":
+            break
+        lines.append(entry[1])
+    # Words longer than a line (paths) are split, so compare the text without its spaces.
+    assert "".join("".join(lines).split()) == "".join(message.split()) and max(map(len, lines)) <= width
+
+
+def test_long_messages_wrap_in_the_panel_and_preferences(tmp_path):
+    preferences = addon("preferences")
+    message = (f'{tmp_path}/venv/bin/python does not have the depth-from-image package (ppd_core); install it '
+               f'with: "{tmp_path}/venv/bin/python" -m pip install depth-from-image')
+    preferences.STATUS["check_ok"], preferences.STATUS["check"] = False, message
+    drawer = DrawSelf(prefs())
+    type(prefs()).draw(drawer, bpy.context)
+    _assert_shown_whole(drawer.layout, message, "ERROR", preferences.LABEL_WIDTH)
+    preferences.STATUS["check"] = ""
+    state = bpy.context.window_manager.depth_from_image
+    state.last_error = message
+    _assert_shown_whole(_draw_panel(), message, "ERROR", 60)
+    state.last_error = ""
 
 
 def test_detect_returns_at_once_and_reports_later(tmp_path, monkeypatch):
@@ -172,7 +200,7 @@ def test_set_up_backend_refuses_without_online_access_and_says_so():
         assert preferences.STATUS["setup"] is None  # nothing was started
         drawer = DrawSelf(prefs())
         type(prefs()).draw(drawer, bpy.context)
-        assert ("label", preferences.OFFLINE_SETUP, "INTERNET_OFFLINE") in drawer.layout.log
+        _assert_shown_whole(drawer.layout, preferences.OFFLINE_SETUP, "INTERNET_OFFLINE", preferences.LABEL_WIDTH)
     finally:
         system.use_online_access = before
 
