@@ -6,7 +6,7 @@ import bpy
 
 from . import runner
 from .operators import DEPTH_OT_cancel, DEPTH_OT_choose_photo, DEPTH_OT_from_image
-from .ui_text import wrapped_label
+from .ui_text import chars_per_line, wrapped_label
 
 
 class VIEW3D_PT_depth_from_image(bpy.types.Panel):
@@ -65,7 +65,7 @@ class VIEW3D_PT_depth_from_image(bpy.types.Panel):
         if state.last_error:
             box = layout.box()
             box.alert = True
-            wrapped_label(box, state.last_error, "ERROR")
+            wrapped_label(box, state.last_error, "ERROR", chars_per_line(context))
         elif state.last_result:
             layout.label(text=state.last_result, icon="CHECKMARK")
 

@@ -14,3 +14,12 @@ def wrapped_label(layout: bpy.types.UILayout, text: str, icon: str = "NONE", wid
     column = layout.column(align=True)
     for number, line in enumerate(lines):
         column.label(text=line, icon=icon if number == 0 else ("BLANK1" if icon != "NONE" else "NONE"))
+
+
+def chars_per_line(context: bpy.types.Context, fallback: int = 60) -> int:
+    """About how many characters fit on a line of the region being drawn (the sidebar can
+    be narrow or wide); `fallback` when there is no region (background mode)."""
+    region = getattr(context, "region", None)
+    if region is None or region.width <= 1:
+        return fallback
+    return max(20, int(region.width / (7.0 * context.preferences.system.ui_scale)) - 4)

@@ -245,3 +245,16 @@ def test_detect_picks_the_first_python_that_has_the_package(tmp_path, monkeypatc
     _drain_timers(preferences)
     assert prefs().python == str(folder / "python")
     assert preferences.STATUS["detect"] == [f"{folder / 'python3'}: lacks ppd_core", f"{folder / 'python'}: has ppd_core"]
+
+
+def test_message_lines_fit_the_region_width():
+    ui_text = addon("ui_text")
+
+    class Region:
+        width = 300
+
+    context = type("Context", (), {"region": Region(), "preferences": bpy.context.preferences})()
+    narrow = ui_text.chars_per_line(context)
+    Region.width = 900
+    assert 20 <= narrow < ui_text.chars_per_line(context)
+    assert ui_text.chars_per_line(type("NoRegion", (), {"region": None})()) == 60
