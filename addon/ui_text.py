@@ -22,4 +22,5 @@ def chars_per_line(context: bpy.types.Context, fallback: int = 60) -> int:
     region = getattr(context, "region", None)
     if region is None or region.width <= 1:
         return fallback
-    return max(20, int(region.width / (7.0 * context.preferences.system.ui_scale)) - 4)
+    scale = context.preferences.system.ui_scale or 1.0  # 0 in background mode
+    return max(20, int(region.width / (7.0 * scale)) - 4)
