@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import locale
 import os
+import re
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -56,9 +57,15 @@ def print_frame(mesh: MeshData) -> MeshData:
     return mesh.transformed(_OPENCV_TO_Z_UP, scale=1000.0, frame="print_mm")
 
 
+def _side_stem(path: Path) -> str:
+    """The OBJ's stem with blanks as underscores, for the MTL and texture it names inside:
+    MeshLab and other readers end a file name in `mtllib` / `map_Kd` at the first blank."""
+    return re.sub(r"\s", "_", path.stem)
+
+
 def texture_path(path: Path) -> Path:
     """The texture PNG written beside an OBJ (never the photo's own name)."""
-    return path.with_name(path.stem + "_texture.png")
+    return path.with_name(_side_stem(path) + "_texture.png")
 
 
 def output_files(kind: str, path: Path) -> list[Path]:
@@ -66,7 +73,7 @@ def output_files(kind: str, path: Path) -> list[Path]:
     depth_png: the 16-bit depth and its colour preview)."""
     path = Path(path)
     if kind == "obj":
-        return [path, path.with_suffix(".mtl"), texture_path(path)]
+        return [path, path.with_name(_side_stem(path) + ".mtl"), texture_path(path)]
     if kind == "depth_png":
         return [path, path.with_name(path.stem + "_preview.png")]
     return [path]

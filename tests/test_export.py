@@ -168,8 +168,12 @@ def test_3mf_keeps_the_locale_and_obj_names_may_be_unicode(tmp_path, scene, phot
         obj, mtl, png = export("obj", folder / "phöto 1.obj", scene, texture=photo)
     finally:
         locale.setlocale(locale.LC_ALL, before)
-    assert "phöto 1.mtl" in obj.read_text(encoding="utf-8") and png.exists()
+    assert (mtl.name, png.name) == ("phöto_1.mtl", "phöto_1_texture.png")  # no blanks inside the OBJ
+    assert "mtllib phöto_1.mtl" in obj.read_text(encoding="utf-8") and png.exists()
     assert len(trimesh.load(obj, force="mesh").faces) == len(scene.faces)
+    meshes = pymeshlab.MeshSet()
+    meshes.load_new_mesh(str(obj))
+    assert list(meshes.current_mesh().textures()) == ["phöto_1_texture.png"]  # MeshLab finds it
 
 
 def test_an_interrupted_npz_leaves_nothing_and_prints_nothing(tmp_path, scene, monkeypatch):
