@@ -156,8 +156,10 @@ def metric_depth(photo, options: JobOptions, models: Optional[ModelCache],
         values = depth_maps.read_depth_file(options.depth, options.depth_kind)
         height, width = values.shape
         if abs(width / height - photo.width / photo.height) > 0.01 * photo.width / photo.height:
+            turned = abs(height / width - photo.width / photo.height) <= 0.01 * photo.width / photo.height
+            hint = "; photos are read upright (EXIF orientation applied): turn the depth map too" if turned else ""
             raise BadInputError(f"{options.depth}: depth map is {width}x{height} but the photo "
-                                f"{photo.path} is {photo.width}x{photo.height} (another aspect ratio)")
+                                f"{photo.path} is {photo.width}x{photo.height} (another aspect ratio{hint})")
         explicit = options.preset is not None or options.near is not None or options.far is not None
         near, far = options.depth_range() if explicit or options.depth_kind == "normalized" else (None, None)
         metric = depth_maps.depth_to_metric(values, options.depth_kind, near, far)

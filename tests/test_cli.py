@@ -330,3 +330,15 @@ def test_two_photos_never_write_the_same_file_and_inputs_are_never_overwritten(s
     assert "refusing to overwrite the depth file" in capsys.readouterr().err and made.read_bytes() == before
     assert main([str(tmp_path), "--stl", "--quiet"]) == 1
     assert f"{tmp_path}: not a file" in capsys.readouterr().err
+
+
+def test_depth_of_a_photo_turned_by_exif_says_how_to_fix_it(scene, tmp_path, capsys):
+    _, depth, rgb = scene
+    turned = tmp_path / "turned.jpg"
+    image = Image.fromarray(rgb)
+    exif = image.getexif()
+    exif[0x0112] = 6  # stored sideways: shown upright it is H wide and W tall
+    image.save(turned, exif=exif)
+    assert main([str(turned), "--depth", str(depth), "--stl", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"is {H}x{W}" in err and "EXIF orientation" in err and err.count("\n") == 1
