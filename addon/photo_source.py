@@ -19,6 +19,10 @@ EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".webp", "B
               "OPEN_EXR": ".exr", "TARGA": ".tga"}
 
 
+# Formats Blender reads but the worker (Pillow) does not: their pixels are sent as a PNG.
+BLENDER_ONLY_FORMATS = {"OPEN_EXR", "OPEN_EXR_MULTILAYER", "HDR", "CINEON", "DPX"}
+
+
 class PhotoError(Exception):
     """The chosen photo cannot be used; the message says which and why."""
 
@@ -44,17 +48,25 @@ def display_name(filename: str) -> str:
     return stem.strip() or "Photo"
 
 
+def srgb_from_linear(values: np.ndarray) -> np.ndarray:
+    """Scene-linear values (a float image's pixels) as sRGB display values in [0, 1]."""
+    values = np.clip(values, 0.0, 1.0)
+    return np.where(values <= 0.0031308, values * 12.92, 1.055 * np.power(values, 1.0 / 2.4) - 0.055)
+
+
 def _pixels_copy(image: bpy.types.Image, folder: str) -> str:
-    """Write the image's current pixels as a PNG through a throw-away copy."""
+    """Write the image's current pixels as an 8-bit sRGB PNG through a throw-away image."""
     width, height = image.size
     if width == 0 or height == 0:
         raise PhotoError(f"Image '{image.name}' has no pixels Blender can read: reload or replace it")
     pixels = np.empty(width * height * 4, np.float32)
     image.pixels.foreach_get(pixels)
+    if image.is_float:  # float buffers hold scene-linear light; a photo file holds sRGB values
+        rgba = pixels.reshape(-1, 4)
+        rgba[:, :3] = srgb_from_linear(rgba[:, :3])
     path = os.path.join(folder, _safe_stem(image) + ".png")
-    copy = bpy.data.images.new("ppd photo copy", width, height, alpha=True, float_buffer=image.is_float)
+    copy = bpy.data.images.new("ppd photo copy", width, height, alpha=True)
     try:
-        copy.colorspace_settings.name = image.colorspace_settings.name
         copy.pixels.foreach_set(pixels)
         copy.filepath_raw = path
         copy.file_format = "PNG"
@@ -97,7 +109,7 @@ def resolve_photo(settings, temp_folder: str) -> Photo:
         raise PhotoError(f"Image '{image.name}' is a {image.source.lower()} image: choose a single photo")
     if image.source == "VIEWER":
         raise PhotoError(f"Image '{image.name}' is a render or viewer result: save it as a file first")
-    if image.source == "GENERATED" or image.is_dirty:
+    if image.source == "GENERATED" or image.is_dirty or image.file_format in BLENDER_ONLY_FORMATS:
         return Photo(path=_pixels_copy(image, temp_folder), image_name=image.name, name=name)
     if image.packed_file is not None:
         return Photo(path=_packed_copy(image, temp_folder), image_name=image.name, name=name)

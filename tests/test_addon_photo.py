@@ -99,3 +99,22 @@ def test_relative_path_in_an_unsaved_file_says_to_save(photos, tmp_path):
     settings.photo_source, settings.photo_path = "FILE", "//porch.jpg"
     with pytest.raises(module.PhotoError, match="//porch.jpg is relative to the .blend file, which is not saved yet"):
         module.resolve_photo(settings, str(tmp_path))
+
+
+def test_an_exr_image_is_sent_as_a_png_the_worker_can_read(photos, tmp_path):
+    module, settings = photos
+    maker = bpy.data.images.new("maker", 8, 6, float_buffer=True)
+    linear = np.full(8 * 6 * 4, 0.2, np.float32)
+    linear[3::4] = 1.0
+    maker.pixels.foreach_set(linear)
+    maker.filepath_raw, maker.file_format = str(tmp_path / "plate.exr"), "OPEN_EXR"
+    maker.save()
+    bpy.data.images.remove(maker)
+    image = bpy.data.images.load(str(tmp_path / "plate.exr"))
+    settings.photo_source, settings.photo_image = "IMAGE", image
+    run_folder = tmp_path / "run"
+    run_folder.mkdir()
+    found = module.resolve_photo(settings, str(run_folder))
+    assert found.path == str(run_folder / "plate.png")
+    # Linear 0.2 is about 0.48 in sRGB: the PNG holds display values, as a photo does.
+    np.testing.assert_allclose(_png_pixels(found.path)[0:3], 0.484, atol=2 / 255)
