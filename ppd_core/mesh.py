@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import io
+import os
 import signal
 import sys
 import threading
@@ -132,6 +134,21 @@ def check_targets(photo: Path, outputs: dict[str, Path], force: bool, depth: Opt
     claimed.update((target.resolve(), photo) for target in targets)
 
 
+def say(text: str, stream=None) -> None:
+    """Print one line. A closed or full stream (`ppd-mesh ... | head`, /dev/full) is sent to
+    the null device instead: the outputs are on disk, a lost summary line must not undo that."""
+    stream = sys.stdout if stream is None else stream
+    try:
+        print(text, file=stream, flush=True)
+    except OSError:
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, stream.fileno())  # so the interpreter's last flush at exit fails no more
+            os.close(null)
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            pass
+
+
 class Progress:
     """A tqdm bar per photo on a terminal; plain lines per stage otherwise; nothing when quiet."""
 
@@ -165,7 +182,7 @@ class Progress:
             self.bar.n = round(100 * self.fraction)
             self.bar.set_postfix_str(f"{stage}: {message}", refresh=True)
         elif not self.quiet and stage != self.stage:
-            print(f"{self.label}: {stage} {message}".rstrip(), file=self.stream, flush=True)
+            say(f"{self.label}: {stage} {message}".rstrip(), self.stream)
         self.stage = stage
 
     def close(self) -> None:
@@ -217,16 +234,16 @@ def run_in_process(jobs: list, options, quiet: bool) -> int:
             stats = run_photo(photo, outputs, options, models=models, on_progress=progress)
         except KeyboardInterrupt:
             progress.close()
-            print(f"ppd-mesh: {photo}: interrupted; nothing written for it", file=sys.stderr)
+            say(f"ppd-mesh: {photo}: interrupted; nothing written for it", sys.stderr)
             raise
         except Exception as error:
             progress.close()
-            print(failure_line(photo, error), file=sys.stderr)
+            say(failure_line(photo, error), sys.stderr)
             failures += 1
             continue
         progress.close()
         for line in summary_lines(stats):
-            print(line)
+            say(line)
     return failures
 
 
@@ -239,7 +256,7 @@ def run_in_worker(jobs: list, options, quiet: bool) -> int:
         try:
             client.start()
         except WorkerError as error:
-            print(f"ppd-mesh: worker: {error}", file=sys.stderr)
+            say(f"ppd-mesh: worker: {error}", sys.stderr)
             return len(jobs)
         for photo, outputs in jobs:
             progress = Progress(photo.name, quiet)
@@ -250,14 +267,14 @@ def run_in_worker(jobs: list, options, quiet: bool) -> int:
             except KeyboardInterrupt:
                 client.cancel(job_id)
                 progress.close()
-                print(f"ppd-mesh: {photo}: interrupted; nothing written for it", file=sys.stderr)
+                say(f"ppd-mesh: {photo}: interrupted; nothing written for it", sys.stderr)
                 raise
             progress.close()
             if outcome["type"] == "result":
                 for line in summary_lines({**outcome["stats"], "outputs": outcome["outputs"]}):
-                    print(line)
+                    say(line)
             else:
-                print(failure_line(photo, PPDError(outcome.get("message", "the worker failed"))), file=sys.stderr)
+                say(failure_line(photo, PPDError(outcome.get("message", "the worker failed"))), sys.stderr)
                 failures += 1
                 if outcome.get("kind") in ("worker_crashed", "timeout"):
                     return failures + len(jobs) - [p for p, _ in jobs].index(photo) - 1
@@ -317,17 +334,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     kinds = [kind for kind in OUTPUT_FLAGS if getattr(args, f"want_{kind}")]
     if not kinds:
         parser.print_usage(sys.stderr)
-        print("ppd-mesh: error: choose at least one output (--stl, --3mf, --ply, --obj, --glb, --npz, --depth-png)",
-              file=sys.stderr)
+        say("ppd-mesh: error: choose at least one output (--stl, --3mf, --ply, --obj, --glb, --npz, --depth-png)",
+            sys.stderr)
         return EXIT_USAGE
     try:
         options = job_options(args)
         options.validate()
     except BadInputError as error:
-        print(f"ppd-mesh: error: {error}", file=sys.stderr)
+        say(f"ppd-mesh: error: {error}", sys.stderr)
         return EXIT_USAGE
     if args.depth is not None and len(args.photos) > 1:
-        print("ppd-mesh: error: --depth gives the depth of one photo; pass exactly one photo", file=sys.stderr)
+        say("ppd-mesh: error: --depth gives the depth of one photo; pass exactly one photo", sys.stderr)
         return EXIT_USAGE
 
     failures = 0
@@ -342,7 +359,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             check_targets(photo, outputs, args.force, depth=Path(args.depth) if args.depth else None,
                           claimed=claimed)
         except PPDError as error:
-            print(failure_line(photo, error), file=sys.stderr)
+            say(failure_line(photo, error), sys.stderr)
             failures += 1
             continue
         jobs.append((photo, outputs))

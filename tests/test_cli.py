@@ -342,3 +342,14 @@ def test_depth_of_a_photo_turned_by_exif_says_how_to_fix_it(scene, tmp_path, cap
     assert main([str(turned), "--depth", str(depth), "--stl", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert f"is {H}x{W}" in err and "EXIF orientation" in err and err.count("\n") == 1
+
+
+def test_a_closed_stdout_loses_only_the_summary(scene):
+    """`ppd-mesh ... | head -0`: the files are written, no traceback, exit 0."""
+    photo, depth, _ = scene
+    run = subprocess.Popen([sys.executable, "-m", "ppd_core.mesh", str(photo), "--depth", str(depth), "--stl",
+                            "--ply", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run.stdout.close()  # the reader is gone before the summary is printed
+    err = run.stderr.read().decode()
+    assert run.wait(timeout=120) == 0 and "Traceback" not in err and "Exception" not in err, err
+    assert photo.with_suffix(".stl").exists() and photo.with_suffix(".ply").exists()
