@@ -19,6 +19,9 @@ from bpy.props import (
 from .materials import SHADING_ITEMS
 
 RESOLUTIONS = {"PREVIEW": 256 * 192, "FAST": 512 * 384, "STANDARD": 1024 * 768, "HIGH": 1536 * 1152}
+# Hard limits within those the worker accepts (mesh.solid print sizes, ppd_core.depth range).
+MAX_PRINT_MM = 100_000.0
+MAX_DEPTH_M = 1_000_000.0
 
 
 def auto_resolution(device: str, handshake: dict) -> int:
@@ -73,11 +76,11 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
     )
     shading: EnumProperty(name="Shading", items=SHADING_ITEMS, default="EMISSION",
                           description="How the material shows the photo's colours")
-    width_mm: FloatProperty(name="Width (mm)", default=100.0, min=1.0, soft_max=500.0,
+    width_mm: FloatProperty(name="Width (mm)", default=100.0, min=1.0, max=MAX_PRINT_MM, soft_max=500.0,
                             description="Width of the printed solid in millimetres")
-    relief_mm: FloatProperty(name="Relief (mm)", default=10.0, min=0.1, soft_max=100.0,
+    relief_mm: FloatProperty(name="Relief (mm)", default=10.0, min=0.1, max=MAX_PRINT_MM, soft_max=100.0,
                              description="Height from the farthest to the nearest surface, in millimetres")
-    base_mm: FloatProperty(name="Base (mm)", default=2.0, min=0.0, soft_max=50.0,
+    base_mm: FloatProperty(name="Base (mm)", default=2.0, min=0.1, max=MAX_PRINT_MM, soft_max=50.0,
                            description="Thickness of the flat base under the relief, in millimetres")
 
     steps: IntProperty(name="Steps", default=4, min=1, max=64,
@@ -105,9 +108,9 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
     )
     # Plain numbers in metres: a LENGTH unit would follow the scene's unit scale, so after a
     # print solid set millimetres, "0.8" would read as 0.8 mm yet be sent as 0.8 m.
-    near: FloatProperty(name="Near (m)", default=0.8, min=0.01, soft_max=100.0,
+    near: FloatProperty(name="Near (m)", default=0.8, min=0.01, max=MAX_DEPTH_M, soft_max=100.0,
                         description="Distance of the nearest surfaces from the camera, in metres")
-    far: FloatProperty(name="Far (m)", default=10.0, min=0.02, soft_max=1000.0,
+    far: FloatProperty(name="Far (m)", default=10.0, min=0.02, max=MAX_DEPTH_M, soft_max=1000.0,
                        description="Distance of the farthest surfaces from the camera, in metres")
     fov_source: EnumProperty(
         name="Field of View", description="Where the camera's field of view comes from",

@@ -258,3 +258,30 @@ def test_message_lines_fit_the_region_width():
     Region.width = 900
     assert 20 <= narrow < ui_text.chars_per_line(context)
     assert ui_text.chars_per_line(type("NoRegion", (), {"region": None})()) == 60
+
+
+def test_every_value_the_panel_allows_is_one_the_worker_accepts():
+    """The sliders' hard limits pass the pipeline's own option checks (no run that fails in
+    the worker for a value the panel let through)."""
+    pipeline = pytest.importorskip("ppd_core.pipeline")
+    pytest.importorskip("cv2")  # JobOptions.validate checks print sizes with mesh.solid
+    properties = addon("properties")
+    settings = bpy.context.scene.depth_from_image
+    rna = type(settings).bl_rna.properties
+    names = ("width_mm", "relief_mm", "base_mm", "steps", "near", "far", "fov", "edge_strength")
+    saved = {name: getattr(settings, name) for name in names}
+    saved.update(preset=settings.preset, fov_source=settings.fov_source, resolution=settings.resolution)
+    settings.preset, settings.fov_source = "custom", "MANUAL"
+    try:
+        for end in ("hard_min", "hard_max"):
+            for name in names:
+                setattr(settings, name, getattr(rna[name], end))
+            if settings.near >= settings.far:
+                settings.near, settings.far = rna["near"].hard_min, rna["far"].soft_max
+            for resolution in properties.RESOLUTIONS:
+                settings.resolution = resolution
+                options = properties.job_options(settings, prefs())
+                pipeline.JobOptions(**options).validate()
+    finally:
+        for name, value in saved.items():
+            setattr(settings, name, value)
