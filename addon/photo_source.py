@@ -1,8 +1,8 @@
 """Which photo file the worker reads, from a path or from an image loaded in Blender.
 
 A packed image has no file on disk, so its original bytes (EXIF included) are written to
-the run's temporary folder; a generated image, or one painted but not saved, is written
-there as a PNG of its current pixels. The worker only ever sees a file path, and the
+the run's temporary folder; a generated image, one painted but not saved, or one in a
+format the worker cannot read (EXR, HDR, ...) is written there as a PNG of its pixels. The worker only ever sees a file path, and the
 user's image is never changed.
 """
 
