@@ -12,6 +12,7 @@ import contextlib
 import locale
 import os
 import re
+import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -132,10 +133,13 @@ def atomic_files(paths: Sequence[Path]) -> Iterator[list[Path]]:
             os.close(handle)
             os.chmod(name, _file_mode())  # mkstemp makes 0600; a finished file gets the usual mode
             temps.append(Path(name))
-        yield temps
-        for temp, path in zip(temps, paths):
-            os.replace(temp, path)
-            placed.append(path)
+        try:
+            yield temps
+            for temp, path in zip(temps, paths):
+                os.replace(temp, path)
+                placed.append(path)
+        except OSError as error:  # a full disk, a vanished folder: the user's problem, said plainly
+            raise OutputError(f"{paths[0]}: cannot write ({error.strerror or error})") from error
     except BaseException:
         for leftover in temps + placed:
             with contextlib.suppress(FileNotFoundError):
@@ -188,6 +192,12 @@ def write_3mf(path: Path, mesh: MeshData, **_) -> None:
 
     _require_faces(mesh, path)
     solid = print_frame(mesh)
+    # lib3mf aborts the whole process (an uncaught C++ exception) when the disk fills up, so
+    # make sure the uncompressed model (about 64 bytes a vertex, 56 a triangle) fits first.
+    needed = 64 * len(solid.vertices) + 56 * len(solid.faces) + 65536
+    free = shutil.disk_usage(path.parent).free
+    if free < needed:
+        raise OutputError(f"{path}: cannot write (about {needed // 1024} KiB needed, {free // 1024} KiB free)")
     meshes = pymeshlab.MeshSet()
     meshes.add_mesh(pymeshlab.Mesh(vertex_matrix=solid.vertices.astype(np.float64), face_matrix=solid.faces))
     saved_locale = locale.setlocale(locale.LC_ALL)

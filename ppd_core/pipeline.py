@@ -310,6 +310,7 @@ def _write_outputs(outputs: dict, wanted: dict, geometry: dict, metric: np.ndarr
 
     from mesh.checks import check_mesh
     from mesh.export import export, output_files, write_depth_png
+    from ppd_core.errors import OutputError
     from ppd_core.staging import make_staging, move_into_place
 
     checks = {name: check_mesh(shape) for name, shape in geometry.items() if shape.frame == "print_mm"}
@@ -322,13 +323,16 @@ def _write_outputs(outputs: dict, wanted: dict, geometry: dict, metric: np.ndarr
             if folder not in staging:
                 staging[folder] = make_staging(folder)
             staged = staging[folder] / path.name
-            if kind == "depth_png":
-                write_depth_png(staged, metric)
-                details[kind] = {"size_px": [int(metric.shape[1]), int(metric.shape[0])]}
-            else:
-                shape = geometry[wanted[kind]]
-                export(kind, staged, shape, texture=image.rgb, camera=camera, npz_kind=wanted[kind])
-                details[kind] = _describe(shape, checks.get(wanted[kind]))
+            try:
+                if kind == "depth_png":
+                    write_depth_png(staged, metric)
+                    details[kind] = {"size_px": [int(metric.shape[1]), int(metric.shape[0])]}
+                else:
+                    shape = geometry[wanted[kind]]
+                    export(kind, staged, shape, texture=image.rgb, camera=camera, npz_kind=wanted[kind])
+                    details[kind] = _describe(shape, checks.get(wanted[kind]))
+            except OutputError as error:  # name the user's file, not the hidden staging copy
+                raise OutputError(str(error).replace(str(staging[folder]), str(folder))) from None
         report(on_progress, "export", 1.0, "moving files into place")
         moves = [(staging[path.parent] / final.name, final)
                  for kind, path in outputs.items() for final in output_files(kind, path)]

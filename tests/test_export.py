@@ -208,3 +208,25 @@ def test_mesh_arrays_of_the_wrong_shape_or_range_are_refused(tmp_path):
     with pytest.raises(BadInputError, match="empty.ply: nothing to write"):
         export("ply", tmp_path / "empty.ply", empty)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_is_a_clear_output_error_and_leaves_nothing(tmp_path, scene, monkeypatch):
+    import errno
+    import pathlib
+    import shutil
+    from collections import namedtuple
+
+    def no_space(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pathlib.Path, "write_bytes", no_space)
+        with pytest.raises(OutputError, match=r"scene.stl: cannot write \(No space left on device\)"):
+            export("stl", tmp_path / "scene.stl", scene)
+    assert list(tmp_path.iterdir()) == []
+    # lib3mf would abort the process on a full disk, so the 3MF writer checks the space first
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10**6, 10**6 - 1000, 1000))
+    with pytest.raises(OutputError, match=r"scene.3mf: cannot write \(about \d+ KiB needed, 0 KiB free\)"):
+        export("3mf", tmp_path / "scene.3mf", relief_solid(step_depth(), cell_mm=5.0))
+    assert list(tmp_path.iterdir()) == []

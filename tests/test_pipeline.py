@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ppd_core.errors import BadInputError, Cancelled
+from ppd_core.errors import BadInputError, Cancelled, OutputError
 from ppd_core.pipeline import STAGES, JobOptions, ModelCache, mesh_grid_size, run_photo
 
 
@@ -123,3 +123,19 @@ def test_a_shrunk_mesh_grid_keeps_its_points_on_the_true_surface(tmp_path):
         vertices = data["vertices"].astype(np.float64)
     assert len(vertices) > 0.9 * 80 * 60
     assert np.abs(vertices @ normal - offset).max() < 1e-3  # metres; half a pixel off was ~1 cm
+
+
+def test_a_write_error_names_the_users_file_not_the_staging_copy(photo_and_depth, tmp_path, monkeypatch):
+    import errno
+    import pathlib
+
+    photo, depth = photo_and_depth
+
+    def no_space(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", no_space)
+    with pytest.raises(OutputError) as failure:
+        run_photo(photo, {"stl": tmp_path / "a.stl"}, JobOptions(depth=depth))
+    assert str(failure.value) == f"{tmp_path / 'a.stl'}: cannot write (No space left on device)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["depth.npy", "photo.jpg"]
