@@ -116,5 +116,11 @@ def test_an_exr_image_is_sent_as_a_png_the_worker_can_read(photos, tmp_path):
     run_folder.mkdir()
     found = module.resolve_photo(settings, str(run_folder))
     assert found.path == str(run_folder / "plate.png")
-    # Linear 0.2 is about 0.48 in sRGB: the PNG holds display values, as a photo does.
-    np.testing.assert_allclose(_png_pixels(found.path)[0:3], 0.484, atol=2 / 255)
+    # A float image's pixels are scene-linear (how Blender wrote the EXR differs between
+    # versions); the PNG holds their sRGB display values, as a photo does: 0.2 -> 0.484.
+    linear = np.empty(8 * 6 * 4, np.float32)
+    image.pixels.foreach_get(linear)
+    assert image.is_float and 0.1 < linear[0] < 0.6
+    want = module.srgb_from_linear(linear.reshape(-1, 4)[:, :3])
+    np.testing.assert_allclose(_png_pixels(found.path).reshape(-1, 4)[:, :3], want, atol=1 / 255)
+    assert module.srgb_from_linear(np.float32(0.2)) == pytest.approx(0.4845, abs=1e-3)
