@@ -125,6 +125,7 @@ def load_image(path: Union[str, Path]) -> Photo:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)  # Pillow's "Corrupt EXIF data": the pixels are fine
             with Image.open(path) as image:
                 width, height = image.size
                 if width * height > MAX_PIXELS:

@@ -177,3 +177,15 @@ def test_heic_without_pillow_heif_says_what_to_install(tmp_path):
     path.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64)
     with pytest.raises(BadInputError, match="pillow-heif"):
         load_image(path)
+
+
+def test_corrupt_exif_loads_the_pixels_without_warnings(tmp_path):
+    import warnings
+
+    rgb = np.random.default_rng(2).integers(0, 255, (12, 16, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "bad_exif.jpg", quality=100,
+                              exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\xff\xff not a real IFD")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        photo = load_image(tmp_path / "bad_exif.jpg")
+    assert photo.rgb.shape == (12, 16, 3) and photo.focal_35mm is None
