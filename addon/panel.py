@@ -53,7 +53,9 @@ class VIEW3D_PT_depth_from_image(bpy.types.Panel):
         if settings.fov_source == "MANUAL":
             col.prop(settings, "fov")
         col.prop(settings, "edge_strength")
-        col.prop(settings, "create_camera")
+        row = col.row()
+        row.active = settings.output != "SOLID"  # a print solid has no camera to make
+        row.prop(settings, "create_camera")
 
         if runner.SESSION.running:
             row = layout.row(align=True)

@@ -181,11 +181,17 @@ class RecordingLayout:
     """Stands in for bpy.types.UILayout so a panel's or the preferences' draw() can run in
     background mode: it records every label, property, operator and progress bar drawn."""
 
-    def __init__(self, log: list | None = None) -> None:
+    def __init__(self, log: list | None = None, parent: "RecordingLayout | None" = None) -> None:
         self.log = [] if log is None else log
+        self.parent = parent
+        self.active = True
 
     def _child(self, *args, **kwargs) -> "RecordingLayout":
-        return RecordingLayout(self.log)
+        return RecordingLayout(self.log, self)
+
+    def is_active(self) -> bool:
+        """False when this layout or one it sits in was greyed out (`active = False`)."""
+        return self.active and (self.parent is None or self.parent.is_active())
 
     box = row = column = split = grid_flow = _child
 
@@ -193,7 +199,7 @@ class RecordingLayout:
         self.log.append(("label", text, icon))
 
     def prop(self, data, attribute: str, **kwargs) -> None:
-        self.log.append(("prop", attribute, kwargs.get("text")))
+        self.log.append(("prop", attribute, kwargs.get("text"), self.is_active()))
 
     def template_ID(self, data, attribute: str, **kwargs) -> None:
         self.log.append(("prop", attribute, None))

@@ -285,3 +285,14 @@ def test_every_value_the_panel_allows_is_one_the_worker_accepts():
     finally:
         for name, value in saved.items():
             setattr(settings, name, value)
+
+
+def test_create_camera_is_greyed_out_for_print_solids():
+    settings = bpy.context.scene.depth_from_image
+    shown = {}
+    for output in ("MESH", "POINTS", "SOLID"):
+        settings.output = output
+        props = {entry[1]: entry for entry in _draw_panel().log if entry[0] == "prop"}
+        shown[output] = (props["create_camera"][3], "shading" in props, "width_mm" in props)
+    settings.output = "MESH"
+    assert shown == {"MESH": (True, True, False), "POINTS": (True, True, False), "SOLID": (False, False, True)}
