@@ -55,7 +55,10 @@ def worker_log_path() -> str:
     """The worker log (appended to by every worker); past LOG_MAX_BYTES it moves to worker.log.1."""
     path = os.path.join(user_dir(), "worker.log")
     if os.path.isfile(path) and os.path.getsize(path) > LOG_MAX_BYTES:
-        os.replace(path, path + ".1")
+        try:
+            os.replace(path, path + ".1")
+        except OSError:  # Windows: a running worker still has it open; rotate another time
+            pass
     return path
 
 

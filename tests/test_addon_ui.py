@@ -3,6 +3,7 @@ the image-only photo browser, path and unit handling, the Auto resolution."""
 
 from __future__ import annotations
 
+import os
 import stat
 import time
 
@@ -296,3 +297,21 @@ def test_create_camera_is_greyed_out_for_print_solids():
         shown[output] = (props["create_camera"][3], "shading" in props, "width_mm" in props)
     settings.output = "MESH"
     assert shown == {"MESH": (True, True, False), "POINTS": (True, True, False), "SOLID": (False, False, True)}
+
+
+def test_worker_log_rotates_and_a_log_in_use_is_kept(monkeypatch):
+    preferences = addon("preferences")
+    path = preferences.worker_log_path()
+    monkeypatch.setattr(preferences, "LOG_MAX_BYTES", 10)
+    with open(path, "w") as handle:
+        handle.write("x" * 20)
+    assert preferences.worker_log_path() == path and os.path.getsize(path + ".1") == 20
+    assert not os.path.exists(path)
+    with open(path, "w") as handle:
+        handle.write("y" * 20)
+
+    def in_use(*args):
+        raise PermissionError(13, "The process cannot access the file", path)
+
+    monkeypatch.setattr(preferences.os, "replace", in_use)
+    assert preferences.worker_log_path() == path and os.path.getsize(path) == 20  # kept, no error
