@@ -201,6 +201,9 @@ def summary_lines(stats: dict) -> list[str]:
             continue
         if "size_mm" in detail:
             size = " x ".join(f"{v:.2f}" for v in detail["size_mm"]) + " mm"
+        elif kind in ("stl", "3mf"):  # a scene, turned z up and written in millimetres
+            width, height, depth = detail["size_m"]
+            size = " x ".join(f"{1000 * v:.1f}" for v in (width, depth, height)) + " mm (z up)"
         else:
             size = " x ".join(f"{v:.3f}" for v in detail["size_m"]) + " m"
         watertight = {True: "yes", False: "no", None: "n/a (open)"}[detail["watertight"]]

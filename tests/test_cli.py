@@ -353,3 +353,11 @@ def test_a_closed_stdout_loses_only_the_summary(scene):
     err = run.stderr.read().decode()
     assert run.wait(timeout=120) == 0 and "Traceback" not in err and "Exception" not in err, err
     assert photo.with_suffix(".stl").exists() and photo.with_suffix(".ply").exists()
+
+
+def test_scene_stl_summary_gives_the_size_the_slicer_will_show(scene, capsys):
+    photo, depth, _ = scene
+    assert main([str(photo), "--depth", str(depth), "--stl", "--no-solid", "--quiet"]) == 0
+    extents = trimesh.load(photo.with_suffix(".stl")).extents  # z up, millimetres
+    shown = " x ".join(f"{v:.1f}" for v in extents) + " mm (z up)"
+    assert shown in capsys.readouterr().out
