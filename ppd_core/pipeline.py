@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,7 @@ class JobOptions:
         """Raise BadInputError for values no stage could use."""
         from ppd_core.depth import DEPTH_KINDS, MAX_DEPTH_M, PRESETS
 
+        self._check_types()
         if self.method not in ("grid", "poisson"):
             raise BadInputError(f"method {self.method!r} is not one of grid, poisson")
         if self.preset is not None and self.preset not in PRESETS:
@@ -95,6 +97,22 @@ class JobOptions:
         from mesh.solid import check_print_size
 
         check_print_size(self.width_mm, self.relief_mm, self.base_mm)
+
+    def _check_types(self) -> None:
+        """Each field holds its annotated type (options also arrive as JSON from the worker's
+        clients): a number for a number, a bool for a bool, never a bool for a number."""
+        tests = {"bool": lambda v: isinstance(v, (bool, np.bool_)),
+                 "int": lambda v: isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)),
+                 "float": lambda v: isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)),
+                 "str": lambda v: isinstance(v, str)}
+        names = {"bool": "true or false", "int": "a whole number", "float": "a number", "str": "text"}
+        for field in dataclasses.fields(self):
+            value, kind = getattr(self, field.name), str(field.type)
+            optional = kind.startswith("Optional[")
+            kind = kind[len("Optional["):-1] if optional else kind
+            if not (value is None and optional) and not tests[kind](value):
+                raise BadInputError(f"option {field.name} must be {names[kind]}"
+                                    f"{' or null' if optional else ''}, got {value!r}")
 
     def depth_range(self) -> tuple[float, float]:
         """(near, far) in metres: explicit values over the preset over the default preset."""

@@ -139,3 +139,15 @@ def test_a_write_error_names_the_users_file_not_the_staging_copy(photo_and_depth
         run_photo(photo, {"stl": tmp_path / "a.stl"}, JobOptions(depth=depth))
     assert str(failure.value) == f"{tmp_path / 'a.stl'}: cannot write (No space left on device)"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["depth.npy", "photo.jpg"]
+
+
+def test_options_of_the_wrong_type_are_clear_errors():
+    for values, message in (({"steps": "4"}, "steps must be a whole number"),
+                            ({"width_mm": None}, "width_mm must be a number"),
+                            ({"points": "yes"}, "points must be true or false"),
+                            ({"near": True}, "near must be a number or null"),
+                            ({"decimate": 1.5}, "decimate must be a whole number or null")):
+        with pytest.raises(BadInputError, match=message):
+            JobOptions.from_dict(values)
+    options = JobOptions.from_dict({"width_mm": np.float32(50), "steps": np.int64(2), "fov": 60})
+    assert options.width_mm == 50 and options.steps == 2
