@@ -361,6 +361,20 @@ def _write_outputs(outputs: dict, wanted: dict, geometry: dict, metric: np.ndarr
     return details, [final for _, final in moves]
 
 
+def _refuse_overwriting_inputs(photo: Union[str, Path], outputs: dict, options: JobOptions) -> None:
+    """The photo and the depth file are never written over, whoever asks (CLI, worker, API)."""
+    from mesh.export import output_files
+    from ppd_core.errors import OutputError
+
+    inputs = {Path(photo).resolve(): "the photo itself"}
+    if options.depth is not None:
+        inputs[Path(options.depth).resolve()] = "the depth file"
+    for kind, path in outputs.items():
+        for target in output_files(kind, path):
+            if target.resolve() in inputs:
+                raise OutputError(f"{target}: refusing to overwrite {inputs[target.resolve()]}")
+
+
 def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
               models: Optional[ModelCache] = None, on_progress: Optional[ProgressCallback] = None) -> dict:
     """Run one photo and write `outputs` ({kind: path}, kinds from `OUTPUT_KINDS`).
@@ -380,6 +394,7 @@ def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
     if unknown or not outputs:
         raise BadInputError(f"outputs must be some of {', '.join(OUTPUT_KINDS)}; got {', '.join(unknown) or 'none'}")
     options.validate()
+    _refuse_overwriting_inputs(photo, outputs, options)
     wanted = {kind: _geometry_for(kind, options) for kind in outputs}
 
     report(on_progress, "load", 0.0, f"loading {photo}")

@@ -151,3 +151,13 @@ def test_options_of_the_wrong_type_are_clear_errors():
             JobOptions.from_dict(values)
     options = JobOptions.from_dict({"width_mm": np.float32(50), "steps": np.int64(2), "fov": 60})
     assert options.width_mm == 50 and options.steps == 2
+
+
+def test_run_photo_never_writes_over_its_inputs(photo_and_depth, tmp_path):
+    photo, depth = photo_and_depth
+    before = photo.read_bytes(), (tmp_path / "depth.npy").read_bytes()
+    for outputs in ({"depth_png": photo}, {"stl": tmp_path / "a.stl", "npz": tmp_path / "depth.npy"}):
+        with pytest.raises(OutputError, match="refusing to overwrite the (photo itself|depth file)"):
+            run_photo(photo, outputs, JobOptions(depth=depth))
+    assert (photo.read_bytes(), (tmp_path / "depth.npy").read_bytes()) == before
+    assert not (tmp_path / "a.stl").exists()
