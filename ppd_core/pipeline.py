@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -273,20 +272,6 @@ def _camera_stats(intrinsics) -> dict:
     return camera
 
 
-def _describe(geometry, check) -> dict:
-    """Stats of one written geometry: counts, bounds, size with its unit, watertightness."""
-    bounds = geometry.bounds()
-    size = (bounds[1] - bounds[0]).round(4).tolist()
-    stats = {"vertices": int(len(geometry.vertices)), "faces": int(len(geometry.faces)),
-             "bounds": bounds.round(6).tolist()}
-    if geometry.frame == "print_mm":
-        stats.update(size_mm=size, watertight=check.watertight, check=check.summary(),
-                     printable=check.printable, volume_mm3=round(check.volume, 3))
-    else:
-        stats.update(size_m=size, watertight=None)
-    return stats
-
-
 def _lift_grid(image, intrinsics, metric: np.ndarray, options: JobOptions, needs_points: bool, on_progress):
     """Depth, photo and camera on the mesh grid, and the lifted points when they are needed."""
     from ppd_core.lift import lift
@@ -320,61 +305,6 @@ def _geometries(wanted: set, metric: np.ndarray, lifted, grid_intrinsics, option
     return geometry
 
 
-def _write_outputs(outputs: dict, wanted: dict, geometry: dict, metric: np.ndarray, image, camera,
-                   on_progress) -> tuple[dict, list[Path]]:
-    """Write every output into a hidden staging folder beside it, then move them all into
-    place: a failure or cancel at any point leaves the user's folders as they were."""
-    import shutil
-
-    from mesh.checks import check_mesh
-    from mesh.export import export, output_files, write_depth_png
-    from ppd_core.errors import OutputError
-    from ppd_core.staging import make_staging, move_into_place
-
-    checks = {name: check_mesh(shape) for name, shape in geometry.items() if shape.frame == "print_mm"}
-    staging: dict[Path, Path] = {}
-    details: dict[str, dict] = {}
-    try:
-        for number, (kind, path) in enumerate(outputs.items()):
-            report(on_progress, "export", number / len(outputs), f"writing {path.name}")
-            folder = path.parent
-            if folder not in staging:
-                staging[folder] = make_staging(folder)
-            staged = staging[folder] / path.name
-            try:
-                if kind == "depth_png":
-                    write_depth_png(staged, metric)
-                    details[kind] = {"size_px": [int(metric.shape[1]), int(metric.shape[0])]}
-                else:
-                    shape = geometry[wanted[kind]]
-                    export(kind, staged, shape, texture=image.rgb, camera=camera, npz_kind=wanted[kind])
-                    details[kind] = _describe(shape, checks.get(wanted[kind]))
-            except OutputError as error:  # name the user's file, not the hidden staging copy
-                raise OutputError(str(error).replace(str(staging[folder]), str(folder))) from None
-        report(on_progress, "export", 1.0, "moving files into place")
-        moves = [(staging[path.parent] / final.name, final)
-                 for kind, path in outputs.items() for final in output_files(kind, path)]
-        move_into_place(moves)
-    finally:
-        for folder in staging.values():
-            shutil.rmtree(folder, ignore_errors=True)
-    return details, [final for _, final in moves]
-
-
-def _refuse_overwriting_inputs(photo: Union[str, Path], outputs: dict, options: JobOptions) -> None:
-    """The photo and the depth file are never written over, whoever asks (CLI, worker, API)."""
-    from mesh.export import output_files
-    from ppd_core.errors import OutputError
-
-    inputs = {Path(photo).resolve(): "the photo itself"}
-    if options.depth is not None:
-        inputs[Path(options.depth).resolve()] = "the depth file"
-    for kind, path in outputs.items():
-        for target in output_files(kind, path):
-            if target.resolve() in inputs:
-                raise OutputError(f"{target}: refusing to overwrite {inputs[target.resolve()]}")
-
-
 def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
               models: Optional[ModelCache] = None, on_progress: Optional[ProgressCallback] = None) -> dict:
     """Run one photo and write `outputs` ({kind: path}, kinds from `OUTPUT_KINDS`).
@@ -388,13 +318,14 @@ def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
     from mesh.export import CameraInfo
     from ppd_core.camera import intrinsics_for_photo
     from ppd_core.image import load_image
+    from ppd_core.outputs import refuse_overwriting_inputs, write_outputs
 
     outputs = {kind: Path(path) for kind, path in outputs.items()}
     unknown = sorted(set(outputs) - set(OUTPUT_KINDS))
     if unknown or not outputs:
         raise BadInputError(f"outputs must be some of {', '.join(OUTPUT_KINDS)}; got {', '.join(unknown) or 'none'}")
     options.validate()
-    _refuse_overwriting_inputs(photo, outputs, options)
+    refuse_overwriting_inputs(photo, outputs, options)
     wanted = {kind: _geometry_for(kind, options) for kind in outputs}
 
     report(on_progress, "load", 0.0, f"loading {photo}")
@@ -412,7 +343,7 @@ def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
         intrinsics=(intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy),
         lens_mm=blender["lens_mm"], sensor_width_mm=blender["sensor_width_mm"],
         shift=(blender["shift_x"], blender["shift_y"]), sensor_fit=blender["sensor_fit"])
-    details, written = _write_outputs(outputs, wanted, geometry, metric, image, camera, on_progress)
+    details, written = write_outputs(outputs, wanted, geometry, metric, image, camera, on_progress)
 
     main = next((details[kind] for kind in outputs if kind != "depth_png"), {})
     stats = {key: main[key] for key in ("vertices", "faces", "bounds", "size_mm", "size_m") if key in main}
