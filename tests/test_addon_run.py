@@ -53,10 +53,13 @@ def worker_env(monkeypatch, weights):
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     p = prefs()
+    saved = (p.python, p.weights_folder, p.device, p.precision)
     p.python, p.weights_folder, p.device, p.precision = WORKER_PYTHON, str(weights), "cpu", "fp32"
     settings = bpy.context.scene.depth_from_image
     settings.steps, settings.resolution, settings.create_camera = 2, "AUTO", True  # Preview on this CPU
-    return p
+    yield p
+    p = prefs()
+    p.python, p.weights_folder, p.device, p.precision = saved
 
 
 def drive(runner, timeout=240.0, on_step=None):
