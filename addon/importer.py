@@ -39,6 +39,7 @@ class ImportedResult:
     collection: bpy.types.Collection
     objects: list = field(default_factory=list)
     camera: bpy.types.Object | None = None
+    warnings: list = field(default_factory=list)
 
 
 def _text(data, key: str, path: str) -> str:
@@ -188,28 +189,28 @@ SCENE_SETTINGS = (
 )
 
 
+# The data-block kinds an import creates; whatever is new in them is removed on failure.
+CREATED_KINDS = ("collections", "objects", "meshes", "cameras", "materials", "node_groups", "images")
+
+
 class _Created:
-    """Data-blocks made during one import, removed together (and the scene's settings put
-    back) if the import fails."""
+    """What existed before one import, so that a failure anywhere (even inside a helper
+    that had made a data-block but not returned it yet) removes every data-block made
+    since and puts back the scene settings the import changed."""
 
     def __init__(self, scene: bpy.types.Scene) -> None:
-        self.ids: list = []
-        self.images_before = {image.as_pointer() for image in bpy.data.images}
+        self.before = {kind: {block.as_pointer() for block in getattr(bpy.data, kind)} for kind in CREATED_KINDS}
         self.scene = scene
         self.camera = scene.camera
         self.settings = [(owner, key, getattr(getattr(scene, owner), key)) for owner, key in SCENE_SETTINGS]
-
-    def add(self, block):
-        self.ids.append(block)
-        return block
 
     def remove_all(self) -> None:
         for owner, key, value in self.settings:
             setattr(getattr(self.scene, owner), key, value)
         self.scene.camera = self.camera
-        new_images = [image for image in bpy.data.images if image.as_pointer() not in self.images_before]
-        doomed = [block for block in [*reversed(self.ids), *new_images] if block is not None]
-        bpy.data.batch_remove(list({block.as_pointer(): block for block in doomed}.values()))
+        doomed = [block for kind in CREATED_KINDS for block in getattr(bpy.data, kind)
+                  if block.as_pointer() not in self.before[kind]]
+        bpy.data.batch_remove(doomed)
 
 
 def import_result(
@@ -241,19 +242,27 @@ def import_result(
     return imported
 
 
-def _photo_image(result: dict, image: bpy.types.Image | None) -> bpy.types.Image | None:
+def _photo_image(result: dict, image: bpy.types.Image | None, created: _Created) -> bpy.types.Image | None:
+    """The photo as a Blender image: `image`, else loaded from the NPZ's image_path. None
+    when there is none or Blender cannot read it (a HEIC photo the worker could read)."""
     if image is not None:
         return image
-    if result["image_path"] and os.path.isfile(result["image_path"]):
-        photo = bpy.data.images.load(result["image_path"], check_existing=True)
-        if photo.size[0] == 0:
-            raise ImportFailed(f"{result['image_path']}: the photo cannot be read as a texture")
-        return photo
-    return None
+    path = result["image_path"]
+    if not path or not os.path.isfile(path):
+        return None
+    try:
+        photo = bpy.data.images.load(path, check_existing=True)
+    except RuntimeError:
+        return None
+    if photo.size[0] == 0:
+        if photo.as_pointer() not in created.before["images"]:
+            bpy.data.images.remove(photo)
+        return None
+    return photo
 
 
 def _create(scene, result: dict, created: _Created, *, name, image, shading, create_camera) -> ImportedResult:
-    collection = created.add(bpy.data.collections.new(name))
+    collection = bpy.data.collections.new(name)
     scene.collection.children.link(collection)
     imported = ImportedResult(collection=collection)
     kind = result["kind"]
@@ -262,8 +271,8 @@ def _create(scene, result: dict, created: _Created, *, name, image, shading, cre
         vertices = blender_from_opencv(vertices)
     faces = result["faces"] if kind != "points" else np.zeros((0, 3), np.int32)
     label = {"mesh": name, "points": f"{name} points", "solid": f"{name} solid"}[kind]
-    mesh = created.add(build_mesh(label, vertices, faces, result["uvs"], result["colors"]))
-    obj = created.add(bpy.data.objects.new(label, mesh))
+    mesh = build_mesh(label, vertices, faces, result["uvs"], result["colors"])
+    obj = bpy.data.objects.new(label, mesh)
     collection.objects.link(obj)
     imported.objects.append(obj)
     # Metric results keep their true size in a scene whose unit scale is not 1 (for
@@ -272,26 +281,31 @@ def _create(scene, result: dict, created: _Created, *, name, image, shading, cre
     to_scene = metres_to_scene_units(scene) if kind != "solid" else 1.0
     obj.scale = (to_scene,) * 3
 
+    photo = _photo_image(result, image, created) if kind != "solid" else None
     if kind == "mesh":
-        photo = _photo_image(result, image)
-        material = created.add(materials.photo_material(f"{name} photo", photo, shading))
+        if photo is None and result["image_path"] and result["colors"] is not None:
+            imported.warnings.append(f"Blender cannot read {os.path.basename(result['image_path'])} as a "
+                                     "texture: the mesh shows its vertex colours")
+            material = materials.color_attribute_material(f"{name} photo", "Col", shading)
+        else:
+            material = materials.photo_material(f"{name} photo", photo, shading)
         mesh.materials.append(material)
     elif kind == "points":
-        material = created.add(materials.color_attribute_material(f"{name} points", "Col", shading))
+        material = materials.color_attribute_material(f"{name} points", "Col", shading)
         radius = _point_radius(result["vertices"], result["camera"])
-        group = created.add(materials.points_node_group(f"{name} points", material, radius))
+        group = materials.points_node_group(f"{name} points", material, radius)
         modifier = obj.modifiers.new("Mesh to Points", "NODES")
         modifier.node_group = group
     else:
         set_millimetre_units(scene)
-        material = created.add(materials.color_attribute_material(f"{name} solid", "Col", "PRINCIPLED"))
+        material = materials.color_attribute_material(f"{name} solid", "Col", "PRINCIPLED")
         mesh.materials.append(material)
 
     if create_camera and kind != "solid" and result["camera"] is not None:
         depths = -vertices[:, 2] if len(vertices) else np.ones(1, np.float32)
         camera_obj = scene_camera.create_camera(
-            scene, f"{name} camera", result["camera"], _photo_image(result, image),
-            clip=(float(depths.min()) * to_scene, float(depths.max()) * to_scene), created=created.add,
+            scene, f"{name} camera", result["camera"], photo,
+            clip=(float(depths.min()) * to_scene, float(depths.max()) * to_scene),
         )
         collection.objects.link(camera_obj)
         imported.objects.append(camera_obj)

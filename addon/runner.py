@@ -267,7 +267,7 @@ class Session:
         vertices, faces = len(main.data.vertices), len(main.data.polygons)
         seconds = time.monotonic() - run.started_at
         size = f"{vertices:,} points" if not faces else f"{vertices:,} vertices, {faces:,} faces"
-        state.last_result = f"{main.name}: {size} in {seconds:.0f} s"
+        state.last_result = " ".join([f"{main.name}: {size} in {seconds:.0f} s.", *imported.warnings])
         bpy.ops.ed.undo_push(message="Depth from Image")
         return self._finish(context, FINISHED, "")
 

@@ -10,7 +10,6 @@ set to the photo's size, the view through it lines the mesh up with the photo pi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import bpy
 
@@ -34,14 +33,12 @@ def create_camera(
     photo: bpy.types.Image | None,
     *,
     clip: tuple,
-    created: Callable = lambda block: block,
 ) -> bpy.types.Object:
     """Make the camera (not linked to any collection), set the render size, make it active.
 
-    `clip` is the (nearest, farthest) depth of the geometry in metres; `created` is called
-    with every new data-block so a failed import can remove them.
+    `clip` is the (nearest, farthest) depth of the geometry in scene units.
     """
-    data = created(bpy.data.cameras.new(name))
+    data = bpy.data.cameras.new(name)
     data.type = "PERSP"
     data.lens_unit = "MILLIMETERS"
     data.sensor_fit = spec.sensor_fit
@@ -57,7 +54,7 @@ def create_camera(
         background.image = photo
         background.alpha = 1.0
         background.frame_method = "FIT"
-    camera = created(bpy.data.objects.new(name, data))
+    camera = bpy.data.objects.new(name, data)
     camera.location = (0.0, 0.0, 0.0)
     camera.rotation_euler = (0.0, 0.0, 0.0)
 

@@ -153,15 +153,36 @@ def test_bad_npz_leaves_nothing_behind(importer, tmp_path):
     assert datablock_counts() == before
 
 
-def test_failure_midway_removes_created_datablocks(importer, tmp_path):
-    """An unreadable photo is found after the mesh exists: everything made so far goes."""
-    photo = tmp_path / "broken.png"
-    photo.write_bytes(b"this is not an image" * 8)
+def test_failure_midway_removes_created_datablocks(importer, tmp_path, monkeypatch):
+    """A failure after the mesh, its material and the photo image exist: everything goes."""
+    photo = write_photo(tmp_path / "fine.png", 8, 6)
     npz = write_result_npz(tmp_path / "r.npz", grid_result(width=8, height=6), image_path=photo)
+    materials = addon("materials")
+    real = materials.photo_material
+
+    def then_fail(*args, **kwargs):
+        real(*args, **kwargs)  # made, and then the import fails
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(materials, "photo_material", then_fail)
     before = datablock_counts()
-    with pytest.raises(importer.ImportFailed, match="broken.png: the photo cannot be read"):
+    with pytest.raises(RuntimeError, match="out of memory"):
         importer.import_result(bpy.context.scene, str(npz), name="x")
     assert datablock_counts() == before
+
+
+def test_a_photo_blender_cannot_read_falls_back_to_vertex_colours(importer, tmp_path):
+    """The worker reads photos Blender cannot (HEIC): the finished mesh is kept, coloured by
+    its vertex colours, with a warning, and the unreadable image is not left behind."""
+    photo = tmp_path / "IMG_0001.heic"
+    photo.write_bytes(b"not an image Blender reads" * 8)
+    npz = write_result_npz(tmp_path / "r.npz", grid_result(width=8, height=6), image_path=photo)
+    images_before = len(bpy.data.images)
+    result = importer.import_result(bpy.context.scene, str(npz), name="IMG_0001")
+    nodes = result.objects[0].data.materials[0].node_tree.nodes
+    assert any(node.type == "ATTRIBUTE" and node.attribute_name == "Col" for node in nodes)
+    assert result.warnings == ["Blender cannot read IMG_0001.heic as a texture: the mesh shows its vertex colours"]
+    assert len(bpy.data.images) == images_before and not result.camera.data.background_images
 
 
 @pytest.mark.parametrize("fov", [40.0, 75.0])
