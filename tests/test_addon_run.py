@@ -347,3 +347,20 @@ def test_a_point_cloud_result_is_counted_in_points(runner, tmp_path):
     runner.SESSION.run = run
     assert runner.SESSION._import(bpy.context, run, {"type": "result", "id": "job-2"}) == runner.FINISHED
     assert bpy.context.window_manager.depth_from_image.last_result.startswith("cloud points: 24 points in ")
+
+
+def test_the_result_line_carries_the_importers_warning(runner, tmp_path):
+    photos = addon("photo_source")
+    heic = tmp_path / "IMG_7.heic"
+    heic.write_bytes(b"HEIC bytes Blender cannot decode" * 4)
+    temp_dir = tmp_path / "run"
+    temp_dir.mkdir()
+    npz = write_result_npz(temp_dir / "result.npz", grid_result(width=6, height=4), image_path=heic)
+    run = runner.Run(scene_name=bpy.context.scene.name, photo=photos.Photo(str(heic), "", "IMG_7"),
+                     options={}, shading="EMISSION", create_camera=True, temp_dir=str(temp_dir),
+                     npz_path=str(npz), job_id="job-3")
+    runner.SESSION.run = run
+    assert runner.SESSION._import(bpy.context, run, {"type": "result", "id": "job-3"}) == runner.FINISHED
+    result = bpy.context.window_manager.depth_from_image.last_result
+    assert result.startswith("IMG_7: 24 vertices, 30 faces in ") and result.endswith(
+        "Blender cannot read IMG_7.heic as a texture: the mesh shows its vertex colours")
