@@ -69,7 +69,7 @@ class VIEW3D_PT_depth_from_image(bpy.types.Panel):
             box.alert = True
             wrapped_label(box, state.last_error, "ERROR", chars_per_line(context))
         elif state.last_result:
-            layout.label(text=state.last_result, icon="CHECKMARK")
+            wrapped_label(layout, state.last_result, "CHECKMARK", chars_per_line(context))
 
 
 def register() -> None:

@@ -112,6 +112,9 @@ def test_long_messages_wrap_in_the_panel_and_preferences(tmp_path):
     state.last_error = message
     _assert_shown_whole(_draw_panel(), message, "ERROR", 60)
     state.last_error = ""
+    state.last_result = "IMG_7: 24 vertices, 30 faces in 3 s. " + message
+    _assert_shown_whole(_draw_panel(), state.last_result, "CHECKMARK", 60)
+    state.last_result = ""
 
 
 def test_detect_returns_at_once_and_reports_later(tmp_path, monkeypatch):
