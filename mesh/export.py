@@ -126,7 +126,8 @@ def atomic_files(paths: Sequence[Path]) -> Iterator[list[Path]]:
     try:
         for path in paths:
             try:
-                handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
+                # A short prefix: a final name near the 255-byte limit must still get a temporary.
+                handle, name = tempfile.mkstemp(prefix=f".{path.stem[:32]}.", suffix=f".tmp{path.suffix[:16]}",
                                                 dir=path.parent)
             except OSError as error:
                 raise OutputError(f"{path}: cannot write here ({error.strerror or error})") from error

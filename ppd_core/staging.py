@@ -85,7 +85,7 @@ def move_into_place(moves: Sequence[tuple[Path, Path]]) -> None:
             if final.is_dir():
                 raise OutputError(f"{final}: is a folder; refusing to replace it with a file")
             if final.exists():
-                backup = staged.parent / f".old-{number}-{final.name}"
+                backup = staged.parent / f".old-{number}"  # no final name: it may be near the length limit
                 try:
                     os.link(final, backup)
                 except OSError:

@@ -361,3 +361,13 @@ def test_scene_stl_summary_gives_the_size_the_slicer_will_show(scene, capsys):
     extents = trimesh.load(photo.with_suffix(".stl")).extents  # z up, millimetres
     shown = " x ".join(f"{v:.1f}" for v in extents) + " mm (z up)"
     assert shown in capsys.readouterr().out
+
+
+def test_a_name_near_the_file_name_limit_is_written_and_overwritten(scene, tmp_path):
+    photo, depth, rgb = scene
+    long_photo = tmp_path / ("p" * 246 + ".png")  # the .stl beside it is 250 bytes, under the 255 limit
+    Image.fromarray(rgb).save(long_photo)
+    for extra in ([], ["--force"]):
+        assert main([str(long_photo), "--depth", str(depth), "--stl", "--quiet", *extra]) == 0
+    assert long_photo.with_suffix(".stl").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
