@@ -91,7 +91,7 @@ def read_depth_file(path: Union[str, Path], kind: str) -> np.ndarray:
     if kind not in DEPTH_KINDS:
         raise BadInputError(f"{path}: depth kind {kind!r} is not one of {', '.join(DEPTH_KINDS)}")
     if not path.is_file():
-        raise BadInputError(f"{path}: no such depth file")
+        raise BadInputError(f"{path}: {'not a file' if path.exists() else 'no such depth file'}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:

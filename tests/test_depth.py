@@ -94,6 +94,9 @@ def test_exr(tmp_path):
 def test_bad_depth_files(tmp_path):
     with pytest.raises(BadInputError, match="gone.npy: no such depth file"):
         read_depth_file(tmp_path / "gone.npy", "metric")
+    (tmp_path / "folder.npy").mkdir()
+    with pytest.raises(BadInputError, match="folder.npy: not a file"):
+        read_depth_file(tmp_path / "folder.npy", "metric")
     (tmp_path / "d.jpg").write_bytes(b"x")
     with pytest.raises(BadInputError, match="unsupported depth file type"):
         read_depth_file(tmp_path / "d.jpg", "metric")
