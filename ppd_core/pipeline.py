@@ -1,6 +1,7 @@
 """One photo through the whole flow: load, depth, lift, mesh, export. The CLI and worker call this.
 
-`run_photo` is all or nothing: on any error or cancel the files it already wrote are removed.
+`run_photo` is all or nothing: outputs are staged and moved into place together
+(`ppd_core.outputs`), so an error or cancel leaves the output folders as they were.
 """
 
 from __future__ import annotations
@@ -313,7 +314,8 @@ def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
     "size_mm" or "size_m", "watertight" (None for open meshes and points), "camera" (Blender
     camera and intrinsics of the photo), "details" {kind: the same stats per output} and
     "files" (every file written, e.g. an OBJ's MTL and texture). Nothing is written unless
-    every output succeeds; a failure or cancel leaves the folders as they were.
+    every output succeeds; a failure or cancel leaves the folders as they were. Existing
+    files are replaced (the CLI asks for --force first), but never the photo or depth file.
     """
     from mesh.export import CameraInfo
     from ppd_core.camera import intrinsics_for_photo
