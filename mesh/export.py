@@ -25,6 +25,8 @@ from mesh.data import MeshData
 from ppd_core.errors import BadInputError, OutputError
 
 NPZ_FORMAT = "ppd-npz-1"
+#: The farthest depth a 16-bit millimetre PNG holds; farther pixels are stored as this.
+DEPTH_PNG_MAX_M = 65.535
 # Proper rotations (det +1), so faces keep their winding.
 _OPENCV_TO_GLTF = np.diag([1.0, -1.0, -1.0])
 _OPENCV_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])

@@ -197,7 +197,9 @@ def summary_lines(stats: dict) -> list[str]:
         detail = stats["details"][kind]
         if kind == "depth_png":
             width, height = detail["size_px"]
-            lines.append(f"{path}: depth map {width}x{height} px (+ preview)")
+            clipped = detail.get("clipped_px", 0)
+            note = f"; {clipped} px beyond 65.535 m stored as 65.535 m" if clipped else ""
+            lines.append(f"{path}: depth map {width}x{height} px (+ preview){note}")
             continue
         if "size_mm" in detail:
             size = " x ".join(f"{v:.2f}" for v in detail["size_mm"]) + " mm"

@@ -35,7 +35,7 @@ def write_outputs(outputs: dict, wanted: dict, geometry: dict, metric: np.ndarra
     import shutil
 
     from mesh.checks import check_mesh
-    from mesh.export import export, output_files, write_depth_png
+    from mesh.export import DEPTH_PNG_MAX_M, export, output_files, write_depth_png
     from ppd_core.errors import OutputError
     from ppd_core.staging import make_staging, move_into_place
 
@@ -52,7 +52,9 @@ def write_outputs(outputs: dict, wanted: dict, geometry: dict, metric: np.ndarra
             try:
                 if kind == "depth_png":
                     write_depth_png(staged, metric)
-                    details[kind] = {"size_px": [int(metric.shape[1]), int(metric.shape[0])]}
+                    with np.errstate(invalid="ignore"):
+                        beyond = int(np.count_nonzero(metric > DEPTH_PNG_MAX_M))
+                    details[kind] = {"size_px": [int(metric.shape[1]), int(metric.shape[0])], "clipped_px": beyond}
                 else:
                     shape = geometry[wanted[kind]]
                     export(kind, staged, shape, texture=image.rgb, camera=camera, npz_kind=wanted[kind])

@@ -371,3 +371,14 @@ def test_a_name_near_the_file_name_limit_is_written_and_overwritten(scene, tmp_p
         assert main([str(long_photo), "--depth", str(depth), "--stl", "--quiet", *extra]) == 0
     assert long_photo.with_suffix(".stl").exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_depth_png_says_how_many_pixels_were_beyond_its_range(scene, tmp_path, capsys):
+    photo, _, _ = scene
+    far = np.full((H, W), 2.0, np.float32)
+    far[:10] = 150.0  # sky-like: more than a 16-bit millimetre PNG holds
+    np.save(tmp_path / "far.npy", far)
+    assert main([str(photo), "--depth", str(tmp_path / "far.npy"), "--depth-png", "--quiet"]) == 0
+    assert f"{10 * W} px beyond 65.535 m stored as 65.535 m" in capsys.readouterr().out
+    assert main([str(photo), "--depth", str(tmp_path / "depth.npy"), "--depth-png", "--force", "--quiet"]) == 0
+    assert "beyond" not in capsys.readouterr().out
