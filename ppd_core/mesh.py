@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     geometry.add_argument("--base-mm", type=float, default=2.0, help="base thickness (default 2)")
     geometry.add_argument("--decimate", type=int, metavar="N", help="target triangle count")
     geometry.add_argument("--edge-strength", type=float, default=0.5, help="0..1, higher cuts more edges")
-    geometry.add_argument("--poisson-depth", type=int, default=9, help="Poisson octree depth (default 9)")
+    geometry.add_argument("--poisson-depth", type=int, default=9, help="Poisson octree depth, 5..12 (default 9)")
 
     camera = parser.add_argument_group("depth and camera")
     camera.add_argument("--preset", choices=("tabletop", "indoor", "outdoor"))

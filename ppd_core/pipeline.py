@@ -92,8 +92,10 @@ class JobOptions:
             raise BadInputError(f"far={far} m is beyond the {MAX_DEPTH_M:g} m the pipeline accepts")
         if self.fov is not None and not 1.0 <= self.fov <= 179.0:
             raise BadInputError(f"field of view {self.fov} degrees is outside 1..179")
-        if not 1 <= self.poisson_depth <= 12:
-            raise BadInputError(f"Poisson depth must be 1..12, got {self.poisson_depth}")
+        from mesh.poisson import MAX_DEPTH, MIN_DEPTH
+
+        if not MIN_DEPTH <= self.poisson_depth <= MAX_DEPTH:
+            raise BadInputError(f"Poisson depth must be {MIN_DEPTH}..{MAX_DEPTH}, got {self.poisson_depth}")
         from mesh.solid import check_print_size
 
         check_print_size(self.width_mm, self.relief_mm, self.base_mm)

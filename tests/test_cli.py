@@ -166,6 +166,7 @@ def test_usage_errors_exit_2(scene):
     assert main([str(photo), "--stl", "--edge-strength", "3"]) == 2
     assert main([str(photo), "--stl", "--seed", str(2**70)]) == 2
     assert main([str(photo), "--stl", "--fov", "nan"]) == 2
+    assert main([str(photo), "--stl", "--method", "poisson", "--poisson-depth", "1"]) == 2
 
 
 def test_runs_as_a_process(scene):
