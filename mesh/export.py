@@ -155,8 +155,11 @@ def _texture_image(texture):
     from PIL import Image
 
     if isinstance(texture, (str, Path)):
-        with Image.open(texture) as image:
-            return image.convert("RGB")
+        try:
+            with Image.open(texture) as image:
+                return image.convert("RGB")
+        except (OSError, ValueError) as error:
+            raise BadInputError(f"{texture}: cannot read the texture image ({error})") from None
     return Image.fromarray(np.ascontiguousarray(texture, dtype=np.uint8), "RGB")
 
 

@@ -230,3 +230,9 @@ def test_a_full_disk_is_a_clear_output_error_and_leaves_nothing(tmp_path, scene,
     with pytest.raises(OutputError, match=r"scene.3mf: cannot write \(about \d+ KiB needed, 0 KiB free\)"):
         export("3mf", tmp_path / "scene.3mf", relief_solid(step_depth(), cell_mm=5.0))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_texture_file_is_a_clear_error(tmp_path, scene):
+    with pytest.raises(BadInputError, match="gone.png: cannot read the texture image"):
+        export("glb", tmp_path / "scene.glb", scene, texture=tmp_path / "gone.png")
+    assert list(tmp_path.iterdir()) == []
