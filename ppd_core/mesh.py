@@ -227,7 +227,7 @@ def failure_line(photo: Path, error: BaseException) -> str:
     return f"ppd-mesh: {text}" if str(photo) in text else f"ppd-mesh: {photo}: {text}"
 
 
-def run_in_process(jobs: list, options, quiet: bool) -> int:
+def run_in_process(jobs: list, options, quiet: bool, force: bool = False) -> int:
     """Run each (photo, outputs) here, one model kept loaded; return the number of failures."""
     from ppd_core.pipeline import ModelCache, run_photo
 
@@ -236,7 +236,7 @@ def run_in_process(jobs: list, options, quiet: bool) -> int:
     for photo, outputs in jobs:
         progress = Progress(photo.name, quiet)
         try:
-            stats = run_photo(photo, outputs, options, models=models, on_progress=progress)
+            stats = run_photo(photo, outputs, options, models=models, on_progress=progress, replace=force)
         except KeyboardInterrupt:
             progress.close()
             say(f"ppd-mesh: {photo}: interrupted; nothing written for it", sys.stderr)
@@ -368,10 +368,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             failures += 1
             continue
         jobs.append((photo, outputs))
-    run = run_in_worker if args.subprocess else run_in_process
     try:
         with stop_signals_unwind():
-            failures += run(jobs, options, args.quiet) if jobs else 0
+            if args.subprocess:
+                failures += run_in_worker(jobs, options, args.quiet) if jobs else 0
+            else:
+                failures += run_in_process(jobs, options, args.quiet, args.force) if jobs else 0
     except KeyboardInterrupt as interrupt:
         return 128 + getattr(interrupt, "signum", signal.SIGINT)
     return EXIT_FAILED if failures else EXIT_OK

@@ -29,9 +29,10 @@ def describe(geometry, check) -> dict:
 
 
 def write_outputs(outputs: dict, wanted: dict, geometry: dict, metric: np.ndarray, image, camera,
-                  on_progress) -> tuple[dict, list[Path]]:
+                  on_progress, replace: bool = True) -> tuple[dict, list[Path]]:
     """Write every output into a hidden staging folder beside it, then move them all into
-    place: a failure or cancel at any point leaves the user's folders as they were."""
+    place: a failure or cancel at any point leaves the user's folders as they were. Without
+    `replace`, an output file that exists by then (another run made it) is an error."""
     import shutil
 
     from mesh.checks import check_mesh
@@ -64,7 +65,7 @@ def write_outputs(outputs: dict, wanted: dict, geometry: dict, metric: np.ndarra
         report(on_progress, "export", 1.0, "moving files into place")
         moves = [(staging[path.parent] / final.name, final)
                  for kind, path in outputs.items() for final in output_files(kind, path)]
-        move_into_place(moves)
+        move_into_place(moves, replace)
     finally:
         for folder in staging.values():
             shutil.rmtree(folder, ignore_errors=True)

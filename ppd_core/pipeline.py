@@ -309,7 +309,8 @@ def _geometries(wanted: set, metric: np.ndarray, lifted, grid_intrinsics, option
 
 
 def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
-              models: Optional[ModelCache] = None, on_progress: Optional[ProgressCallback] = None) -> dict:
+              models: Optional[ModelCache] = None, on_progress: Optional[ProgressCallback] = None,
+              replace: bool = True) -> dict:
     """Run one photo and write `outputs` ({kind: path}, kinds from `OUTPUT_KINDS`).
 
     Returns JSON-serialisable stats: "outputs" {kind: path}, "vertices", "faces", "bounds",
@@ -317,7 +318,8 @@ def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
     camera and intrinsics of the photo), "details" {kind: the same stats per output} and
     "files" (every file written, e.g. an OBJ's MTL and texture). Nothing is written unless
     every output succeeds; a failure or cancel leaves the folders as they were. Existing
-    files are replaced (the CLI asks for --force first), but never the photo or depth file.
+    files are replaced (`replace=False`: refused, even when they appear during the run), but
+    never the photo or depth file.
     """
     from mesh.export import CameraInfo
     from ppd_core.camera import intrinsics_for_photo
@@ -347,7 +349,7 @@ def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
         intrinsics=(intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy),
         lens_mm=blender["lens_mm"], sensor_width_mm=blender["sensor_width_mm"],
         shift=(blender["shift_x"], blender["shift_y"]), sensor_fit=blender["sensor_fit"])
-    details, written = write_outputs(outputs, wanted, geometry, metric, image, camera, on_progress)
+    details, written = write_outputs(outputs, wanted, geometry, metric, image, camera, on_progress, replace)
 
     main = next((details[kind] for kind in outputs if kind != "depth_png"), {})
     stats = {key: main[key] for key in ("vertices", "faces", "bounds", "size_mm", "size_m") if key in main}

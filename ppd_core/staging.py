@@ -71,12 +71,29 @@ def make_staging(folder: Path) -> Path:
         raise OutputError(f"{folder}: cannot write here ({error.strerror or error})") from None
 
 
-def move_into_place(moves: Sequence[tuple[Path, Path]]) -> None:
+def _place_new(staged: Path, final: Path) -> None:
+    """Move `staged` to `final` only if no `final` exists, even one made a moment ago by
+    another program (a hard link fails on an existing name; where links are impossible, the
+    check and the rename are two steps)."""
+    try:
+        os.link(staged, final)
+    except FileExistsError:
+        raise OutputError(f"{final}: already exists (use --force to overwrite)") from None
+    except OSError:
+        if final.exists():
+            raise OutputError(f"{final}: already exists (use --force to overwrite)") from None
+        os.replace(staged, final)
+    else:
+        os.unlink(staged)
+
+
+def move_into_place(moves: Sequence[tuple[Path, Path]], replace: bool = True) -> None:
     """Move each (staged, final) file onto its final name, all or none.
 
-    A final file that already exists (--force) is first hard-linked (or, where links are
-    impossible, renamed) into the staged file's folder. If any move fails or is interrupted, the
-    files already moved go back to staging and the old ones are put back, so the folder is as it was.
+    With `replace` (--force) a final file that already exists is first hard-linked (or, where
+    links are impossible, renamed) into the staged file's folder; without it an existing final
+    file stops the move. If any move fails or is interrupted, the files already moved go back
+    to staging and the old ones are put back, so the folder is as it was.
     """
     placed: list[tuple[Path, Path]] = []
     saved: list[tuple[Path, Path]] = []
@@ -84,6 +101,10 @@ def move_into_place(moves: Sequence[tuple[Path, Path]]) -> None:
         for number, (staged, final) in enumerate(moves):
             if final.is_dir():
                 raise OutputError(f"{final}: is a folder; refusing to replace it with a file")
+            if not replace:
+                _place_new(staged, final)
+                placed.append((staged, final))
+                continue
             if final.exists():
                 backup = staged.parent / f".old-{number}"  # no final name: it may be near the length limit
                 try:

@@ -383,3 +383,21 @@ def test_depth_png_says_how_many_pixels_were_beyond_its_range(scene, tmp_path, c
     assert f"{10 * W} px beyond 65.535 m stored as 65.535 m" in capsys.readouterr().out
     assert main([str(photo), "--depth", str(tmp_path / "depth.npy"), "--depth-png", "--force", "--quiet"]) == 0
     assert "beyond" not in capsys.readouterr().out
+
+
+def test_a_file_made_by_another_run_meanwhile_is_not_overwritten_without_force(scene, monkeypatch, capsys):
+    import importlib
+
+    exporter = importlib.import_module("mesh.export")
+    photo, depth, _ = scene
+    real_export = exporter.export
+
+    def export_while_another_run_writes(kind, path, *args, **kwargs):
+        photo.with_suffix(".ply").write_bytes(b"another run's")  # after the up-front check
+        return real_export(kind, path, *args, **kwargs)
+
+    monkeypatch.setattr(exporter, "export", export_while_another_run_writes)
+    assert main([str(photo), "--depth", str(depth), "--stl", "--ply", "--quiet"]) == 1
+    assert "photo.ply: already exists" in capsys.readouterr().err
+    assert photo.with_suffix(".ply").read_bytes() == b"another run's" and not photo.with_suffix(".stl").exists()
+    assert [p.name for p in photo.parent.iterdir() if p.name.startswith(".")] == []

@@ -53,3 +53,18 @@ def test_a_failed_move_puts_every_file_back(tmp_path):
     move_into_place(moves)
     assert [(tmp_path / n).read_bytes() for n in ("a.stl", "a.ply", "a.glb")] == [b"new a.stl", b"new a.ply",
                                                                                     b"new a.glb"]
+
+
+def test_without_replace_a_file_that_appeared_meanwhile_is_kept(tmp_path):
+    staging = make_staging(tmp_path)
+    for name in ("a.stl", "a.ply"):
+        (staging / name).write_bytes(b"ours")
+    (tmp_path / "a.ply").write_bytes(b"another run's")  # made after the up-front check
+    moves = [(staging / n, tmp_path / n) for n in ("a.stl", "a.ply")]
+    with pytest.raises(OutputError, match="a.ply: already exists"):
+        move_into_place(moves, replace=False)
+    assert (tmp_path / "a.ply").read_bytes() == b"another run's" and not (tmp_path / "a.stl").exists()
+    (tmp_path / "a.ply").unlink()
+    move_into_place(moves, replace=False)
+    assert [(tmp_path / n).read_bytes() for n in ("a.stl", "a.ply")] == [b"ours", b"ours"]
+    assert sorted(p.name for p in staging.iterdir()) == []
