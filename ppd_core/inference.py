@@ -13,11 +13,15 @@ from .errors import BadInputError
 from .model import PixelPerfectDepth
 from .model.checkpoint import load_pixel_perfect_depth
 from .model.sampler import timesteps
-from .preprocess import DEFAULT_RESOLUTION, image_to_tensor, resize_for_network
+from .preprocess import DEFAULT_RESOLUTION, check_resolution, resize_for_network
 from .progress import ProgressCallback, report
 from .weights import find_weights
 
-MIN_RESOLUTION = 16 * 16
+
+def image_to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) RGB -> float32 (1, 3, H, W) in [0, 1], computed as the reference does (x / 255. in float64)."""
+    chw = (np.ascontiguousarray(rgb, dtype=np.uint8) / 255.0).astype(np.float32).transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(chw))[None]
 
 
 class DepthModel:
@@ -74,8 +78,7 @@ class DepthModel:
             raise BadInputError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.dtype} {rgb.shape}")
         if steps < 1:
             raise BadInputError(f"steps must be at least 1, got {steps}")
-        if resolution < MIN_RESOLUTION:
-            raise BadInputError(f"resolution must be at least {MIN_RESOLUTION} pixels, got {resolution}")
+        check_resolution(resolution)
         image = image_to_tensor(resize_for_network(rgb, resolution)).to(self.device)
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
         noise = torch.randn((1, 1, *image.shape[-2:]), generator=generator).to(self.device)

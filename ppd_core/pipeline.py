@@ -79,8 +79,11 @@ class JobOptions:
             raise BadInputError(f"depth kind {self.depth_kind!r} is not one of {', '.join(DEPTH_KINDS)}")
         if self.decimate is not None and self.decimate < 1:
             raise BadInputError(f"--decimate needs a positive triangle count, got {self.decimate}")
-        if self.steps < 1 or self.resolution < 256:
-            raise BadInputError("steps must be at least 1 and resolution at least 256 pixels")
+        from ppd_core.preprocess import check_resolution
+
+        if self.steps < 1:
+            raise BadInputError(f"steps must be at least 1, got {self.steps}")
+        check_resolution(self.resolution)
         if not -(2**63) <= self.seed < 2**64:
             raise BadInputError(f"seed {self.seed} does not fit in 64 bits")
         if not 0.0 <= self.edge_strength <= 1.0:

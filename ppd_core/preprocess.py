@@ -6,9 +6,22 @@ import math
 
 import cv2
 import numpy as np
-import torch
+
+from .errors import BadInputError
 
 DEFAULT_RESOLUTION = 1024 * 768
+MIN_RESOLUTION = 16 * 16
+MAX_RESOLUTION = 4 * DEFAULT_RESOLUTION
+"""Four times the trained working area. Beyond it the encoder's attention alone needs tens
+of GB, and the network was never trained to see that many pixels."""
+
+
+def check_resolution(resolution: int) -> None:
+    """BadInputError unless MIN_RESOLUTION <= resolution <= MAX_RESOLUTION."""
+    if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
+        raise BadInputError(
+            f"resolution must be {MIN_RESOLUTION}..{MAX_RESOLUTION} pixels (1024x768 = 786432), got {resolution}"
+        )
 
 
 def working_size(height: int, width: int, resolution: int = DEFAULT_RESOLUTION) -> tuple[int, int, bool]:
@@ -27,9 +40,3 @@ def resize_for_network(rgb: np.ndarray, resolution: int = DEFAULT_RESOLUTION) ->
     """uint8 (h, w, 3) -> uint8 (H, W, 3) at the working size, with OpenCV INTER_AREA/INTER_CUBIC."""
     H, W, shrink = working_size(rgb.shape[0], rgb.shape[1], resolution)
     return cv2.resize(rgb, (W, H), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-
-
-def image_to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) RGB -> float32 (1, 3, H, W) in [0, 1], computed as the reference does (x / 255. in float64)."""
-    chw = (np.ascontiguousarray(rgb, dtype=np.uint8) / 255.0).astype(np.float32).transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(chw))[None]

@@ -8,6 +8,7 @@ Run `python -m ppd_core.weights download` to fetch them ahead of time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import threading
@@ -85,7 +86,8 @@ def _download(source: WeightSource, on_progress: Optional[ProgressCallback], fol
 
     def fetch() -> None:
         try:
-            outcome["path"] = Path(hf_hub_download(source.repo_id, source.filename, **kwargs))
+            with _quiet_hub_retries():
+                outcome["path"] = Path(hf_hub_download(source.repo_id, source.filename, **kwargs))
         except Exception as exc:  # reported on the caller's thread
             outcome["error"] = exc
 
@@ -98,10 +100,35 @@ def _download(source: WeightSource, on_progress: Optional[ProgressCallback], fol
         if worker.is_alive():
             report(on_progress, "download", 0.0, f"downloading {source.filename} ({time.monotonic() - started:.0f} s)")
     if "error" in outcome:
-        reason = str(outcome["error"]).strip().splitlines()[0][:200] if str(outcome["error"]).strip() else type(outcome["error"]).__name__
-        raise WeightsMissingError(f"could not download {source.filename} from {source.url}: {reason}")
+        raise WeightsMissingError(f"could not download {source.filename} from {source.url}: {_download_problem(outcome['error'])}")
     report(on_progress, "download", 1.0, f"downloaded {source.filename}")
     return outcome["path"]
+
+
+@contextlib.contextmanager
+def _quiet_hub_retries():
+    """huggingface-hub logs each of its connection retries as a warning; we report one line instead."""
+    import logging
+
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub_logger.setLevel(level)
+
+
+def _download_problem(error: Exception) -> str:
+    """A short reason for a failed download, without huggingface-hub's paragraph of advice."""
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    if isinstance(error, LocalEntryNotFoundError):
+        return "cannot reach the Hugging Face Hub (no network?) and the file is not cached; " + DOWNLOAD_HINT
+    if isinstance(error, (GatedRepoError, RepositoryNotFoundError)):
+        return "the Hub refused access (log in with `hf auth login` if the repository is gated)"
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def find_weights(
@@ -119,6 +146,10 @@ def find_weights(
     folder = folder if folder not in (None, "") else os.environ.get("PPD_WEIGHTS") or None
     if folder is not None:
         folder = Path(folder).expanduser()
+        if folder.is_file():
+            raise WeightsMissingError(
+                f"weights {folder} is a file: pass the folder that holds ppd.pth and depth_anything_v2_vitl.pth"
+            )
         if not folder.is_dir():
             raise WeightsMissingError(f"weights folder {folder} does not exist; {DOWNLOAD_HINT}")
         found = {s: _in_folder(folder, s) for s in SOURCES}

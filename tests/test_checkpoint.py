@@ -103,8 +103,11 @@ def test_truncated_file(reference, tmp_path):
 
 def test_not_a_checkpoint(tmp_path):
     (tmp_path / "x.pth").write_text("hello")
-    with pytest.raises(CheckpointError, match=r"x\.pth"):
+    with pytest.raises(CheckpointError, match=r"x\.pth: not a readable checkpoint \(it is not a PyTorch or safetensors file\)"):
         read_state_dict(tmp_path / "x.pth")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty\.pth: .*the file is empty"):
+        read_state_dict(tmp_path / "empty.pth")
 
 
 def test_missing_and_unexpected_keys_are_listed(reference, tmp_path):

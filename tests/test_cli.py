@@ -164,6 +164,7 @@ def test_usage_errors_exit_2(scene):
     assert main([str(photo), "--stl", "--decimate", "0"]) == 2
     assert main([str(photo), "--stl", "--width-mm", "-5"]) == 2
     assert main([str(photo), "--stl", "--edge-strength", "3"]) == 2
+    assert main([str(photo), "--stl", "--resolution", str(10**8)]) == 2
     assert main([str(photo), "--stl", "--seed", str(2**70)]) == 2
     assert main([str(photo), "--stl", "--fov", "nan"]) == 2
     assert main([str(photo), "--stl", "--method", "poisson", "--poisson-depth", "1"]) == 2

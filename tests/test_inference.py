@@ -94,3 +94,8 @@ def test_reduced_precision_autocast_stays_close_to_fp32(model, photo, tmp_path):
     low = bf16.predict(photo, steps=2, resolution=64 * 48)
     assert low.dtype == np.float32
     assert 0 < np.abs(low - reference).max() < 0.05
+
+
+def test_resolution_has_a_ceiling(model, photo):
+    with pytest.raises(BadInputError, match="786432"):
+        model.predict(photo, resolution=10**8)

@@ -43,6 +43,12 @@ def test_explicit_folder_missing_a_file_says_which_and_how_to_fix(tmp_path):
     assert "python -m ppd_core.weights download" in message and "\n" not in message
 
 
+def test_a_file_given_as_the_folder(tmp_path):
+    folder = write_small_weights(tmp_path / "w")
+    with pytest.raises(WeightsMissingError, match="is a file: pass the folder"):
+        weights.find_weights(folder / "ppd.pth")
+
+
 def test_missing_folder(tmp_path):
     with pytest.raises(WeightsMissingError, match="does not exist"):
         weights.find_weights(tmp_path / "nope")
@@ -104,6 +110,21 @@ def test_download_reports_progress_while_it_runs(tmp_path, monkeypatch):
     waiting = [m for stage, _, m in events if stage == "download" and m.endswith(" s)")]
     assert len(waiting) >= 4  # at least two heartbeats per file
     assert any("CC-BY-NC-4.0" in m for _, _, m in events)
+
+
+def test_unreachable_hub_is_one_clear_line(monkeypatch):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def offline_hub(repo_id, filename, **kwargs):
+        raise LocalEntryNotFoundError("a long paragraph of advice\nover several lines")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline_hub)
+    with pytest.raises(WeightsMissingError) as info:
+        weights.find_weights()
+    message = str(info.value)
+    assert "cannot reach the Hugging Face Hub" in message and "\n" not in message and "advice" not in message
 
 
 def test_failed_download_is_one_clear_line(monkeypatch):

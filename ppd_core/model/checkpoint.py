@@ -47,10 +47,22 @@ def read_state_dict(path: Path) -> StateDict:
             f"{path}: refused to load: the file holds more than plain tensors and could run code ({reason[:120]})"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {str(exc).splitlines()[0][:160]}") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_read_problem(path, exc)})") from None
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(f"{path}: not a readable checkpoint: {type(exc).__name__}: {str(exc)[:160]}") from None
     return _flatten(data, path)
+
+
+def _read_problem(path: Path, error: Exception) -> str:
+    """Why a .pth did not load, in words: not a checkpoint at all, or a damaged one."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not head:
+        return "the file is empty"
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip, legacy files a pickle
+        return "it is not a PyTorch or safetensors file"
+    detail = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+    return f"truncated or corrupt: {detail}"
 
 
 def _flatten(data: object, path: Path) -> StateDict:
