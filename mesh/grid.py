@@ -12,12 +12,15 @@ from __future__ import annotations
 import numpy as np
 
 from mesh.data import MeshData
-from ppd_core.lift import LiftResult
+from ppd_core.lift import LiftResult, relative_noise
 
 #: Default relative depth span above which a triangle is taken to cross a depth edge.
 DEFAULT_MAX_JUMP = 0.05
 #: Default relative depth span allowed for a triangle touching the discontinuity mask.
 DEFAULT_MASK_JUMP = 0.01
+#: Both spans grow to this many standard deviations of the depth's own pixel noise: the
+#: depth range of three grainy samples is not an edge (a predicted map is never noise-free).
+NOISE_SPANS = 5.0
 
 
 def pixel_uvs(pixel_index: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -79,7 +82,8 @@ def grid_mesh(lift: LiftResult, max_jump: float = DEFAULT_MAX_JUMP,
     """Triangulate a lifted point grid into a textured mesh in the OpenCV camera frame.
 
     Vertices are the lifted points (unused ones removed), with vertex colours, normals and
-    UVs into the photo the depth map was made for.
+    UVs into the photo the depth map was made for. On grainy depth both spans are raised to
+    NOISE_SPANS times the map's noise level, so the grain does not punch holes in surfaces.
     """
     height, width = lift.shape
     points = np.asarray(lift.points, dtype=np.float32)
@@ -87,8 +91,13 @@ def grid_mesh(lift: LiftResult, max_jump: float = DEFAULT_MAX_JUMP,
     index_map[lift.pixel_index] = np.arange(len(points))
     depth_map = np.zeros(height * width, dtype=np.float32)
     depth_map[lift.pixel_index] = points[:, 2]
-    faces = grid_faces(index_map.reshape(height, width), depth_map.reshape(height, width),
-                       np.asarray(lift.discontinuity, dtype=bool), max_jump, mask_jump)
+    depth_map = depth_map.reshape(height, width)
+    valid = index_map.reshape(height, width) >= 0
+    with np.errstate(divide="ignore"):
+        noise = relative_noise(np.where(valid, 1.0 / depth_map, 1.0), valid)
+    floor = NOISE_SPANS * noise
+    faces = grid_faces(index_map.reshape(height, width), depth_map, np.asarray(lift.discontinuity, dtype=bool),
+                       max(max_jump, floor), max(mask_jump, floor))
     mesh = MeshData(vertices=points, faces=faces, uvs=pixel_uvs(lift.pixel_index, (height, width)),
                     colors=lift.colors, normals=lift.normals)
     return compact(mesh)
