@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
 from mesh.data import MeshData
+
+if TYPE_CHECKING:  # for annotations only
+    import trimesh
 
 #: Faces with less area than this (in the mesh's units squared) count as degenerate.
 DEGENERATE_AREA = 1e-12
@@ -63,7 +66,7 @@ def is_manifold(vertices: np.ndarray, faces: np.ndarray) -> bool:
     return manifold3d.Manifold(mesh).status() == manifold3d.Error.NoError
 
 
-def check_mesh(mesh: Union[MeshData, "trimesh.Trimesh"]) -> MeshReport:  # noqa: F821
+def check_mesh(mesh: Union[MeshData, "trimesh.Trimesh"]) -> MeshReport:
     """Measure a mesh as a slicer reading its STL would see it: vertices at the same position
     merged, nothing else repaired."""
     import trimesh

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from mesh.data import MeshData
-from ppd_core.lift import LiftResult, relative_noise
+from ppd_core.edges import relative_noise
+from ppd_core.lift import LiftResult
 
 #: Default relative depth span above which a triangle is taken to cross a depth edge.
 DEFAULT_MAX_JUMP = 0.05

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 import torch
@@ -16,6 +16,9 @@ from .model.sampler import timesteps
 from .preprocess import DEFAULT_RESOLUTION, check_resolution, resize_for_network
 from .progress import ProgressCallback, report
 from .weights import find_weights
+
+if TYPE_CHECKING:  # for annotations only
+    import PIL.Image
 
 
 def image_to_tensor(rgb: np.ndarray) -> torch.Tensor:

@@ -154,15 +154,12 @@ class Progress:
 
     def __init__(self, label: str, quiet: bool, stream=None) -> None:
         from ppd_core.pipeline import STAGES
+        from ppd_core.progress import JobFraction
 
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.label = label
-        self.spans, start = {}, 0.0
-        for name, weight in STAGES:
-            self.spans[name] = (start, weight)
-            start += weight
-        self.fraction = 0.0
+        self.whole = JobFraction(STAGES)
         self.stage = None
         self.bar = None
         if not quiet and self.stream.isatty():
@@ -172,14 +169,15 @@ class Progress:
                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
 
     def __call__(self, stage: str, fraction: float, message: str = "") -> None:
-        start, width = self.spans.get(stage, (self.fraction, 0.0))
-        self.show(stage, start + width * fraction, message)
+        self._display(stage, self.whole(stage, fraction), message)
 
     def show(self, stage: str, whole: float, message: str = "") -> None:
         """Display a fraction of the whole photo's work (as the worker reports it)."""
-        self.fraction = max(self.fraction, min(1.0, whole))
+        self._display(stage, self.whole.advance(whole), message)
+
+    def _display(self, stage: str, whole: float, message: str) -> None:
         if self.bar is not None:
-            self.bar.n = round(100 * self.fraction)
+            self.bar.n = round(100 * whole)
             self.bar.set_postfix_str(f"{stage}: {message}", refresh=True)
         elif not self.quiet and stage != self.stage:
             say(f"{self.label}: {stage} {message}".rstrip(), self.stream)

@@ -7,7 +7,7 @@ every long loop that reports progress is also a place where it can be cancelled.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 ProgressCallback = Callable[[str, float, str], None]
 
@@ -16,3 +16,30 @@ def report(callback: Optional[ProgressCallback], stage: str, fraction: float, me
     """Call `callback` if there is one, with the fraction clamped to [0, 1]."""
     if callback is not None:
         callback(stage, min(1.0, max(0.0, float(fraction))), message)
+
+
+class JobFraction:
+    """Turns (stage, fraction of that stage) into a fraction of the whole job that only goes up.
+
+    `stages` lists (name, weight) in order; weights are normalised. A stage not listed keeps
+    the fraction where it is (it still counts as a sign of life).
+    """
+
+    def __init__(self, stages: Iterable[tuple[str, float]]) -> None:
+        weights = [(name, float(weight)) for name, weight in stages]
+        total = sum(weight for _, weight in weights) or 1.0
+        self.spans: dict[str, tuple[float, float]] = {}
+        start = 0.0
+        for name, weight in weights:
+            self.spans[name] = (start / total, weight / total)
+            start += weight
+        self.fraction = 0.0
+
+    def __call__(self, stage: str, fraction: float) -> float:
+        start, width = self.spans.get(stage, (self.fraction, 0.0))
+        return self.advance(start + width * min(1.0, max(0.0, float(fraction))))
+
+    def advance(self, whole: float) -> float:
+        """Move to `whole` (clamped to [current, 1]) and return the new fraction."""
+        self.fraction = min(1.0, max(self.fraction, whole))
+        return self.fraction

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, Callable, Optional
 
 import ppd_core
 from ppd_core.errors import BadInputError, Cancelled, PPDError
+from ppd_core.progress import JobFraction
 from ppd_core.protocol import (
     EventWriter,
     error_event,
@@ -234,24 +235,15 @@ class JobProgress:
     """
 
     def __init__(self, job_id: str, stages: Any, events: EventWriter, check_cancel: Callable[[], None]) -> None:
-        weights = [(name, float(weight)) for name, weight in stages]
-        total = sum(weight for _, weight in weights) or 1.0
-        self.spans: dict = {}
-        start = 0.0
-        for name, weight in weights:
-            self.spans[name] = (start / total, weight / total)
-            start += weight
+        self.whole = JobFraction(stages)
         self.job_id = job_id
         self.events = events
         self.check_cancel = check_cancel
-        self.fraction = 0.0
         self._last: tuple = ("", "", -1.0, 0.0)
 
     def __call__(self, stage: str, fraction: float, message: str = "") -> None:
         self.check_cancel()
-        start, width = self.spans.get(stage, (self.fraction, 0.0))
-        whole = min(1.0, max(self.fraction, start + width * min(1.0, max(0.0, float(fraction)))))
-        self.fraction = whole
+        whole = self.whole(stage, fraction)
         last_stage, last_message, last_fraction, last_time = self._last
         now = time.monotonic()
         if (stage, message) == (last_stage, last_message) and whole - last_fraction < PROGRESS_MIN_STEP:

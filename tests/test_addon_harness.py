@@ -254,3 +254,11 @@ def write_small_weights(folder: Path) -> Path:
         pytest.skip(f"no worker Python with torch: {done.stderr.strip().splitlines()[-1:]}")
     return folder
 
+
+@pytest.fixture
+def importer():
+    """The add-on's importer module, with an empty scene before and after the test."""
+    module = addon("importer")
+    clear_scene()
+    yield module
+    clear_scene()

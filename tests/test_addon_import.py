@@ -7,7 +7,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.test_addon_harness import (
+from tests.test_addon_harness import (  # noqa: F401 (importer is a fixture)
+    importer,
     REPO,
     WORKER_PYTHON,
     addon,
@@ -21,14 +22,6 @@ from tests.test_addon_harness import (
     write_photo,
     write_result_npz,
 )
-
-
-@pytest.fixture
-def importer():
-    module = addon("importer")
-    clear_scene()
-    yield module
-    clear_scene()
 
 
 def test_mesh_import_counts_uvs_material_and_camera(importer, tmp_path):

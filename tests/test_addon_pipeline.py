@@ -8,7 +8,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.test_addon_harness import (
+from tests.test_addon_harness import (  # noqa: F401 (importer is a fixture)
+    importer,
     REPO,
     WORKER_PYTHON,
     addon,
@@ -44,14 +45,6 @@ def outputs(tmp_path_factory):
         assert done.returncode == 0, done.stderr
         made[kind] = npz
     return made
-
-
-@pytest.fixture
-def importer():
-    module = addon("importer")
-    clear_scene()
-    yield module
-    clear_scene()
 
 
 def _loop_uvs_and_vertices(mesh):

@@ -8,7 +8,8 @@ from hypothesis.extra.numpy import arrays
 
 from ppd_core.camera import Intrinsics, intrinsics_from_fov
 from ppd_core.errors import BadInputError
-from ppd_core.lift import DEFAULT_MODE, LiftResult, discontinuity_mask, lift, to_open3d
+from ppd_core.edges import discontinuity_mask
+from ppd_core.lift import DEFAULT_MODE, LiftResult, lift, to_open3d
 
 K = Intrinsics(300.0, 310.0, 161.3, 118.7, 320, 240)
 
