@@ -2,14 +2,17 @@
 
 A thin client: the depth network runs in a worker process (`python -m ppd_core.worker`)
 started with the interpreter set in the preferences; this add-on only talks to it
-(ppd_client.py, a copy of ppd_core/client.py made by build.py) and imports its result.
+(`ppd_core.client`) and imports its result (`ppd_core.files.result_file`). Those modules
+need only the standard library and numpy: the extension zip carries this project's wheel,
+which Blender unpacks into its own Python (see build.py), and the backend's environment
+installs the same wheel with its dependencies.
 """
 
 import atexit
 
 import bpy
 
-from . import operators, panel, preferences, properties, runner
+from . import operators, panel, preferences, properties, session
 
 MODULES = (preferences, properties, operators, panel)
 
@@ -17,20 +20,20 @@ MODULES = (preferences, properties, operators, panel)
 @bpy.app.handlers.persistent
 def _drop_run_on_load(_filepath) -> None:
     """A new .blend replaces the scene the run would import into: drop the run."""
-    runner.SESSION.abandon(bpy.context)
+    session.SESSION.abandon(bpy.context)
 
 
 def register() -> None:
     for module in MODULES:
         module.register()
     bpy.app.handlers.load_pre.append(_drop_run_on_load)
-    atexit.register(runner.SESSION.shutdown)
+    atexit.register(session.SESSION.shutdown)
 
 
 def unregister() -> None:
-    atexit.unregister(runner.SESSION.shutdown)
+    atexit.unregister(session.SESSION.shutdown)
     if _drop_run_on_load in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_drop_run_on_load)
-    runner.SESSION.shutdown()
+    session.SESSION.shutdown()
     for module in reversed(MODULES):
         module.unregister()

@@ -1,4 +1,5 @@
-"""Import the worker's NPZ result (docs/architecture.md) as Blender objects.
+"""Import the worker's result file as Blender objects: read and checked without bpy by
+`ppd_core.files.result_file`, then created here.
 
 Frames: an "opencv" result (metres; x right, y down, z forward) becomes Blender object
 coordinates (x, -y, -z): a 180° turn about X, so a camera at the origin with identity
@@ -18,18 +19,13 @@ from dataclasses import dataclass, field
 import bpy
 import numpy as np
 
+from ppd_core.files.result_file import ResultFile, read_result
+
 from . import materials, scene_camera
 
-NPZ_FORMAT = "ppd-npz-1"
-KINDS = ("mesh", "points", "solid")
-CAMERA_KEYS = ("image_size", "camera_lens_mm", "camera_sensor_width_mm", "camera_sensor_fit", "camera_shift")
 # Blender 4.2-4.5 cut data-block names at 63 bytes; a shorter photo name leaves room for
 # " camera" / " points" and a ".001" so the objects of one import keep telling names.
 NAME_BYTES = 48
-
-
-class ImportFailed(Exception):
-    """The NPZ is missing, unreadable or does not follow the ppd-npz-1 layout."""
 
 
 @dataclass
@@ -40,74 +36,6 @@ class ImportedResult:
     objects: list = field(default_factory=list)
     camera: bpy.types.Object | None = None
     warnings: list = field(default_factory=list)
-
-
-def _text(data, key: str, path: str) -> str:
-    if key not in data.files:
-        raise ImportFailed(f"{path}: missing key '{key}'")
-    return str(data[key][()])
-
-
-def _array(data, key: str, path: str, dtype, shape_tail: tuple) -> np.ndarray:
-    if key not in data.files:
-        raise ImportFailed(f"{path}: missing key '{key}'")
-    array = np.asarray(data[key])
-    if array.ndim != 1 + len(shape_tail) or array.shape[1:] != shape_tail:
-        want = "(N, " + ", ".join(str(n) for n in shape_tail) + ")"
-        raise ImportFailed(f"{path}: '{key}' has shape {array.shape}, expected {want}")
-    return np.ascontiguousarray(array, dtype=dtype)
-
-
-def read_result(path: str) -> dict:
-    """Load and check a ppd-npz-1 file; return its arrays and camera values as a dict."""
-    if not os.path.isfile(path):
-        raise ImportFailed(f"{path}: result file not found")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ImportFailed(f"{path}: not a readable NPZ file ({error})") from error
-    with data:
-        if _text(data, "format", path) != NPZ_FORMAT:
-            raise ImportFailed(f"{path}: format is not {NPZ_FORMAT}")
-        kind = _text(data, "kind", path)
-        if kind not in KINDS:
-            raise ImportFailed(f"{path}: unknown kind '{kind}'")
-        result = {
-            "kind": kind,
-            "frame": _text(data, "frame", path),
-            "vertices": _array(data, "vertices", path, np.float32, (3,)),
-            "faces": _array(data, "faces", path, np.int32, (3,)),
-            "image_path": _text(data, "image_path", path) if "image_path" in data.files else "",
-        }
-        count = len(result["vertices"])
-        for key, dtype, tail in (("uvs", np.float32, (2,)), ("colors", np.uint8, (3,))):
-            result[key] = _array(data, key, path, dtype, tail) if key in data.files else None
-            if result[key] is not None and len(result[key]) != count:
-                raise ImportFailed(f"{path}: '{key}' has {len(result[key])} rows for {count} vertices")
-        if "intrinsics" in data.files:
-            for key in CAMERA_KEYS:
-                if key not in data.files:
-                    raise ImportFailed(f"{path}: missing key '{key}' (it has intrinsics but no camera)")
-            result["image_size"] = tuple(int(v) for v in np.asarray(data["image_size"]).ravel()[:2])
-            result["camera"] = scene_camera.CameraSpec(
-                lens_mm=float(data["camera_lens_mm"]),
-                sensor_width_mm=float(data["camera_sensor_width_mm"]),
-                sensor_fit=_text(data, "camera_sensor_fit", path),
-                shift=tuple(float(v) for v in np.asarray(data["camera_shift"]).ravel()[:2]),
-                width=result["image_size"][0],
-                height=result["image_size"][1],
-            )
-        else:
-            result["camera"] = None
-    expected_frame = "print_mm" if kind == "solid" else "opencv"
-    if result["frame"] != expected_frame:
-        raise ImportFailed(f"{path}: a {kind} result must be in frame '{expected_frame}'")
-    if not np.isfinite(result["vertices"]).all():
-        raise ImportFailed(f"{path}: vertices contain NaN or infinity")
-    faces = result["faces"]
-    if len(faces) and (faces.min() < 0 or faces.max() >= count):
-        raise ImportFailed(f"{path}: faces index vertices outside 0..{count - 1}")
-    return result
 
 
 def short_name(name: str, limit: int = NAME_BYTES) -> str:
@@ -174,9 +102,8 @@ def set_millimetre_units(scene: bpy.types.Scene) -> None:
 def _point_radius(vertices_cv: np.ndarray, camera) -> float:
     """About half the spacing of neighbouring pixels at the median depth."""
     depth = float(np.median(np.abs(vertices_cv[:, 2]))) if len(vertices_cv) else 1.0
-    if camera is not None and camera.width > 0:
-        focal_px = camera.lens_mm / camera.sensor_width_mm * camera.width
-        return max(depth / focal_px * 0.6, 1e-5)
+    if camera is not None and camera.fx > 0:
+        return max(depth / camera.fx * 0.6, 1e-5)
     return max(depth * 1e-3, 1e-5)
 
 
@@ -223,9 +150,9 @@ def import_result(
     create_camera: bool = True,
     view_layer: bpy.types.ViewLayer | None = None,
 ) -> ImportedResult:
-    """Create the objects for one NPZ result in a new collection `name` in `scene`.
+    """Create the objects for one result file in a new collection `name` in `scene`.
 
-    `image` is the photo to texture with (loaded from the NPZ's image_path when None).
+    `image` is the photo to texture with (loaded from the result's image_path when None).
     With a `view_layer`, the new objects become its selection and the first one active.
     On any error every data-block created here is removed and the error re-raised.
     """
@@ -242,12 +169,12 @@ def import_result(
     return imported
 
 
-def _photo_image(result: dict, image: bpy.types.Image | None, created: _Created) -> bpy.types.Image | None:
-    """The photo as a Blender image: `image`, else loaded from the NPZ's image_path. None
+def _photo_image(result: ResultFile, image: bpy.types.Image | None, created: _Created) -> bpy.types.Image | None:
+    """The photo as a Blender image: `image`, else loaded from the result's image_path. None
     when there is none or Blender cannot read it (a HEIC photo the worker could read)."""
     if image is not None:
         return image
-    path = result["image_path"]
+    path = result.image_path
     if not path or not os.path.isfile(path):
         return None
     try:
@@ -261,17 +188,17 @@ def _photo_image(result: dict, image: bpy.types.Image | None, created: _Created)
     return photo
 
 
-def _create(scene, result: dict, created: _Created, *, name, image, shading, create_camera) -> ImportedResult:
+def _create(scene, result: ResultFile, created: _Created, *, name, image, shading, create_camera) -> ImportedResult:
     collection = bpy.data.collections.new(name)
     scene.collection.children.link(collection)
     imported = ImportedResult(collection=collection)
-    kind = result["kind"]
-    vertices = result["vertices"]
+    kind = result.kind
+    vertices = result.vertices
     if kind != "solid":
         vertices = blender_from_opencv(vertices)
-    faces = result["faces"] if kind != "points" else np.zeros((0, 3), np.int32)
+    faces = result.faces if kind != "points" else np.zeros((0, 3), np.int32)
     label = {"mesh": name, "points": f"{name} points", "solid": f"{name} solid"}[kind]
-    mesh = build_mesh(label, vertices, faces, result["uvs"], result["colors"])
+    mesh = build_mesh(label, vertices, faces, result.uvs, result.colors)
     obj = bpy.data.objects.new(label, mesh)
     collection.objects.link(obj)
     imported.objects.append(obj)
@@ -283,8 +210,8 @@ def _create(scene, result: dict, created: _Created, *, name, image, shading, cre
 
     photo = _photo_image(result, image, created) if kind != "solid" else None
     if kind == "mesh":
-        if photo is None and result["image_path"] and result["colors"] is not None:
-            imported.warnings.append(f"Blender cannot read {os.path.basename(result['image_path'])} as a "
+        if photo is None and result.image_path and result.colors is not None:
+            imported.warnings.append(f"Blender cannot read {os.path.basename(result.image_path)} as a "
                                      "texture: the mesh shows its vertex colours")
             material = materials.color_attribute_material(f"{name} photo", "Col", shading)
         else:
@@ -292,7 +219,7 @@ def _create(scene, result: dict, created: _Created, *, name, image, shading, cre
         mesh.materials.append(material)
     elif kind == "points":
         material = materials.color_attribute_material(f"{name} points", "Col", shading)
-        radius = _point_radius(result["vertices"], result["camera"])
+        radius = _point_radius(result.vertices, result.camera)
         group = materials.points_node_group(f"{name} points", material, radius)
         modifier = obj.modifiers.new("Mesh to Points", "NODES")
         modifier.node_group = group
@@ -301,10 +228,10 @@ def _create(scene, result: dict, created: _Created, *, name, image, shading, cre
         material = materials.color_attribute_material(f"{name} solid", "Col", "PRINCIPLED")
         mesh.materials.append(material)
 
-    if create_camera and kind != "solid" and result["camera"] is not None:
+    if create_camera and kind != "solid" and result.camera is not None:
         depths = -vertices[:, 2] if len(vertices) else np.ones(1, np.float32)
         camera_obj = scene_camera.create_camera(
-            scene, f"{name} camera", result["camera"], photo,
+            scene, f"{name} camera", result.camera, photo,
             clip=(float(depths.min()) * to_scene, float(depths.max()) * to_scene),
         )
         collection.objects.link(camera_obj)

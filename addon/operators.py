@@ -1,6 +1,6 @@
 """The "Depth from Image" modal operator and its Cancel button.
 
-The operator only starts the run and then calls `runner.SESSION.step` on a timer; Esc or
+The operator only starts the run and then calls `session.SESSION.step` on a timer; Esc or
 the Cancel button asks the run to stop. Only one run at a time (see `poll`).
 """
 
@@ -11,7 +11,7 @@ import os
 import bpy
 from bpy.props import BoolProperty, StringProperty
 
-from . import runner
+from . import session
 
 TIMER_INTERVAL_S = 0.1
 PHOTO_GLOB = "*.jpg;*.jpeg;*.png;*.tif;*.tiff;*.webp;*.bmp;*.heic;*.heif"
@@ -35,15 +35,15 @@ class DEPTH_OT_from_image(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if runner.SESSION.running:
+        if session.SESSION.running:
             cls.poll_message_set("A photo is already being processed: wait for it or cancel it")
             return False
         return True
 
     def invoke(self, context, event):
         try:
-            runner.SESSION.start_run(context)
-        except runner.RunError as error:
+            session.SESSION.start_run(context)
+        except session.RunError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         self._timer = context.window_manager.event_timer_add(TIMER_INTERVAL_S, window=context.window)
@@ -52,20 +52,20 @@ class DEPTH_OT_from_image(bpy.types.Operator):
 
     def modal(self, context, event):
         if event.type == "ESC" and event.value == "PRESS":
-            runner.SESSION.request_cancel()
+            session.SESSION.request_cancel()
             return {"RUNNING_MODAL"}
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        outcome = runner.SESSION.step(context)
+        outcome = session.SESSION.step(context)
         _redraw_sidebars(context)
-        if outcome == runner.RUNNING:
+        if outcome == session.RUNNING:
             return {"PASS_THROUGH"}
         context.window_manager.event_timer_remove(self._timer)
         self._timer = None
-        if outcome == runner.FAILED:
+        if outcome == session.FAILED:
             self.report({"ERROR"}, context.window_manager.depth_from_image.last_error)
             return {"CANCELLED"}
-        if outcome == runner.CANCELLED:
+        if outcome == session.CANCELLED:
             self.report({"INFO"}, "Depth from Image cancelled")
             return {"CANCELLED"}
         self.report({"INFO"}, context.window_manager.depth_from_image.last_result)
@@ -76,7 +76,7 @@ class DEPTH_OT_from_image(bpy.types.Operator):
         if self._timer is not None:
             context.window_manager.event_timer_remove(self._timer)
             self._timer = None
-        runner.SESSION.abandon(context)
+        session.SESSION.abandon(context)
 
 
 class DEPTH_OT_cancel(bpy.types.Operator):
@@ -87,10 +87,10 @@ class DEPTH_OT_cancel(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return runner.SESSION.running
+        return session.SESSION.running
 
     def execute(self, context):
-        runner.SESSION.request_cancel()
+        session.SESSION.request_cancel()
         return {"FINISHED"}
 
 

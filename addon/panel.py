@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import runner
+from . import session
 from .operators import DEPTH_OT_cancel, DEPTH_OT_choose_photo, DEPTH_OT_from_image
 from .ui_text import chars_per_line, wrapped_label
 
@@ -57,7 +57,7 @@ class VIEW3D_PT_depth_from_image(bpy.types.Panel):
         row.active = settings.output != "SOLID"  # a print solid has no camera to make
         row.prop(settings, "create_camera")
 
-        if runner.SESSION.running:
+        if session.SESSION.running:
             row = layout.row(align=True)
             row.progress(factor=state.progress, type="BAR", text=state.stage or "Working")
             row.operator(DEPTH_OT_cancel.bl_idname, text="", icon="X")

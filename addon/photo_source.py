@@ -28,7 +28,7 @@ class PhotoError(Exception):
 
 
 @dataclass(frozen=True)
-class Photo:
+class SourcePhoto:
     """The file for the worker, the name of the Blender image to texture with ("" for a
     file: the importer loads it), a display name. A name, not the image itself: a Python
     reference to a data-block can go stale while the run works (undo, deletion)."""
@@ -88,7 +88,7 @@ def _packed_copy(image: bpy.types.Image, folder: str) -> str:
     return path
 
 
-def resolve_photo(settings, temp_folder: str) -> Photo:
+def resolve_photo(settings, temp_folder: str) -> SourcePhoto:
     """The photo named by the sidebar settings; raises PhotoError with the fix."""
     if settings.photo_source == "FILE":
         if not settings.photo_path:
@@ -99,7 +99,7 @@ def resolve_photo(settings, temp_folder: str) -> Photo:
         path = os.path.abspath(bpy.path.abspath(settings.photo_path))
         if not os.path.isfile(path):
             raise PhotoError(f"Photo not found: {path}")
-        return Photo(path=path, image_name="", name=display_name(path))
+        return SourcePhoto(path=path, image_name="", name=display_name(path))
 
     image = settings.photo_image
     if image is None:
@@ -110,11 +110,11 @@ def resolve_photo(settings, temp_folder: str) -> Photo:
     if image.source == "VIEWER":
         raise PhotoError(f"Image '{image.name}' is a render or viewer result: save it as a file first")
     if image.source == "GENERATED" or image.is_dirty or image.file_format in BLENDER_ONLY_FORMATS:
-        return Photo(path=_pixels_copy(image, temp_folder), image_name=image.name, name=name)
+        return SourcePhoto(path=_pixels_copy(image, temp_folder), image_name=image.name, name=name)
     if image.packed_file is not None:
-        return Photo(path=_packed_copy(image, temp_folder), image_name=image.name, name=name)
+        return SourcePhoto(path=_packed_copy(image, temp_folder), image_name=image.name, name=name)
     path = os.path.abspath(bpy.path.abspath(image.filepath, library=image.library)) if image.filepath else ""
     if not path or not os.path.isfile(path):
         raise PhotoError(f"Image '{image.name}' has no file on disk ({path or 'no path'}): "
                          "find or save it, or pack it into the .blend")
-    return Photo(path=path, image_name=image.name, name=name)
+    return SourcePhoto(path=path, image_name=image.name, name=name)

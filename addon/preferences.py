@@ -14,7 +14,10 @@ import threading
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from . import backend_setup, interpreters, ppd_client
+from ppd_core import client as worker_client
+from ppd_core.options import DEVICES, OPTIONS, PRECISIONS
+
+from . import backend_setup, interpreters
 from .ui_text import wrapped_label
 
 PPD_CARD = "https://huggingface.co/gangweix/Pixel-Perfect-Depth"
@@ -24,6 +27,13 @@ LABEL_WIDTH = 90  # characters per label line: the preferences are wider than th
 OFFLINE_SETUP = ("Set up backend downloads torch and the package (several GB): allow online access in "
                  "Preferences > System > Network first")
 LOG_MAX_BYTES = 10_000_000
+DEVICE_WORDS = {"auto": ("Auto", "CUDA, then Apple MPS, then the CPU"), "cuda": ("CUDA", "NVIDIA GPU"),
+                "mps": ("MPS", "Apple GPU"), "cpu": ("CPU", "The processor (slow)")}
+PRECISION_WORDS = {"auto": ("Auto", "bf16/fp16 on a GPU, fp32 on the CPU"), "fp32": ("fp32", "Full precision"),
+                   "bf16": ("bf16", "Half precision (bfloat16)"), "fp16": ("fp16", "Half precision (float16)")}
+# Enum items (identifier, name, description) of the options table's choices.
+DEVICE_ITEMS = tuple((key, *DEVICE_WORDS[key]) for key in DEVICES)
+PRECISION_ITEMS = tuple((key, *PRECISION_WORDS[key]) for key in PRECISIONS)
 
 # Outcome of the last Detect / Check / Set up, shown under the interpreter field.
 STATUS = {"check": "", "check_ok": False, "detect": [], "setup": None}
@@ -121,7 +131,7 @@ def _absolute_path_update(attribute: str):
 
 
 def check_result_text(result) -> tuple:
-    """(ok, text) for the outcome of `ppd_client.check_interpreter`."""
+    """(ok, text) for the outcome of `worker_client.check_interpreter`."""
     if isinstance(result, dict):
         return True, describe_handshake(result)
     return False, str(result)
@@ -179,7 +189,7 @@ class DEPTH_OT_check_interpreter(bpy.types.Operator):
         def done(result):
             STATUS["check_ok"], STATUS["check"] = check_result_text(result)
 
-        _run_in_background("check", lambda: ppd_client.check_interpreter(python, CHECK_TIMEOUT_S, log_path=log), done)
+        _run_in_background("check", lambda: worker_client.check_interpreter(python, CHECK_TIMEOUT_S, log_path=log), done)
         return {"FINISHED"}
 
 
@@ -260,15 +270,11 @@ class DepthFromImagePreferences(bpy.types.AddonPreferences):
     )
     device: EnumProperty(
         name="Device", description="Where the depth network runs",
-        items=(("auto", "Auto", "CUDA, then Apple MPS, then the CPU"), ("cuda", "CUDA", "NVIDIA GPU"),
-               ("mps", "MPS", "Apple GPU"), ("cpu", "CPU", "The processor (slow)")),
-        default="auto",
+        items=DEVICE_ITEMS, default=OPTIONS["device"].default,
     )
     precision: EnumProperty(
         name="Precision", description="Number format of the network: half precision is faster on a GPU",
-        items=(("auto", "Auto", "bf16/fp16 on a GPU, fp32 on the CPU"), ("fp32", "fp32", "Full precision"),
-               ("bf16", "bf16", "Half precision (bfloat16)"), ("fp16", "fp16", "Half precision (float16)")),
-        default="auto",
+        items=PRECISION_ITEMS, default=OPTIONS["precision"].default,
     )
 
     def draw(self, context):

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import bpy
+import numpy as np
 from bpy.props import (
     BoolProperty,
     EnumProperty,
@@ -16,12 +17,46 @@ from bpy.props import (
     StringProperty,
 )
 
+from ppd_core.options import DEFAULT_HFOV_DEG, DEFAULT_PRESET, DEFAULT_RESOLUTION, OPTIONS, PRESETS
+
 from .materials import SHADING_ITEMS
 
-RESOLUTIONS = {"PREVIEW": 256 * 192, "FAST": 512 * 384, "STANDARD": 1024 * 768, "HIGH": 1536 * 1152}
-# Hard limits within those the worker accepts (mesh.solid print sizes, ppd_core.depth range).
-MAX_PRINT_MM = 100_000.0
-MAX_DEPTH_M = 1_000_000.0
+RESOLUTIONS = {"PREVIEW": 256 * 192, "FAST": 512 * 384, "STANDARD": DEFAULT_RESOLUTION, "HIGH": 1536 * 1152}
+PRESET_WORDS = {"tabletop": ("Tabletop", "Objects on a table"), "indoor": ("Indoor", "A room"),
+                "outdoor": ("Outdoor", "Streets and landscapes")}
+PRESET_ITEMS = (*((key, PRESET_WORDS[key][0], f"{PRESET_WORDS[key][1]}, about {near:g} to {far:g} m away")
+                  for key, (near, far) in PRESETS.items()),
+                ("custom", "Custom", "Set the nearest and farthest depth yourself"))
+INT32 = (-(2**31), 2**31 - 1)  # what an IntProperty holds
+
+
+def option_property(name: str, label: str, *, default=None, **ui):
+    """A Float- or IntProperty for job option `name`: its description, default and hard limits
+    from the options table (`ppd_core.options`), so the panel cannot drift from the command.
+    `default` replaces an option whose own default is "not given" (None); `ui` adds soft limits."""
+    row = OPTIONS[name]
+    spec = row.spec
+    unit = f", in {spec.unit}" if spec.unit else ""
+    values = dict(name=label, description=spec.help[:1].upper() + spec.help[1:] + unit,
+                  default=row.default if default is None else default, **ui)
+    if row.kind is int:
+        values["min"] = max(INT32[0], spec.minimum) if spec.minimum is not None else INT32[0]
+        values["max"] = min(INT32[1], spec.maximum) if spec.maximum is not None else INT32[1]
+        return IntProperty(**values)
+    if spec.minimum is not None:
+        values["min"] = _float32_inside(spec.minimum, up=True)
+    if spec.maximum is not None:
+        values["max"] = _float32_inside(spec.maximum, up=False)
+    return FloatProperty(**values)
+
+
+def _float32_inside(limit: float, up: bool) -> float:
+    """The float32 nearest `limit` on its allowed side: a FloatProperty holds float32, and
+    0.01 stored as float32 (0.0099999998) would fall just outside the worker's limit."""
+    value = np.float32(limit)
+    if (up and value < limit) or (not up and value > limit):
+        value = np.nextafter(value, np.float32(np.inf if up else -np.inf))
+    return float(value)
 
 
 def auto_resolution(device: str, handshake: dict) -> int:
@@ -76,15 +111,11 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
     )
     shading: EnumProperty(name="Shading", items=SHADING_ITEMS, default="EMISSION",
                           description="How the material shows the photo's colours")
-    width_mm: FloatProperty(name="Width (mm)", default=100.0, min=1.0, max=MAX_PRINT_MM, soft_max=500.0,
-                            description="Width of the printed solid in millimetres")
-    relief_mm: FloatProperty(name="Relief (mm)", default=10.0, min=0.1, max=MAX_PRINT_MM, soft_max=100.0,
-                             description="Height from the farthest to the nearest surface, in millimetres")
-    base_mm: FloatProperty(name="Base (mm)", default=2.0, min=0.1, max=MAX_PRINT_MM, soft_max=50.0,
-                           description="Thickness of the flat base under the relief, in millimetres")
+    width_mm: option_property("width_mm", "Width (mm)", soft_min=1.0, soft_max=500.0)
+    relief_mm: option_property("relief_mm", "Relief (mm)", soft_min=0.1, soft_max=100.0)
+    base_mm: option_property("base_mm", "Base (mm)", soft_min=0.1, soft_max=50.0)
 
-    steps: IntProperty(name="Steps", default=4, min=1, max=64,
-                       description="Diffusion sampling steps: more is slower and slightly finer")
+    steps: option_property("steps", "Steps", soft_max=20)
     resolution: EnumProperty(
         name="Resolution", description="Working size of the depth network: larger is finer and slower",
         items=(
@@ -98,20 +129,13 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
     )
     preset: EnumProperty(
         name="Depth Range", description="How far the nearest and farthest surfaces are, in metres",
-        items=(
-            ("tabletop", "Tabletop", "Objects on a table, about 0.3 to 1.5 m away"),
-            ("indoor", "Indoor", "A room, about 0.8 to 10 m away"),
-            ("outdoor", "Outdoor", "Streets and landscapes, about 3 to 200 m away"),
-            ("custom", "Custom", "Set the nearest and farthest depth yourself"),
-        ),
-        default="indoor",
+        items=PRESET_ITEMS,
+        default=DEFAULT_PRESET,
     )
     # Plain numbers in metres: a LENGTH unit would follow the scene's unit scale, so after a
     # print solid set millimetres, "0.8" would read as 0.8 mm yet be sent as 0.8 m.
-    near: FloatProperty(name="Near (m)", default=0.8, min=0.01, max=MAX_DEPTH_M, soft_max=100.0,
-                        description="Distance of the nearest surfaces from the camera, in metres")
-    far: FloatProperty(name="Far (m)", default=10.0, min=0.02, max=MAX_DEPTH_M, soft_max=1000.0,
-                       description="Distance of the farthest surfaces from the camera, in metres")
+    near: option_property("near", "Near (m)", default=PRESETS[DEFAULT_PRESET][0], soft_min=0.01, soft_max=100.0)
+    far: option_property("far", "Far (m)", default=PRESETS[DEFAULT_PRESET][1], soft_min=0.02, soft_max=1000.0)
     fov_source: EnumProperty(
         name="Field of View", description="Where the camera's field of view comes from",
         items=(
@@ -120,16 +144,12 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
         ),
         default="EXIF",
     )
-    fov: FloatProperty(name="Horizontal FOV", default=60.0, min=1.0, max=170.0,
-                       description="The photo's horizontal field of view in degrees")
-    edge_strength: FloatProperty(
-        name="Edge Strength", default=0.5, min=0.0, max=1.0, subtype="FACTOR",
-        description="How readily depth edges cut the surface (0: never, 1: at every faint edge)",
-    )
+    fov: option_property("fov", "Horizontal FOV", default=DEFAULT_HFOV_DEG)
+    edge_strength: option_property("edge_strength", "Edge Strength", subtype="FACTOR")
     create_camera: BoolProperty(
         name="Create Camera", default=True, description="Add the photo's camera with the photo as background",
     )
-    seed: IntProperty(name="Seed", default=0, min=0, description="Random seed of the diffusion sampler")
+    seed: option_property("seed", "Seed")
 
 
 class DepthFromImageRunState(bpy.types.PropertyGroup):
@@ -143,7 +163,7 @@ class DepthFromImageRunState(bpy.types.PropertyGroup):
 
 
 def job_options(settings: DepthFromImageSettings, prefs) -> dict:
-    """The worker job's options for these settings and preferences."""
+    """The worker job's options (names of `ppd_core.options.JobOptions`) for these settings and preferences."""
     options = {
         "method": settings.mesh_method.lower(),
         "points": settings.output == "POINTS",

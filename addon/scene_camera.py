@@ -1,35 +1,22 @@
 """The photo's camera as a Blender camera object.
 
-The NPZ carries the Blender camera already converted from the intrinsics
-(`ppd_core.camera.blender_camera`): lens and sensor width in millimetres, sensor fit and
-shift. The camera object sits at the origin with identity rotation, which is where the
+The result file carries the camera record (`ppd_core.geometry.camera.CameraRecord`), the
+Blender camera already converted from the intrinsics: lens and sensor width in millimetres,
+sensor fit and shift. The camera object sits at the origin with identity rotation, which is where the
 importer's OpenCV -> Blender conversion puts the photo's camera; with the render resolution
 set to the photo's size, the view through it lines the mesh up with the photo pixel for pixel.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import bpy
 
-
-@dataclass(frozen=True)
-class CameraSpec:
-    """Blender camera values for a photo of `width` x `height` pixels."""
-
-    lens_mm: float
-    sensor_width_mm: float
-    sensor_fit: str
-    shift: tuple
-    width: int
-    height: int
-
+from ppd_core.geometry.camera import CameraRecord
 
 def create_camera(
     scene: bpy.types.Scene,
     name: str,
-    spec: CameraSpec,
+    spec: CameraRecord,
     photo: bpy.types.Image | None,
     *,
     clip: tuple,
@@ -44,7 +31,7 @@ def create_camera(
     data.sensor_fit = spec.sensor_fit
     data.sensor_width = spec.sensor_width_mm
     data.lens = spec.lens_mm
-    data.shift_x, data.shift_y = spec.shift
+    data.shift_x, data.shift_y = spec.shift_x, spec.shift_y
     near, far = clip
     data.clip_start = max(1e-4, min(0.1, near * 0.5))
     data.clip_end = max(data.clip_start * 10.0, far * 2.0)

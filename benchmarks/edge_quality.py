@@ -26,8 +26,9 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from benchmarks.scenes import SCENE_NAMES, Rendering, make_scene
-from ppd_core.camera import Intrinsics
-from ppd_core.lift import DEFAULT_MODE, grid_points, lift
+from ppd_core.geometry.camera import Intrinsics
+from ppd_core.geometry.camera import unproject
+from ppd_core.geometry.lift import lift
 
 TRUE_EDGE_JUMP = 0.03  # a 4-neighbour pair whose true depths differ by more than 3% is an edge
 FLYING_TOLERANCE = 0.01  # flying: farther from the true surface than 1% of the true depth
@@ -60,7 +61,7 @@ Lifted = tuple[np.ndarray, np.ndarray]  # points (N, 3), pixel_index (N,)
 def lift_raw(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray) -> Lifted:
     """Every valid pixel, no cleaning."""
     index = np.flatnonzero(np.isfinite(depth) & (depth > 0))
-    return grid_points(depth, intrinsics).reshape(-1, 3)[index], index
+    return unproject(depth, intrinsics).reshape(-1, 3)[index], index
 
 
 def lift_open3d_sor(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray) -> Lifted:
@@ -81,23 +82,20 @@ def lift_jump_filter(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray)
     low = cv2.erode(depth, window, borderType=cv2.BORDER_REPLICATE)
     keep = np.isfinite(depth) & (depth > 0) & (high <= low * (1.0 + JUMP_FILTER_RTOL))
     index = np.flatnonzero(keep)
-    return grid_points(depth, intrinsics).reshape(-1, 3)[index], index
+    return unproject(depth, intrinsics).reshape(-1, 3)[index], index
 
 
-def lift_ours(mode: str) -> Callable[[np.ndarray, Intrinsics, np.ndarray], Lifted]:
-    def run(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray) -> Lifted:
-        result = lift(depth, intrinsics, rgb, mode=mode)
-        return result.points, result.pixel_index
-
-    return run
+def lift_ours(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray) -> Lifted:
+    """The product's `lift`: discontinuity pixels dropped."""
+    result = lift(depth, intrinsics, rgb)
+    return result.points, result.pixel_index
 
 
 METHODS: dict[str, Callable[[np.ndarray, Intrinsics, np.ndarray], Lifted]] = {
     "raw": lift_raw,
     "open3d SOR": lift_open3d_sor,
     "jump filter": lift_jump_filter,
-    "ours (drop)": lift_ours("drop"),
-    "ours (snap)": lift_ours("snap"),
+    "ours": lift_ours,
 }
 
 
@@ -142,7 +140,7 @@ def score(
     kept[index] = True
     outside = ~_band(edges, COMPLETENESS_BAND_PX).ravel()
     chamfer_band = _band(edges, CHAMFER_BAND_PX).ravel()
-    truth_points = grid_points(truth.depth.astype(np.float32), truth.intrinsics).reshape(-1, 3)[chamfer_band]
+    truth_points = unproject(truth.depth.astype(np.float32), truth.intrinsics).reshape(-1, 3)[chamfer_band]
     predicted = points[chamfer_band[index]]
     if len(predicted) and len(truth_points):
         to_truth = cKDTree(truth_points).query(predicted)[0].mean()
@@ -219,7 +217,7 @@ def run(width: int, height: int) -> str:
     seconds = lift_timing()
     lines += [
         "",
-        f"Default `lift` ({DEFAULT_MODE}, with photo) on a 1024x768 map: {seconds:.3f} s, "
+        f"`lift` (with photo) on a 1024x768 map: {seconds:.3f} s, "
         "median of 5 (target < 0.3 s).",
     ]
     return "\n".join(lines)

@@ -17,20 +17,20 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mesh.export import export  # noqa: E402
+from benchmarks.timing import seconds  # noqa: E402
+from mesh.export import stl_bytes  # noqa: E402
 from mesh.checks import check_mesh  # noqa: E402
 from mesh.grid import grid_mesh  # noqa: E402
 from mesh.poisson import poisson_mesh  # noqa: E402
 from mesh.solid import relief_solid  # noqa: E402
-from ppd_core.camera import intrinsics_from_fov  # noqa: E402
-from ppd_core.lift import lift  # noqa: E402
+from ppd_core.geometry.camera import intrinsics_from_fov  # noqa: E402
+from ppd_core.geometry.lift import lift  # noqa: E402
 
 WIDTH, HEIGHT = 1024, 768
 
@@ -62,16 +62,6 @@ def synthetic_scene(width: int = WIDTH, height: int = HEIGHT) -> tuple[np.ndarra
     shade = (np.clip(1.5 / depth, 0.2, 1.0) * 255).astype(np.uint8)
     photo = np.stack([shade, (shade * (0.5 + 0.5 * checker)).astype(np.uint8), 255 - shade], -1)
     return depth.astype(np.float32), photo
-
-
-def seconds(job, repeat: int) -> tuple[float, object]:
-    """Best wall time of `repeat` runs and the last result."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = job()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def open3d_route(depth: np.ndarray, photo: np.ndarray, poisson_depth: int):
@@ -107,7 +97,7 @@ def main() -> None:
 
     lift_time, lifted = seconds(lambda: lift(depth, intrinsics, photo), args.repeat)
     mesh_time, surface = seconds(lambda: grid_mesh(lifted), args.repeat)
-    stl_time, _ = seconds(lambda: export("stl", folder / "scene.stl", surface), args.repeat)
+    stl_time, _ = seconds(lambda: (folder / "scene.stl").write_bytes(stl_bytes(surface)), args.repeat)
     grid_total = lift_time + mesh_time + stl_time
     print(f"lift                         {lift_time:7.3f} s  ({len(lifted.points)} points)")
     print(f"grid mesh                    {mesh_time:7.3f} s  ({len(surface.faces)} triangles)")
@@ -116,7 +106,7 @@ def main() -> None:
 
     solid_time, solid = seconds(lambda: relief_solid(depth, width_mm=100.0), args.repeat)
     check_time, report = seconds(lambda: check_mesh(solid), 1)
-    solid_stl, _ = seconds(lambda: export("stl", folder / "solid.stl", solid), args.repeat)
+    solid_stl, _ = seconds(lambda: (folder / "solid.stl").write_bytes(stl_bytes(solid)), args.repeat)
     print(f"relief solid + check + STL   {solid_time + check_time + solid_stl:7.3f} s  "
           f"(solid {solid_time:.3f}, check {check_time:.3f}, STL {solid_stl:.3f}; {len(solid.faces)} triangles, "
           f"printable {report.printable})")

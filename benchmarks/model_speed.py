@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ppd_core.inference import DepthModel
 from ppd_core.model import PixelPerfectDepth
-from ppd_core.preprocess import DEFAULT_RESOLUTION, working_size
+from ppd_core.model.inference import DepthModel, working_size
+from ppd_core.options import DEFAULT_RESOLUTION
 
 
 def peak_rss_gb() -> float:

@@ -1,7 +1,7 @@
 """Synthetic scenes with exact ground truth, rendered by a small vectorised ray caster.
 
-Each scene is a few analytic primitives (planes, rotated boxes, spheres, a capped vertical
-cylinder) seen by a pinhole camera at the origin of the OpenCV frame (x right, y down,
+Each scene is a few analytic primitives (planes, rotated boxes, spheres, ellipsoids, a capped
+vertical cylinder) seen by a pinhole camera at the origin of the OpenCV frame (x right, y down,
 z forward, metres). Rendering gives the exact depth of every pixel centre and a textured,
 shaded photo (checker texture, per-object colour) so Canny sees real image edges. Every
 primitive also has a signed distance, so "how far is this point from the true surface"
@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ppd_core.camera import Intrinsics, intrinsics_from_fov
+from ppd_core.geometry.camera import Intrinsics, intrinsics_from_fov
 
-SCENE_NAMES = ("boxes", "spheres", "pole", "wall_floor")
+SCENE_NAMES = ("boxes", "spheres", "pole", "wall_floor", "ball", "head")
+_ELLIPSOID_BISECTIONS = 56  # halvings of a root bracket under 1 m wide: below float64 resolution
 _LIGHT = np.array([-0.4, -0.8, -0.45]) / np.linalg.norm([-0.4, -0.8, -0.45])  # toward the light
 
 
@@ -25,6 +26,24 @@ def _yaw_matrix(degrees: float) -> np.ndarray:
     """Rotation about the vertical (y) axis."""
     a = math.radians(degrees)
     return np.array([[math.cos(a), 0.0, math.sin(a)], [0.0, 1.0, 0.0], [-math.sin(a), 0.0, math.cos(a)]])
+
+
+def _ellipsoid_root(radii: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per row of q (N, 3), the t > -min(radii^2) where sum((radii q / (radii^2 + t))^2) = 1.
+
+    Bounding each term by the smallest and largest radius brackets the root; each
+    component is its own contiguous array because this loop dominates scoring time."""
+    r2 = radii**2
+    rq = [np.ascontiguousarray(radii[i] * q[:, i]) for i in range(3)]
+    length = np.linalg.norm(q, axis=-1)
+    low = np.maximum(radii.min() * length - r2.max(), -r2.min())
+    high = np.maximum(radii.max() * length - r2.min(), low)
+    for _ in range(_ELLIPSOID_BISECTIONS):
+        mid = 0.5 * (low + high)
+        root_above = (rq[0] / (r2[0] + mid)) ** 2 + (rq[1] / (r2[1] + mid)) ** 2 + (rq[2] / (r2[2] + mid)) ** 2 > 1.0
+        np.copyto(low, mid, where=root_above)
+        np.copyto(high, mid, where=~root_above)
+    return 0.5 * (low + high)
 
 
 @dataclass
@@ -109,6 +128,45 @@ class Sphere:
 
     def surface_normal(self, points: np.ndarray) -> np.ndarray:
         return (points - np.asarray(self.center, float)) / self.radius
+
+
+@dataclass
+class Ellipsoid:
+    """An axis-aligned ellipsoid centred at `center` with semi-axes `radii` (x, y, z)."""
+
+    center: tuple[float, float, float]
+    radii: tuple[float, float, float]
+    color: tuple[float, float, float]
+
+    def intersect(self, rays: np.ndarray) -> np.ndarray:
+        # In coordinates scaled by 1 / radii the ellipsoid is the unit sphere.
+        radii = np.asarray(self.radii, float)
+        c = np.asarray(self.center, float) / radii
+        d = rays / radii
+        a = (d * d).sum(-1)
+        b = d @ c
+        disc = b * b - a * (c @ c - 1.0)
+        with np.errstate(invalid="ignore"):
+            t = (b - np.sqrt(disc)) / a
+        return np.where((disc >= 0) & (t > 0), t, np.inf)
+
+    def signed_distance(self, points: np.ndarray) -> np.ndarray:
+        """Exact: with q the point relative to the centre (in the positive octant, by symmetry),
+        the nearest surface point is r^2 q / (r^2 + t) for the root t > -min(r^2) of
+        sum((r q / (r^2 + t))^2) = 1. That sum falls monotonically in t, so bisection finds t."""
+        radii = np.asarray(self.radii, float)
+        q = np.abs(np.asarray(points, float) - np.asarray(self.center, float))
+        shape = q.shape[:-1]
+        q = q.reshape(-1, 3)
+        t = _ellipsoid_root(radii, q)
+        nearest = radii**2 * q / (radii**2 + t[:, None])
+        distance = np.linalg.norm(q - nearest, axis=-1)
+        inside = ((q / radii) ** 2).sum(-1) < 1.0
+        return np.where(inside, -distance, distance).reshape(shape)
+
+    def surface_normal(self, points: np.ndarray) -> np.ndarray:
+        gradient = (points - np.asarray(self.center, float)) / np.asarray(self.radii, float) ** 2
+        return gradient / np.linalg.norm(gradient, axis=-1, keepdims=True)
 
 
 @dataclass
@@ -199,7 +257,8 @@ def _room(wall_z: float, floor_y: float = 1.2) -> list:
 
 
 def make_scene(name: str) -> Scene:
-    """One of `SCENE_NAMES`: boxes, spheres, a thin pole, or a wall-and-floor corner with a shelf."""
+    """One of `SCENE_NAMES`: boxes, spheres, a thin pole, a wall-and-floor corner with a shelf,
+    a ball or a head and shoulders (rounded silhouettes that graze into a jump to a far wall)."""
     if name == "boxes":
         prims = _room(5.0) + [
             Box((-0.6, 0.9, 2.4), (0.3, 0.3, 0.3), 30.0, (0.8, 0.25, 0.2)),
@@ -222,6 +281,17 @@ def make_scene(name: str) -> Scene:
             Plane((1.6, 0.0, 0.0), (-0.94, 0.0, -0.34), (0.7, 0.75, 0.85)),
             Box((-0.6, -0.1, 3.8), (0.7, 0.06, 0.2), 0.0, (0.6, 0.4, 0.2)),
             Box((-0.2, 0.95, 3.7), (0.9, 0.25, 0.3), 0.0, (0.35, 0.35, 0.4)),
+        ]
+    elif name == "ball":
+        prims = _room(8.0) + [
+            Sphere((-0.1, 0.05, 1.6), 0.45, (0.85, 0.45, 0.2)),
+            Sphere((0.85, 0.55, 2.6), 0.25, (0.3, 0.6, 0.8)),
+        ]
+    elif name == "head":
+        prims = _room(6.0) + [
+            Ellipsoid((0.0, -0.12, 1.0), (0.085, 0.115, 0.1), (0.85, 0.65, 0.55)),
+            Pole((0.0, 1.02), 0.05, -0.05, 0.2, (0.8, 0.6, 0.5)),
+            Ellipsoid((0.0, 0.22, 1.05), (0.23, 0.1, 0.12), (0.3, 0.35, 0.6)),
         ]
     else:
         raise ValueError(f"unknown scene {name!r}; choose from {', '.join(SCENE_NAMES)}")

@@ -1,18 +1,8 @@
-"""Meshing and print prep: grid triangulation, Poisson, decimation, solids, checks, exports.
+"""Meshing and print prep: arrays in, meshes and bytes out.
 
-Inputs are numpy arrays (or a `ppd_core.lift.LiftResult`); every mesher returns a
-`MeshData`, which converts to trimesh and Open3D and is what `mesh.export` writes.
+Grid triangulation (`mesh.grid`), Poisson (`mesh.poisson`), decimation (`mesh.decimate`),
+print solids (`mesh.solid`), slicer checks (`mesh.checks`) and format writers
+(`mesh.export`). Every mesher returns a `mesh.data.MeshData`. Nothing here imports
+`ppd_core`; importing this package itself loads nothing (`mesh.limits` is read by option
+tables that run without numpy).
 """
-
-from mesh.checks import MeshReport, check_mesh
-from mesh.data import MeshData
-from mesh.decimate import decimate
-from mesh.export import EXPORTERS, CameraInfo, export
-from mesh.grid import grid_mesh
-from mesh.poisson import poisson_mesh
-from mesh.solid import relief_solid, solid_from_mesh
-
-__all__ = [
-    "CameraInfo", "EXPORTERS", "MeshData", "MeshReport", "check_mesh", "decimate", "export",
-    "grid_mesh", "poisson_mesh", "relief_solid", "solid_from_mesh",
-]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Union
 
+import manifold3d
 import numpy as np
 
 from mesh.data import MeshData
@@ -57,8 +58,6 @@ class MeshReport:
 
 def is_manifold(vertices: np.ndarray, faces: np.ndarray) -> bool:
     """True when manifold3d accepts the triangles as a closed, oriented 2-manifold."""
-    import manifold3d
-
     if len(faces) == 0:
         return False
     mesh = manifold3d.Mesh(vert_properties=np.ascontiguousarray(vertices, dtype=np.float32),
@@ -69,7 +68,7 @@ def is_manifold(vertices: np.ndarray, faces: np.ndarray) -> bool:
 def check_mesh(mesh: Union[MeshData, "trimesh.Trimesh"]) -> MeshReport:
     """Measure a mesh as a slicer reading its STL would see it: vertices at the same position
     merged, nothing else repaired."""
-    import trimesh
+    import trimesh  # heavy (~1 s to load): imported on first use
 
     if isinstance(mesh, MeshData):
         mesh = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)

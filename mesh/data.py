@@ -1,4 +1,5 @@
-"""`MeshData`: the plain-array mesh every mesher returns and every exporter takes."""
+"""The plain-array geometry of `mesh`: `PixelCloud` (points lifted from a depth map's pixels,
+what the meshers take) and `MeshData` (what every mesher returns and every writer takes)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from typing import Optional
 
 import numpy as np
 
-from ppd_core.errors import BadInputError
+
+class MeshError(ValueError):
+    """Geometry a mesher or writer cannot use (no points, bad shapes, sizes out of range)."""
+
 
 #: Frames a `MeshData` can be in: the OpenCV camera frame in metres (scene meshes and
 #: point clouds) or the print frame in millimetres, z up, relief facing +z (solids).
@@ -18,8 +22,52 @@ def _rows_of(values, width: int, dtype, name: str) -> np.ndarray:
     """`values` as a contiguous (N, width) array; (..., width) arrays are flattened to rows."""
     array = np.asarray(values)
     if array.size and array.shape[-1] != width:
-        raise BadInputError(f"mesh {name} must be (N, {width}), got shape {array.shape}")
+        raise MeshError(f"mesh {name} must be (N, {width}), got shape {array.shape}")
     return np.ascontiguousarray(array, dtype=dtype).reshape(-1, width)
+
+
+def pixel_uvs(pixel_index: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(N, 2) float32 texture coordinates of flat pixel indices: u = (x+0.5)/W, v = 1-(y+0.5)/H."""
+    height, width = shape
+    y, x = np.divmod(np.asarray(pixel_index, dtype=np.int64), width)
+    return np.column_stack([(x + 0.5) / width, 1.0 - (y + 0.5) / height]).astype(np.float32)
+
+
+@dataclass
+class PixelCloud:
+    """Points lifted from the pixels of a depth map, with the per-pixel masks they came from.
+
+    points:        (N, 3) float32, OpenCV camera frame (x right, y down, z forward), metres
+    colors:        (N, 3) uint8 RGB (grey 128 when no photo was given)
+    normals:       (N, 3) float32 unit vectors, oriented toward the camera
+    pixel_index:   (N,) int64 flat index y * width + x into the depth map's grid
+    valid:         (H, W) bool, pixels with a finite positive depth that kept a point
+    discontinuity: (H, W) bool, the depth-discontinuity mask (the mesher cuts triangles here)
+    """
+
+    points: np.ndarray
+    colors: np.ndarray
+    normals: np.ndarray
+    pixel_index: np.ndarray
+    valid: np.ndarray
+    discontinuity: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W) of the depth map the points were lifted from."""
+        return self.valid.shape
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
+
+    def to_mesh_data(self) -> MeshData:
+        """The cloud as a face-less MeshData with colours, normals and UVs into the photo."""
+        return MeshData(vertices=self.points, faces=np.zeros((0, 3), np.int32), colors=self.colors,
+                        normals=self.normals, uvs=pixel_uvs(self.pixel_index, self.shape))
+
+    def to_open3d(self):
+        """An `open3d.geometry.PointCloud` with the points, colours (0..1) and normals."""
+        return self.to_mesh_data().to_open3d()
 
 
 @dataclass
@@ -46,7 +94,7 @@ class MeshData:
         faces = _rows_of(self.faces, 3, np.int64, "faces")
         n = len(self.vertices)
         if faces.size and (faces.min() < 0 or faces.max() >= n):
-            raise BadInputError(f"faces index vertices {faces.min()}..{faces.max()}, but there are {n} vertices")
+            raise MeshError(f"faces index vertices {faces.min()}..{faces.max()}, but there are {n} vertices")
         self.faces = faces.astype(np.int32)
         if self.uvs is not None:
             self.uvs = np.ascontiguousarray(self.uvs, dtype=np.float32).reshape(n, 2)
@@ -91,7 +139,7 @@ class MeshData:
 
     def to_trimesh(self, process: bool = False):
         """A `trimesh.Trimesh` (or `trimesh.PointCloud` when there are no faces) of this mesh."""
-        import trimesh
+        import trimesh  # heavy (~1 s to load): imported on first use
 
         colors = None if self.colors is None else np.column_stack(
             [self.colors, np.full(len(self.colors), 255, np.uint8)])
@@ -105,7 +153,7 @@ class MeshData:
 
     def to_open3d(self):
         """An `open3d.geometry.TriangleMesh` (or `PointCloud` when there are no faces)."""
-        import open3d as o3d
+        import open3d as o3d  # heavy (~3 s to load): imported on first use
 
         vectors = o3d.utility.Vector3dVector
         if self.is_points:

@@ -1,8 +1,7 @@
-"""Decimation to a target triangle count or ratio by quadric edge collapse.
+"""Decimation to a target triangle count or ratio by quadric edge collapse (pymeshlab).
 
-pymeshlab (default) keeps vertex colours and texture coordinates through the collapse and
-weights boundary edges so that silhouettes and depth-edge cuts stay in place; Open3D's
-quadric decimation is the alternative backend.
+pymeshlab keeps vertex colours and texture coordinates through the collapse and weights
+boundary edges so that silhouettes and depth-edge cuts stay in place.
 """
 
 from __future__ import annotations
@@ -11,28 +10,25 @@ from typing import Optional
 
 import numpy as np
 
-from mesh.data import MeshData
-from ppd_core.errors import BadInputError
-
-BACKENDS = ("pymeshlab", "open3d")
+from mesh.data import MeshData, MeshError
 
 
 def target_face_count(face_count: int, target_faces: Optional[int] = None,
                       ratio: Optional[float] = None) -> int:
     """The triangle count asked for by exactly one of `target_faces` or `ratio` (0 < ratio <= 1)."""
     if (target_faces is None) == (ratio is None):
-        raise BadInputError("decimation needs exactly one of a target triangle count or a ratio")
+        raise MeshError("decimation needs exactly one of a target triangle count or a ratio")
     if ratio is not None:
         if not 0.0 < ratio <= 1.0:
-            raise BadInputError(f"decimation ratio must be in (0, 1], got {ratio}")
+            raise MeshError(f"decimation ratio must be in (0, 1], got {ratio}")
         return max(1, int(round(face_count * ratio)))
     if target_faces < 1:
-        raise BadInputError(f"decimation target must be at least 1 triangle, got {target_faces}")
+        raise MeshError(f"decimation target must be at least 1 triangle, got {target_faces}")
     return int(target_faces)
 
 
 def _pymeshlab_decimate(mesh: MeshData, target: int) -> MeshData:
-    import pymeshlab
+    import pymeshlab  # heavy (~2 s to load): imported on first use
 
     extras = {}
     if mesh.colors is not None:
@@ -70,27 +66,12 @@ def _pymeshlab_decimate(mesh: MeshData, target: int) -> MeshData:
     return decimated
 
 
-def _open3d_decimate(mesh: MeshData, target: int) -> MeshData:
-    simplified = mesh.to_open3d().simplify_quadric_decimation(target_number_of_triangles=target)
-    if mesh.normals is not None:
-        simplified.compute_vertex_normals()
-    decimated = MeshData.from_open3d(simplified, frame=mesh.frame)
-    if mesh.colors is None:
-        decimated.colors = None
-    return decimated
-
-
-def decimate(mesh: MeshData, target_faces: Optional[int] = None, ratio: Optional[float] = None,
-             backend: str = "pymeshlab") -> MeshData:
+def decimate(mesh: MeshData, target_faces: Optional[int] = None, ratio: Optional[float] = None) -> MeshData:
     """The mesh reduced to about `target_faces` triangles (or `ratio` of its triangles).
 
     A target at or above the current count returns the mesh unchanged.
     """
-    if backend not in BACKENDS:
-        raise BadInputError(f"unknown decimation backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     target = target_face_count(len(mesh.faces), target_faces, ratio)
     if mesh.is_points or target >= len(mesh.faces):
         return mesh
-    if backend == "pymeshlab":
-        return _pymeshlab_decimate(mesh, target)
-    return _open3d_decimate(mesh, target)
+    return _pymeshlab_decimate(mesh, target)

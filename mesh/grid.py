@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mesh.data import MeshData
-from ppd_core.edges import relative_noise
-from ppd_core.lift import LiftResult
+from mesh.data import MeshData, PixelCloud, pixel_uvs
 
 #: Default relative depth span above which a triangle is taken to cross a depth edge.
 DEFAULT_MAX_JUMP = 0.05
@@ -24,11 +22,20 @@ DEFAULT_MASK_JUMP = 0.01
 NOISE_SPANS = 5.0
 
 
-def pixel_uvs(pixel_index: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(N, 2) float32 texture coordinates of flat pixel indices: u = (x+0.5)/W, v = 1-(y+0.5)/H."""
-    height, width = shape
-    y, x = np.divmod(np.asarray(pixel_index, dtype=np.int64), width)
-    return np.column_stack([(x + 0.5) / width, 1.0 - (y + 0.5) / height]).astype(np.float32)
+def relative_noise(disparity: np.ndarray, valid: np.ndarray) -> float:
+    """Robust estimate of the per-pixel relative noise of a disparity map.
+
+    The row-wise second difference vanishes on planes (disparity is affine there), so its
+    median absolute value, relative to the disparity, measures the grain; edges are too rare
+    to move the median. Scaled to the standard deviation of i.i.d. Gaussian noise.
+    """
+    if disparity.shape[1] < 3:
+        return 0.0
+    bend = np.abs(disparity[:, :-2] - 2.0 * disparity[:, 1:-1] + disparity[:, 2:]) / disparity[:, 1:-1]
+    usable = valid[:, :-2] & valid[:, 1:-1] & valid[:, 2:]
+    if not usable.any():
+        return 0.0
+    return float(np.median(bend[usable])) / (0.6745 * np.sqrt(6.0))
 
 
 def grid_faces(index_map: np.ndarray, depth_map: np.ndarray, cut_mask: np.ndarray,
@@ -78,7 +85,7 @@ def compact(mesh: MeshData) -> MeshData:
                     frame=mesh.frame)
 
 
-def grid_mesh(lift: LiftResult, max_jump: float = DEFAULT_MAX_JUMP,
+def grid_mesh(lift: PixelCloud, max_jump: float = DEFAULT_MAX_JUMP,
               mask_jump: float = DEFAULT_MASK_JUMP) -> MeshData:
     """Triangulate a lifted point grid into a textured mesh in the OpenCV camera frame.
 

@@ -11,13 +11,11 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from mesh.data import MeshData
-from ppd_core.errors import BadInputError
+from mesh.data import MeshData, MeshError
+from mesh.limits import PRINT_MM
 
 #: Default print resolution: grid cells of this size in millimetres.
 DEFAULT_CELL_MM = 0.25
-#: Print sizes accepted (mm): finer than any printer, and up to 100 m.
-MIN_PRINT_MM, MAX_PRINT_MM = 0.01, 100_000.0
 
 
 def relief_heights(depth: np.ndarray, reverse: bool = False) -> np.ndarray:
@@ -28,10 +26,10 @@ def relief_heights(depth: np.ndarray, reverse: bool = False) -> np.ndarray:
     """
     depth = np.asarray(depth, dtype=np.float64)
     if depth.ndim != 2 or depth.size == 0:
-        raise BadInputError(f"a relief needs a non-empty 2-D depth map, got shape {depth.shape}")
+        raise MeshError(f"a relief needs a non-empty 2-D depth map, got shape {depth.shape}")
     valid = np.isfinite(depth) & (depth > 0)
     if not valid.any():
-        raise BadInputError("the depth map has no valid (finite, positive) pixel to build a solid from")
+        raise MeshError("the depth map has no valid (finite, positive) pixel to build a solid from")
     log_depth = np.log1p(np.where(valid, depth, 0.0))
     low, high = np.percentile(log_depth[valid], [2.0, 98.0])
     nearness = (high - log_depth) / (high - low) if high > low else np.ones_like(log_depth)
@@ -52,7 +50,7 @@ def print_grid_shape(shape: tuple[int, int], width_mm: float, cell_mm: float) ->
 
 def _check_cell(cell_mm: float) -> None:
     if not (np.isfinite(cell_mm) and cell_mm > 0):
-        raise BadInputError(f"the print cell size must be a positive number of mm, got {cell_mm}")
+        raise MeshError(f"the print cell size must be a positive number of mm, got {cell_mm}")
 
 
 def heightfield_solid(top: np.ndarray, cell_mm: float, row_mm: Optional[float] = None) -> MeshData:
@@ -128,12 +126,13 @@ def relief_solid(depth: np.ndarray, *, width_mm: float = 100.0, relief_mm: float
 
 
 def check_print_size(width_mm: float, relief_mm: float, base_mm: float) -> None:
-    """Raise BadInputError unless width and base are `MIN_PRINT_MM`..`MAX_PRINT_MM` and the
-    relief is 0..`MAX_PRINT_MM`: outside that a float32 STL cannot hold a closed solid."""
-    for name, value, low in (("print width", width_mm, MIN_PRINT_MM), ("relief height", relief_mm, 0.0),
-                             ("base thickness", base_mm, MIN_PRINT_MM)):
-        if not (np.isfinite(value) and low <= value <= MAX_PRINT_MM):
-            raise BadInputError(f"the {name} must be {low:g} to {MAX_PRINT_MM:g} mm, got {value}")
+    """Raise MeshError unless width and base are within `PRINT_MM` and the relief is 0 up to
+    its maximum (`mesh.limits`)."""
+    low, high = PRINT_MM
+    for name, value, least in (("print width", width_mm, low), ("relief height", relief_mm, 0.0),
+                               ("base thickness", base_mm, low)):
+        if not (np.isfinite(value) and least <= value <= high):
+            raise MeshError(f"the {name} must be {least:g} to {high:g} mm, got {value}")
 
 
 def solid_from_mesh(mesh: MeshData, *, width_mm: float = 100.0, relief_mm: Optional[float] = None,
@@ -146,18 +145,18 @@ def solid_from_mesh(mesh: MeshData, *, width_mm: float = 100.0, relief_mm: Optio
     field, which is closed like `relief_solid`: always watertight and manifold, whatever the
     input's topology; where the mesh has holes the solid drops to the base.
     """
-    import open3d as o3d
+    import open3d as o3d  # heavy (~3 s to load): imported on first use
 
     if mesh.is_points or len(mesh.faces) == 0:
-        raise BadInputError("a point cloud cannot be closed into a solid; mesh it first")
+        raise MeshError("a point cloud cannot be closed into a solid; mesh it first")
     check_print_size(width_mm, 0.0 if relief_mm is None else relief_mm, base_mm)
     _check_cell(cell_mm)
     vertices = mesh.vertices.astype(np.float64)
     if not np.isfinite(vertices).all():
-        raise BadInputError("the mesh has NaN or infinite vertices; it cannot be closed into a solid")
+        raise MeshError("the mesh has NaN or infinite vertices; it cannot be closed into a solid")
     extent = np.ptp(vertices[:, 0])
     if not extent > 0:
-        raise BadInputError("the mesh has no width to scale to the print size")
+        raise MeshError("the mesh has no width to scale to the print size")
     scale = width_mm / extent
     # OpenCV (x right, y down, z forward) -> print (x right, y up, z toward the camera).
     height = -vertices[:, 2]

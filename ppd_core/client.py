@@ -19,7 +19,9 @@ import time
 import uuid
 from typing import Any, Optional
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""Both ends' version of the wire format (the worker reads it from here): 2 since the job
+option "depth" became "depth_file"."""
 WORKER_MODULE = "ppd_core.worker"
 PACKAGE_PIP_NAME = "depth-from-image"
 DEFAULT_EVENT_TIMEOUT = 600.0
@@ -79,7 +81,7 @@ def with_absolute_paths(job: dict) -> dict:
         request["outputs"] = {kind: absolute(path) for kind, path in job["outputs"].items()}
     if isinstance(job.get("options"), dict):
         request["options"] = dict(job["options"])
-        for key in ("depth", "weights"):
+        for key in ("depth_file", "weights"):
             if key in request["options"]:
                 request["options"][key] = absolute(request["options"][key])
     return request

@@ -1,4 +1,4 @@
-"""Exceptions a user can act on; each carries the worker protocol's error kind."""
+"""Exceptions a user can act on; each carries the worker protocol's error kind (standard library only)."""
 
 
 class PPDError(Exception):
@@ -27,6 +27,10 @@ class OutputError(PPDError):
     """An output cannot be written (unwritable folder, existing file without --force)."""
 
     kind = "bad_input"
+
+
+class OutputExistsError(OutputError):
+    """An output file already exists and replacing it was not asked for."""
 
 
 class Cancelled(PPDError):

@@ -20,118 +20,73 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
-from ppd_core.errors import BadInputError, OutputError, PPDError
+from ppd_core.client import WorkerClient, WorkerError
+from ppd_core.errors import BadInputError, OutputExistsError, PPDError
+from ppd_core.files.staging import check_targets
+from ppd_core.options import OPTIONS, OUTPUT_KINDS, JobOptions, Option, output_files
+from ppd_core.progress import JOB_STAGES, JobFraction
 
-#: Output kind -> (flag, default suffix appended to the photo's stem).
-OUTPUT_FLAGS = {
-    "stl": ("--stl", ".stl"),
-    "3mf": ("--3mf", ".3mf"),
-    "ply": ("--ply", ".ply"),
-    "obj": ("--obj", ".obj"),
-    "glb": ("--glb", ".glb"),
-    "npz": ("--npz", ".npz"),
-    "depth_png": ("--depth-png", "_depth.png"),
-}
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def _help(row: Option) -> str:
+    """An option's help line: its text, unit and default."""
+    unit = f" {row.spec.unit}" if row.spec.unit else ""
+    if row.default is None or row.kind is bool:
+        return row.spec.help + (f" ({row.spec.unit})" if unit else "")
+    default = f"{row.default:g}" if row.kind in (int, float) else str(row.default)
+    return f"{row.spec.help} (default {default}{unit})"
+
+
+def _add_option(group: argparse._ArgumentGroup, row: Option) -> None:
+    """One JobOptions field as a flag: its type, default, choices and help from the options table."""
+    help_text = _help(row)
+    if row.kind is bool:
+        action = argparse.BooleanOptionalAction if row.optional else "store_true"
+        group.add_argument(row.flag, dest=row.name, action=action, default=row.default, help=help_text)
+        return
+    group.add_argument(row.flag, dest=row.name, type=row.kind, default=row.default, help=help_text,
+                       choices=row.spec.choices or None, metavar=row.spec.metavar)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The command's options (see the README's "Main job")."""
+    """The command's arguments: photos, output kinds, the run's own flags, then every job option."""
     parser = argparse.ArgumentParser(
         prog="ppd-mesh", description="Photo to depth, point cloud, mesh or printable solid (Pixel-Perfect Depth).")
     parser.add_argument("photos", nargs="+", metavar="PHOTO", help="photo file(s)")
     out = parser.add_argument_group("outputs (several at once; default names next to the photo)")
-    for kind, (flag, suffix) in OUTPUT_FLAGS.items():
-        out.add_argument(flag, dest=f"want_{kind}", action="store_true", help=f"write <photo>{suffix}")
-    out.add_argument("--points", action="store_true", help="a point cloud instead of a mesh (PLY, NPZ)")
+    for kind in OUTPUT_KINDS.values():
+        out.add_argument(kind.flag, dest=f"want_{kind.name}", action="store_true",
+                         help=f"{kind.help}: <photo>{kind.suffix}")
     out.add_argument("-o", "--output", type=Path, help="output file (one photo, one output) or folder")
     out.add_argument("--force", action="store_true", help="overwrite existing output files")
     out.add_argument("--quiet", action="store_true", help="no progress, only failures")
-
-    geometry = parser.add_argument_group("geometry")
-    geometry.add_argument("--method", choices=("grid", "poisson"), default="grid")
-    geometry.add_argument("--solid", action=argparse.BooleanOptionalAction, default=None,
-                          help="a watertight print solid (default for STL and 3MF)")
-    geometry.add_argument("--width-mm", type=float, default=100.0, help="solid width (default 100)")
-    geometry.add_argument("--relief-mm", type=float, default=5.0, help="relief height (default 5)")
-    geometry.add_argument("--base-mm", type=float, default=2.0, help="base thickness (default 2)")
-    geometry.add_argument("--decimate", type=int, metavar="N", help="target triangle count")
-    geometry.add_argument("--edge-strength", type=float, default=0.5, help="0..1, higher cuts more edges")
-    geometry.add_argument("--poisson-depth", type=int, default=9, help="Poisson octree depth, 5..12 (default 9)")
-
-    camera = parser.add_argument_group("depth and camera")
-    camera.add_argument("--preset", choices=("tabletop", "indoor", "outdoor"))
-    camera.add_argument("--near", type=float, help="near distance in metres (2nd percentile)")
-    camera.add_argument("--far", type=float, help="far distance in metres (98th percentile)")
-    camera.add_argument("--fov", type=float, help="horizontal field of view in degrees (overrides EXIF)")
-    camera.add_argument("--depth", metavar="FILE", help="use this depth map instead of the network")
-    camera.add_argument("--depth-kind", choices=("metric", "disparity", "normalized"), default="metric")
-
-    model = parser.add_argument_group("model")
-    model.add_argument("--steps", type=int, default=4)
-    model.add_argument("--resolution", type=int, default=1024 * 768, help="working area in pixels")
-    model.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
-    model.add_argument("--precision", default="auto", help="auto, fp32, fp16, bf16")
-    model.add_argument("--seed", type=int, default=0)
-    model.add_argument("--weights", metavar="DIR", help="folder with ppd.pth and depth_anything_v2_vitl.pth")
-    model.add_argument("--subprocess", action="store_true",
-                       help="run the photos in a worker process (python -m ppd_core.worker), as Blender does")
+    out.add_argument("--subprocess", action="store_true",
+                     help="run the photos in a worker process (python -m ppd_core.worker), as Blender does")
+    groups = {}
+    for row in OPTIONS.values():
+        if row.spec.group not in groups:
+            groups[row.spec.group] = parser.add_argument_group(row.spec.group)
+        _add_option(groups[row.spec.group], row)
     return parser
 
 
-def job_options(args: argparse.Namespace):
-    """The pipeline's JobOptions from parsed arguments."""
-    from ppd_core.pipeline import JobOptions
-
-    return JobOptions(
-        method=args.method, points=args.points, solid=args.solid, width_mm=args.width_mm,
-        relief_mm=args.relief_mm, base_mm=args.base_mm, decimate=args.decimate,
-        edge_strength=args.edge_strength, preset=args.preset, near=args.near, far=args.far, fov=args.fov,
-        depth=args.depth, depth_kind=args.depth_kind, steps=args.steps, resolution=args.resolution,
-        device=args.device, precision=args.precision, seed=args.seed, weights=args.weights,
-        poisson_depth=args.poisson_depth)
+def job_options(args: argparse.Namespace) -> JobOptions:
+    """The pipeline's JobOptions from parsed arguments (every option is a flag of the same name)."""
+    return JobOptions(**{name: getattr(args, name) for name in OPTIONS})
 
 
 def output_paths(photo: Path, kinds: list[str], output: Optional[Path], single: bool) -> dict[str, Path]:
     """Where each output goes: -o FILE (one photo, one output), -o FOLDER, or next to the photo."""
     if output is not None and not output.is_dir() and output.suffix and single and len(kinds) == 1:
-        expected = "." + OUTPUT_FLAGS[kinds[0]][1].rsplit(".", 1)[1]
-        if output.suffix.lower() != expected:
-            raise BadInputError(f"{output}: a {OUTPUT_FLAGS[kinds[0]][0]} output needs a {expected} file name")
+        kind = OUTPUT_KINDS[kinds[0]]
+        if output.suffix.lower() != kind.extension:
+            raise BadInputError(f"{output}: a {kind.flag} output needs a {kind.extension} file name")
         return {kinds[0]: output}
     if output is not None and output.suffix and not output.is_dir():
         raise BadInputError(f"{output}: -o names a file, but there are several photos or outputs; give a folder")
     folder = output if output is not None else photo.parent
-    return {kind: folder / (photo.stem + OUTPUT_FLAGS[kind][1]) for kind in kinds}
-
-
-def check_targets(photo: Path, outputs: dict[str, Path], force: bool, depth: Optional[Path] = None,
-                  claimed: Optional[dict[Path, Path]] = None) -> None:
-    """Refuse to write over the photo or the depth file (ever), over a folder, over existing
-    files (without --force), or onto a file that an earlier photo of this run writes
-    (`claimed`: target -> photo, filled in here)."""
-    from mesh.export import output_files
-
-    claimed = {} if claimed is None else claimed
-    inputs = {photo.resolve(): "the photo itself"}
-    if depth is not None:
-        inputs[depth.resolve()] = "the depth file"
-    targets = [target for kind, path in outputs.items() for target in output_files(kind, path)]
-    for target in targets:
-        resolved = target.resolve()
-        if resolved in inputs:
-            raise OutputError(f"{target}: refusing to overwrite {inputs[resolved]}")
-        if resolved in claimed:
-            raise OutputError(f"{target}: already the output of {claimed[resolved]} in this run; "
-                              f"rename one of the photos or run them separately")
-        if target.is_dir():
-            raise OutputError(f"{target}: is a folder, not a file")
-        if target.exists() and not force:
-            raise OutputError(f"{target}: already exists (use --force to overwrite)")
-        if not target.parent.is_dir():
-            what = "not a folder" if target.parent.exists() else "no such folder"
-            raise OutputError(f"{target.parent}: {what}")
-    claimed.update((target.resolve(), photo) for target in targets)
+    return {kind: folder / (photo.stem + OUTPUT_KINDS[kind].suffix) for kind in kinds}
 
 
 def say(text: str, stream=None) -> None:
@@ -153,17 +108,14 @@ class Progress:
     """A tqdm bar per photo on a terminal; plain lines per stage otherwise; nothing when quiet."""
 
     def __init__(self, label: str, quiet: bool, stream=None) -> None:
-        from ppd_core.pipeline import STAGES
-        from ppd_core.progress import JobFraction
-
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.label = label
-        self.whole = JobFraction(STAGES)
+        self.whole = JobFraction(JOB_STAGES)
         self.stage = None
         self.bar = None
         if not quiet and self.stream.isatty():
-            from tqdm import tqdm
+            from tqdm import tqdm  # only on a terminal
 
             self.bar = tqdm(total=100, desc=label, file=self.stream, unit="%", leave=False,
                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
@@ -193,7 +145,7 @@ def summary_lines(stats: dict) -> list[str]:
     lines = []
     for kind, path in stats["outputs"].items():
         detail = stats["details"][kind]
-        if kind == "depth_png":
+        if OUTPUT_KINDS[kind].depth_map:
             width, height = detail["size_px"]
             clipped = detail.get("clipped_px", 0)
             note = f"; {clipped} px beyond 65.535 m stored as 65.535 m" if clipped else ""
@@ -216,7 +168,9 @@ def summary_lines(stats: dict) -> list[str]:
 
 def failure_line(photo: Path, error: BaseException) -> str:
     """One line for a failed photo: our errors as they are, anything else with its type."""
-    if isinstance(error, PPDError):
+    if isinstance(error, OutputExistsError):
+        text = f"{error} (use --force to overwrite)"
+    elif isinstance(error, PPDError):
         text = str(error)
     elif isinstance(error, MemoryError):
         text = "out of memory: lower --resolution (or use --precision fp16/bf16 on a GPU)"
@@ -227,7 +181,9 @@ def failure_line(photo: Path, error: BaseException) -> str:
 
 def run_in_process(jobs: list, options, quiet: bool, force: bool = False) -> int:
     """Run each (photo, outputs) here, one model kept loaded; return the number of failures."""
-    from ppd_core.pipeline import ModelCache, run_photo
+    # numpy, OpenCV and the meshers load in seconds: not for --help or a usage error
+    from ppd_core.photo_depth import ModelCache
+    from ppd_core.pipeline import run_photo
 
     models = ModelCache()
     failures = 0
@@ -252,8 +208,6 @@ def run_in_process(jobs: list, options, quiet: bool, force: bool = False) -> int
 
 def run_in_worker(jobs: list, options, quiet: bool) -> int:
     """Run each (photo, outputs) in a worker process started with this interpreter."""
-    from ppd_core.client import WorkerClient, WorkerError
-
     failures = 0
     with WorkerClient(sys.executable) as client:
         try:
@@ -334,11 +288,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return EXIT_OK if exit_.code == 0 else EXIT_USAGE
-    kinds = [kind for kind in OUTPUT_FLAGS if getattr(args, f"want_{kind}")]
+    kinds = [kind for kind in OUTPUT_KINDS if getattr(args, f"want_{kind}")]
     if not kinds:
         parser.print_usage(sys.stderr)
-        say("ppd-mesh: error: choose at least one output (--stl, --3mf, --ply, --obj, --glb, --npz, --depth-png)",
-            sys.stderr)
+        flags = ", ".join(kind.flag for kind in OUTPUT_KINDS.values())
+        say(f"ppd-mesh: error: choose at least one output ({flags})", sys.stderr)
         return EXIT_USAGE
     try:
         options = job_options(args)
@@ -346,7 +300,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BadInputError as error:
         say(f"ppd-mesh: error: {error}", sys.stderr)
         return EXIT_USAGE
-    if args.depth is not None and len(args.photos) > 1:
+    if options.depth_file is not None and len(args.photos) > 1:
         say("ppd-mesh: error: --depth gives the depth of one photo; pass exactly one photo", sys.stderr)
         return EXIT_USAGE
 
@@ -359,8 +313,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if not photo.is_file():
                 raise BadInputError(f"{photo}: {'not a file' if photo.exists() else 'no such file'}")
             outputs = output_paths(photo, kinds, args.output, single=len(args.photos) == 1)
-            check_targets(photo, outputs, args.force, depth=Path(args.depth) if args.depth else None,
-                          claimed=claimed)
+            inputs = {photo: "the photo itself"}
+            if options.depth_file is not None:
+                inputs[options.depth_file] = "the depth file"
+            targets = [target for kind, path in outputs.items() for target in output_files(kind, path)]
+            check_targets(targets, inputs, args.force, claimed=claimed, owner=photo)
         except PPDError as error:
             say(failure_line(photo, error), sys.stderr)
             failures += 1

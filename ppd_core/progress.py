@@ -11,6 +11,12 @@ from typing import Callable, Iterable, Optional
 
 ProgressCallback = Callable[[str, float, str], None]
 
+#: Stages of one photo's job in order, with their share of the whole job's time (they sum to 1).
+JOB_STAGES: tuple[tuple[str, float], ...] = (
+    ("load", 0.03), ("model", 0.07), ("encode", 0.05), ("diffusion", 0.5),
+    ("lift", 0.1), ("mesh", 0.15), ("export", 0.1),
+)
+
 
 def report(callback: Optional[ProgressCallback], stage: str, fraction: float, message: str = "") -> None:
     """Call `callback` if there is one, with the fraction clamped to [0, 1]."""

@@ -1,9 +1,8 @@
-"""The worker protocol's wire format: JSON lines in, JSON lines out (docs/protocol.md).
+"""The worker side of the wire format: JSON lines in, JSON lines out (docs/protocol.md).
 
 Requests are parsed here, events written here, and the handshake (who the worker is, what
-torch can run on) is assembled here, without loading a model. The client
-(`ppd_core.client`) keeps its own copy of `PROTOCOL_VERSION` because it must stay a single
-standard-library file.
+torch can run on) is assembled here, without loading a model. The protocol version is the
+client's (`ppd_core.client.PROTOCOL_VERSION`): one number for both ends.
 """
 
 from __future__ import annotations
@@ -18,9 +17,9 @@ import threading
 from typing import Any, BinaryIO, Optional
 
 import ppd_core
+from ppd_core.client import PROTOCOL_VERSION
 from ppd_core.errors import BadInputError
 
-PROTOCOL_VERSION = 1
 #: Error kinds of job errors; the client adds worker_crashed and timeout of its own.
 ERROR_KINDS = ("bad_input", "weights_missing", "out_of_memory", "cancelled", "internal")
 
@@ -81,45 +80,11 @@ def torch_problem() -> Optional[str]:
     return None
 
 
-def system_memory_gb() -> Optional[float]:
-    """Total RAM in GiB, or None where the platform does not say."""
-    try:
-        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 2)
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def cpu_name() -> str:
-    """A readable processor name (the model name on Linux)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "CPU"
-
-
-def list_devices() -> list:
-    """The devices torch can run on, best first: CUDA GPUs, Apple MPS, then the CPU."""
-    import torch
-
-    devices = []
-    for index in range(torch.cuda.device_count()):
-        props = torch.cuda.get_device_properties(index)
-        memory_gb = round(props.total_memory / 2**30, 2)
-        devices.append({"id": f"cuda:{index}", "name": props.name, "type": "cuda", "memory_gb": memory_gb})
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append({"id": "mps", "name": "Apple GPU (MPS)", "type": "mps", "memory_gb": system_memory_gb()})
-    devices.append({"id": "cpu", "name": cpu_name(), "type": "cpu", "memory_gb": system_memory_gb()})
-    return devices
-
-
 def handshake_event() -> dict:
     """The first event: who this worker is and what it can run on (no model is loaded)."""
-    import torch
+    import torch  # only once `torch_problem` said it loads
+
+    from ppd_core.model.device import list_devices  # loads torch too
 
     return {
         "type": "handshake",

@@ -21,7 +21,8 @@ from typing import Any, BinaryIO, Callable, Optional
 
 import ppd_core
 from ppd_core.errors import BadInputError, Cancelled, PPDError
-from ppd_core.progress import JobFraction
+from ppd_core.options import JobOptions
+from ppd_core.progress import JOB_STAGES, JobFraction
 from ppd_core.protocol import (
     EventWriter,
     error_event,
@@ -256,7 +257,7 @@ class JobProgress:
         self.events.emit({"type": "progress", "id": self.job_id, "stage": "done", "fraction": 1.0, "message": "done"})
 
 
-class Runner:
+class JobRunner:
     """Runs jobs through the pipeline with one model cache kept for the worker's life."""
 
     def __init__(self, board: JobBoard, events: EventWriter) -> None:
@@ -272,14 +273,16 @@ class Runner:
         job_id = job["id"]
         started = time.monotonic()
         try:
-            from ppd_core import pipeline
+            # The pipeline loads numpy, OpenCV and the meshers (seconds): after the handshake, not before.
+            from ppd_core.photo_depth import ModelCache
+            from ppd_core.pipeline import run_photo
 
             if self.models is None:
-                self.models = pipeline.ModelCache()
+                self.models = ModelCache()
             loads_before = self.models.loads
-            progress = JobProgress(job_id, pipeline.STAGES, self.events, self.board.check_cancel)
-            options = pipeline.JobOptions.from_dict(job.get("options", {}))
-            stats = pipeline.run_photo(job["photo"], job["outputs"], options, models=self.models, on_progress=progress)
+            progress = JobProgress(job_id, JOB_STAGES, self.events, self.board.check_cancel)
+            options = JobOptions.from_dict(job.get("options", {}))
+            stats = run_photo(job["photo"], job["outputs"], options, models=self.models, on_progress=progress)
             progress.done()
         except Exception as exc:  # every failure becomes one error event; the worker lives on
             if isinstance(exc, PPDError):
@@ -294,7 +297,7 @@ class Runner:
         stats.update(
             seconds=round(time.monotonic() - started, 3),
             model_loads=self.models.loads,
-            model_reused=options.depth is None and self.models.loads == loads_before,
+            model_reused=options.depth_file is None and self.models.loads == loads_before,
         )
         self.events.emit({"type": "result", "id": job_id, "outputs": outputs, "stats": stats})
 
@@ -314,7 +317,7 @@ def serve(stdin: BinaryIO, events: EventWriter, parent: int) -> int:
         logging.getLogger(package).addHandler(forward)
     threading.Thread(target=read_requests, args=(stdin, board, events), name="stdin", daemon=True).start()
     threading.Thread(target=watch_parent, args=(board, parent), name="parent", daemon=True).start()
-    runner = Runner(board, events)
+    runner = JobRunner(board, events)
     while not board.stopping.is_set():
         job = board.start_next(timeout=PARENT_CHECK_S)
         if job is None:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.test_addon_harness import REPO, WORKER_PYTHON, addon
+from tests.blender_harness import REPO, WORKER_PYTHON, addon
 
 NVIDIA_SMI = """
 +-----------------------------------------------------------------------------------------+
@@ -113,7 +113,7 @@ def _installed() -> bool:
 
 def test_check_shows_versions_and_devices_or_the_problem(tmp_path, monkeypatch):
     preferences = addon("preferences")
-    client = addon("ppd_client")
+    client = addon("preferences").worker_client
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     handshake = client.check_interpreter(WORKER_PYTHON, 120, log_path=str(tmp_path / "w.log"))
     ok, text = preferences.check_result_text(handshake)

@@ -7,8 +7,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.test_addon_harness import (  # noqa: F401 (importer is a fixture)
-    importer,
+from ppd_core.errors import BadInputError
+
+from tests.blender_harness import (
     REPO,
     WORKER_PYTHON,
     addon,
@@ -81,19 +82,8 @@ def test_faces_face_the_camera(importer, tmp_path):
 
 
 def test_blender_camera_of_ppd_core_lines_up_in_blender(importer, tmp_path):
-    camera_mod = pytest.importorskip("ppd_core.camera")
-    export = pytest.importorskip("mesh.export")
-    data_mod = pytest.importorskip("mesh.data")
     arrays = grid_result(width=50, height=36, fx=61.0, cx=27.0, cy=16.5, seed=5)
-    intrinsics = camera_mod.Intrinsics(fx=61.0, fy=61.0, cx=27.0, cy=16.5, width=50, height=36)
-    cam = camera_mod.blender_camera(intrinsics)
-    info = export.CameraInfo(image_path=str(tmp_path / "x.png"), image_size=(50, 36),
-                             intrinsics=(61.0, 61.0, 27.0, 16.5), lens_mm=cam.lens_mm,
-                             sensor_width_mm=cam.sensor_width_mm, shift=(cam.shift_x, cam.shift_y),
-                             sensor_fit=cam.sensor_fit)
-    mesh = data_mod.MeshData(vertices=arrays["vertices"], faces=arrays["faces"], uvs=arrays["uvs"],
-                             colors=arrays["colors"], frame="opencv")
-    export.write_npz(tmp_path / "r.npz", mesh, camera=info)
+    write_result_npz(tmp_path / "r.npz", arrays, image_path=tmp_path / "x.png")  # the product's writer and camera
     scene = bpy.context.scene
     result = importer.import_result(scene, str(tmp_path / "r.npz"), name="core")
 
@@ -134,14 +124,15 @@ def test_print_solid_sets_millimetres(importer, tmp_path):
 
 
 def test_bad_npz_leaves_nothing_behind(importer, tmp_path):
-    arrays = grid_result(width=8, height=6)
-    arrays["faces"] = arrays["faces"].copy()
+    bad = write_result_npz(tmp_path / "bad.npz", grid_result(width=8, height=6))
+    with np.load(bad) as data:
+        arrays = dict(data)
     arrays["faces"][3, 1] = 10_000
-    bad = write_result_npz(tmp_path / "bad.npz", arrays)
+    np.savez(bad, **arrays)
     before = datablock_counts()
-    with pytest.raises(importer.ImportFailed, match="bad.npz: faces index vertices outside"):
+    with pytest.raises(BadInputError, match="bad.npz: faces index vertices outside"):
         importer.import_result(bpy.context.scene, str(bad), name="bad")
-    with pytest.raises(importer.ImportFailed, match="missing.npz: result file not found"):
+    with pytest.raises(BadInputError, match="missing.npz: result file not found"):
         importer.import_result(bpy.context.scene, str(tmp_path / "missing.npz"), name="bad")
     assert datablock_counts() == before
 
@@ -330,7 +321,7 @@ def test_camera_values_missing_is_a_clear_error(importer, tmp_path):
         kept = {key: data[key] for key in data.files if key != "camera_shift"}
     np.savez(tmp_path / "nocam.npz", **kept)
     before = datablock_counts()
-    with pytest.raises(importer.ImportFailed, match="nocam.npz: missing key 'camera_shift'"):
+    with pytest.raises(BadInputError, match="nocam.npz: missing key 'camera_shift'"):
         importer.import_result(bpy.context.scene, str(tmp_path / "nocam.npz"), name="x")
     assert datablock_counts() == before
 

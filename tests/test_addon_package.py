@@ -3,38 +3,64 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import tomllib
 import zipfile
+from pathlib import Path
 
 import pytest
 
-from tests.test_addon_harness import MODULE, REPO, addon, build_zip, bpy, installed_zip
+from tests.blender_harness import MODULE, REPO, addon, build_zip, bpy, installed_zip
 
-EXPECTED_FILES = {
-    "blender_manifest.toml", "__init__.py", "ppd_client.py", "backend_setup.py", "importer.py",
-    "interpreters.py", "materials.py", "operators.py", "panel.py", "photo_source.py", "preferences.py",
-    "properties.py", "runner.py", "scene_camera.py", "ui_text.py",
-}
+WHEEL = "wheels/depth_from_image-{version}-py3-none-any.whl"
 
 
-def test_manifest_fields_and_version_in_step_with_pyproject():
+def test_manifest_fields_and_version_in_step_with_the_package():
+    import ppd_core
+
     manifest = tomllib.loads((REPO / "blender_manifest.toml").read_text())
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    assert manifest["version"] == project["version"]
+    assert manifest["version"] == ppd_core.__version__ and project["dynamic"] == ["version"]
     assert manifest["name"] == "Depth from Image" and manifest["type"] == "add-on"
     assert manifest["blender_version_min"] == "4.2.0"
     assert manifest["license"] == ["SPDX:" + project["license"]]
     assert set(manifest["permissions"]) == {"files", "network"}
 
 
-def test_zip_holds_only_the_addon_code_and_the_client(tmp_path):
+def test_zip_holds_the_addon_code_and_a_wheel_of_this_checkout(tmp_path):
+    import ppd_core
+
     zip_path = build_zip(str(tmp_path))  # the build validates the staged folder and the zip
+    wheel_name = WHEEL.format(version=ppd_core.__version__)
     with zipfile.ZipFile(zip_path) as archive:
         names = set(archive.namelist())
-        client = archive.read("ppd_client.py")
-    assert names == EXPECTED_FILES
+        manifest = tomllib.loads(archive.read("blender_manifest.toml").decode())
+        with zipfile.ZipFile(archive.open(wheel_name)) as wheel:
+            client = wheel.read("ppd_core/client.py")
+            packaged = set(wheel.namelist())
+    addon_files = {path.name for path in (REPO / "addon").glob("*.py")} - {"build.py"}
+    assert names == {"blender_manifest.toml", wheel_name, *addon_files}
+    assert manifest["wheels"] == ["./" + wheel_name]
     assert client == (REPO / "ppd_core" / "client.py").read_bytes()
-    assert zip_path.stat().st_size < 200_000
+    assert {"ppd_core/options.py", "ppd_core/files/result_file.py", "mesh/limits.py"} <= packaged
+    assert zip_path.stat().st_size < 400_000
+
+
+def test_blender_unpacks_the_wheel_so_the_addon_imports_its_client_there():
+    """The add-on's `import ppd_core.client` must work in Blender, where only the wheel has it:
+    a plain Python given just Blender's extension site-packages imports the client from there."""
+    import subprocess
+    import sys
+
+    installed_zip()
+    site = Path(bpy.utils.user_resource("EXTENSIONS")) / ".local" / "lib"
+    found = sorted(site.glob("python3.*/site-packages/ppd_core/client.py"))
+    assert found, f"no ppd_core in {site}"
+    script = (f"import sys; sys.path.insert(0, {str(found[0].parents[1])!r}); "
+              "import ppd_core.client as client, ppd_core.options; print(client.__file__)")
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(found[0])
 
 
 def _load_build_script():
@@ -47,10 +73,10 @@ def _load_build_script():
 def test_build_refuses_a_manifest_blender_rejects(tmp_path):
     build = _load_build_script()
     fake_repo = tmp_path / "repo"
-    (fake_repo / "addon").mkdir(parents=True)
-    (fake_repo / "ppd_core").mkdir()
-    (fake_repo / "ppd_core" / "client.py").write_text("")
-    (fake_repo / "addon" / "__init__.py").write_text("")
+    for name in ("addon", "ppd_core", "mesh"):
+        shutil.copytree(REPO / name, fake_repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", fake_repo / "pyproject.toml")
+    shutil.copy(REPO / "README.md", fake_repo / "README.md")
     manifest = (REPO / "blender_manifest.toml").read_text()
     # Blender's validator wants taglines without closing punctuation.
     (fake_repo / "blender_manifest.toml").write_text(manifest.replace('solid"', 'solid."', 1))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_addon_harness import addon, bpy, clear_scene, write_photo
+from tests.blender_harness import addon, bpy, clear_scene, write_photo
 
 
 @pytest.fixture

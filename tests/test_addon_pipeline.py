@@ -8,8 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.test_addon_harness import (  # noqa: F401 (importer is a fixture)
-    importer,
+from tests.blender_harness import (
     REPO,
     WORKER_PYTHON,
     addon,

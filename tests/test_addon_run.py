@@ -1,7 +1,7 @@
 """The add-on's run: start checks, a real worker end to end, cancel, worker lifetime.
 
 Background Blender has no event loop, so the tests call the modal operator's timer step
-(`runner.SESSION.step`) themselves, as the timer would.
+(`session.SESSION.step`) themselves, as the timer would.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.test_addon_harness import (
+from tests.blender_harness import (
     MODULE,
     REPO,
     WORKER_PYTHON,
@@ -31,8 +31,8 @@ from tests.test_addon_harness import (
 
 
 @pytest.fixture
-def runner():
-    module = addon("runner")
+def session():
+    module = addon("session")
     clear_scene()
     state = bpy.context.window_manager.depth_from_image
     state.last_error = state.last_result = ""
@@ -62,67 +62,67 @@ def worker_env(monkeypatch, weights):
     p.python, p.weights_folder, p.device, p.precision = saved
 
 
-def drive(runner, timeout=240.0, on_step=None):
+def drive(session, timeout=240.0, on_step=None):
     """Call the timer step until the run ends; return the outcome."""
     deadline = time.monotonic() + timeout
     while True:
-        outcome = runner.SESSION.step(bpy.context)
+        outcome = session.SESSION.step(bpy.context)
         if on_step is not None:
             on_step()
-        if outcome != runner.RUNNING:
+        if outcome != session.RUNNING:
             return outcome
         assert time.monotonic() < deadline, "the run did not finish in time"
         time.sleep(0.02)
 
 
-def test_bad_interpreter_path_is_a_clear_message_in_the_panel(runner, tmp_path):
+def test_bad_interpreter_path_is_a_clear_message_in_the_panel(session, tmp_path):
     prefs().python = "/nonexistent/bin/python3"
     bpy.context.scene.depth_from_image.photo_path = str(write_photo(tmp_path / "a.png", 8, 6))
-    with pytest.raises(runner.RunError):
-        runner.SESSION.start_run(bpy.context)
+    with pytest.raises(session.RunError):
+        session.SESSION.start_run(bpy.context)
     state = bpy.context.window_manager.depth_from_image
     assert state.last_error.startswith("Python interpreter not found: /nonexistent/bin/python3")
-    assert not state.running and not runner.SESSION.running
+    assert not state.running and not session.SESSION.running
 
 
-def test_interpreter_without_the_package_fails_with_the_fix(runner, tmp_path, monkeypatch):
+def test_interpreter_without_the_package_fails_with_the_fix(session, tmp_path, monkeypatch):
     monkeypatch.delenv("PYTHONPATH", raising=False)
     venv = tmp_path / "empty-venv"
     subprocess.run([WORKER_PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True)
     prefs().python = str(venv / "bin" / "python")
     settings = bpy.context.scene.depth_from_image
     settings.photo_source, settings.photo_path = "FILE", str(write_photo(tmp_path / "a.png", 8, 6))
-    runner.SESSION.start_run(bpy.context)
-    assert drive(runner, timeout=60) == runner.FAILED
+    session.SESSION.start_run(bpy.context)
+    assert drive(session, timeout=60) == session.FAILED
     error = bpy.context.window_manager.depth_from_image.last_error
     assert "does not have the depth-from-image package" in error and "pip install" in error
 
 
-def test_missing_photo_and_bad_range_are_refused_before_any_work(runner, tmp_path):
+def test_missing_photo_and_bad_range_are_refused_before_any_work(session, tmp_path):
     prefs().python = sys.executable
     settings = bpy.context.scene.depth_from_image
     settings.photo_source, settings.photo_path = "FILE", str(tmp_path / "nope.jpg")
-    with pytest.raises(runner.RunError, match="Photo not found: .*nope.jpg"):
-        runner.SESSION.start_run(bpy.context)
+    with pytest.raises(session.RunError, match="Photo not found: .*nope.jpg"):
+        session.SESSION.start_run(bpy.context)
     settings.photo_path = str(write_photo(tmp_path / "a.png", 8, 6))
     settings.preset, settings.near, settings.far = "custom", 5.0, 2.0
-    with pytest.raises(runner.RunError, match="Near .* must be less than Far"):
-        runner.SESSION.start_run(bpy.context)
+    with pytest.raises(session.RunError, match="Near .* must be less than Far"):
+        session.SESSION.start_run(bpy.context)
     settings.preset = "indoor"
     settings.photo_source, settings.photo_image = "IMAGE", None
-    with pytest.raises(runner.RunError, match="No image chosen"):
-        runner.SESSION.start_run(bpy.context)
+    with pytest.raises(session.RunError, match="No image chosen"):
+        session.SESSION.start_run(bpy.context)
     lost = bpy.data.images.new("lost", 8, 8)
     lost.source, lost.filepath = "FILE", str(tmp_path / "gone.png")
     settings.photo_image = lost
-    with pytest.raises(runner.RunError, match="Image 'lost' has no file on disk"):
-        runner.SESSION.start_run(bpy.context)
+    with pytest.raises(session.RunError, match="Image 'lost' has no file on disk"):
+        session.SESSION.start_run(bpy.context)
     assert bpy.context.window_manager.depth_from_image.last_error.startswith("Image 'lost' has no file")
-    assert not runner.SESSION.running
+    assert not session.SESSION.running
     settings.photo_source = "FILE"
 
 
-def test_end_to_end_solid_then_packed_photo_with_one_worker(runner, worker_env, tmp_path):
+def test_end_to_end_solid_then_packed_photo_with_one_worker(session, worker_env, tmp_path):
     """A random network's depth is noise, which a scene mesh would cut to nothing; print
     solids keep every pixel, so they carry the end-to-end runs (mesh import: test_addon_import)."""
     photo = write_photo(tmp_path / "garden.png", 64, 48)
@@ -133,12 +133,12 @@ def test_end_to_end_solid_then_packed_photo_with_one_worker(runner, worker_env, 
     state = bpy.context.window_manager.depth_from_image
     seen = []
 
-    runner.SESSION.start_run(bpy.context)
-    run = runner.SESSION.run
+    session.SESSION.start_run(bpy.context)
+    run = session.SESSION.run
     temp_dir = run.temp_dir
-    outcome = drive(runner, on_step=lambda: state.running and seen.append(state.progress))
+    outcome = drive(session, on_step=lambda: state.running and seen.append(state.progress))
     assert run.options["resolution"] == 256 * 192  # Auto chose Preview: the worker has no GPU
-    assert outcome == runner.FINISHED, state.last_error
+    assert outcome == session.FINISHED, state.last_error
     assert seen == sorted(seen) and seen[-1] > 0.5 and not os.path.exists(temp_dir)
     solid = bpy.data.objects["garden solid"]
     assert solid.users_collection[0].name == "garden" and len(solid.data.polygons) > 0
@@ -146,7 +146,7 @@ def test_end_to_end_solid_then_packed_photo_with_one_worker(runner, worker_env, 
     xs = [v.co.x for v in solid.data.vertices]
     assert max(xs) - min(xs) == pytest.approx(80.0, abs=0.05)  # millimetres, as asked
     assert bpy.context.scene.unit_settings.length_unit == "MILLIMETERS"
-    pid = runner.SESSION.client.pid
+    pid = session.SESSION.client.pid
 
     bpy.ops.ed.undo()
     assert "garden solid" not in bpy.data.objects and "garden" not in bpy.data.collections
@@ -155,15 +155,15 @@ def test_end_to_end_solid_then_packed_photo_with_one_worker(runner, worker_env, 
     packed.pack()
     settings = bpy.context.scene.depth_from_image
     settings.photo_source, settings.photo_image = "IMAGE", packed
-    runner.SESSION.start_run(bpy.context)
-    copy = runner.SESSION.run.photo.path
-    assert copy.startswith(runner.SESSION.run.temp_dir) and os.path.isfile(copy)
-    assert drive(runner) == runner.FINISHED, state.last_error
+    session.SESSION.start_run(bpy.context)
+    copy = session.SESSION.run.photo.path
+    assert copy.startswith(session.SESSION.run.temp_dir) and os.path.isfile(copy)
+    assert drive(session) == session.FINISHED, state.last_error
     assert len(bpy.data.objects["packed solid"].data.polygons) > 0 and not os.path.exists(copy)
-    assert runner.SESSION.client.pid == pid and runner.SESSION.client.alive
+    assert session.SESSION.client.pid == pid and session.SESSION.client.alive
 
 
-def test_cancel_leaves_nothing_and_disable_stops_the_worker(runner, worker_env, tmp_path):
+def test_cancel_leaves_nothing_and_disable_stops_the_worker(session, worker_env, tmp_path):
     settings = bpy.context.scene.depth_from_image
     settings.photo_source, settings.output = "FILE", "MESH"
     settings.photo_path = str(write_photo(tmp_path / "cancel me.png", 64, 48))
@@ -171,18 +171,18 @@ def test_cancel_leaves_nothing_and_disable_stops_the_worker(runner, worker_env, 
     before = datablock_counts()
     state = bpy.context.window_manager.depth_from_image
 
-    runner.SESSION.start_run(bpy.context)
-    temp_dir = runner.SESSION.run.temp_dir
+    session.SESSION.start_run(bpy.context)
+    temp_dir = session.SESSION.run.temp_dir
     deadline = time.monotonic() + 120
     while not state.stage.startswith("Depth: diffusion"):
-        assert runner.SESSION.step(bpy.context) == runner.RUNNING, state.last_error
+        assert session.SESSION.step(bpy.context) == session.RUNNING, state.last_error
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    runner.SESSION.request_cancel()
-    assert drive(runner, timeout=60) == runner.CANCELLED
+    session.SESSION.request_cancel()
+    assert drive(session, timeout=60) == session.CANCELLED
     assert datablock_counts() == before and not os.path.exists(temp_dir)
     assert state.stage == "Cancelled" and not state.running and not state.last_error
-    client = runner.SESSION.client
+    client = session.SESSION.client
     assert client is not None and client.alive
 
     pid = client.pid
@@ -195,7 +195,7 @@ def test_cancel_leaves_nothing_and_disable_stops_the_worker(runner, worker_env, 
         bpy.ops.preferences.addon_enable(module=MODULE)
 
 
-def test_worker_killed_mid_run_is_reported_and_leaves_nothing(runner, worker_env, tmp_path):
+def test_worker_killed_mid_run_is_reported_and_leaves_nothing(session, worker_env, tmp_path):
     settings = bpy.context.scene.depth_from_image
     settings.photo_source, settings.output = "FILE", "SOLID"
     settings.photo_path = str(write_photo(tmp_path / "doomed.png", 64, 48))
@@ -203,30 +203,30 @@ def test_worker_killed_mid_run_is_reported_and_leaves_nothing(runner, worker_env
     before = datablock_counts()
     state = bpy.context.window_manager.depth_from_image
 
-    runner.SESSION.start_run(bpy.context)
+    session.SESSION.start_run(bpy.context)
     deadline = time.monotonic() + 120
     while not state.stage.startswith("Depth: diffusion"):
-        assert runner.SESSION.step(bpy.context) == runner.RUNNING, state.last_error
+        assert session.SESSION.step(bpy.context) == session.RUNNING, state.last_error
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    os.kill(runner.SESSION.client.pid, signal.SIGKILL)
-    assert drive(runner, timeout=60) == runner.FAILED
+    os.kill(session.SESSION.client.pid, signal.SIGKILL)
+    assert drive(session, timeout=60) == session.FAILED
     assert "the worker stopped unexpectedly (killed by signal SIGKILL)" in state.last_error
-    assert datablock_counts() == before and runner.SESSION.client is None
+    assert datablock_counts() == before and session.SESSION.client is None
 
 
-def test_interpreter_folder_says_which_file_to_pick(runner, tmp_path):
+def test_interpreter_folder_says_which_file_to_pick(session, tmp_path):
     venv = tmp_path / "env"
     (venv / "bin").mkdir(parents=True)
     prefs().python = str(venv)
     bpy.context.scene.depth_from_image.photo_path = str(write_photo(tmp_path / "a.png", 8, 6))
-    with pytest.raises(runner.RunError, match="is a folder: .*env; choose the python executable inside it"):
-        runner.SESSION.start_run(bpy.context)
+    with pytest.raises(session.RunError, match="is a folder: .*env; choose the python executable inside it"):
+        session.SESSION.start_run(bpy.context)
     assert str(venv / "bin" / "python") in bpy.context.window_manager.depth_from_image.last_error
-    assert not runner.SESSION.running
+    assert not session.SESSION.running
 
 
-def test_unwritable_worker_log_is_a_message_not_a_stuck_run(runner, tmp_path, monkeypatch):
+def test_unwritable_worker_log_is_a_message_not_a_stuck_run(session, tmp_path, monkeypatch):
     preferences = addon("preferences")
 
     def no_log():
@@ -236,20 +236,20 @@ def test_unwritable_worker_log_is_a_message_not_a_stuck_run(runner, tmp_path, mo
     prefs().python = sys.executable
     settings = bpy.context.scene.depth_from_image
     settings.photo_source, settings.photo_path = "FILE", str(write_photo(tmp_path / "a.png", 8, 6))
-    with pytest.raises(runner.RunError, match="Cannot write the worker log: .*Permission denied"):
-        runner.SESSION.start_run(bpy.context)
-    assert not runner.SESSION.running  # the next click can start a run
+    with pytest.raises(session.RunError, match="Cannot write the worker log: .*Permission denied"):
+        session.SESSION.start_run(bpy.context)
+    assert not session.SESSION.running  # the next click can start a run
 
 
-def test_a_new_run_clears_the_last_result_and_a_dropped_run_reads_cancelled(runner, tmp_path):
+def test_a_new_run_clears_the_last_result_and_a_dropped_run_reads_cancelled(session, tmp_path):
     state = bpy.context.window_manager.depth_from_image
     state.last_result = "garden: 10 vertices, 8 faces in 3 s"
     prefs().python = str(tmp_path / "missing-python")
     bpy.context.scene.depth_from_image.photo_path = str(write_photo(tmp_path / "a.png", 8, 6))
-    with pytest.raises(runner.RunError):
-        runner.SESSION.start_run(bpy.context)
+    with pytest.raises(session.RunError):
+        session.SESSION.start_run(bpy.context)
     assert state.last_result == "" and state.last_error.startswith("Python interpreter not found")
-    assert runner.SESSION.step(bpy.context) == runner.CANCELLED  # no run: nothing finished
+    assert session.SESSION.step(bpy.context) == session.CANCELLED  # no run: nothing finished
 
 
 def test_blender_quitting_stops_the_worker(tmp_path, weights):
@@ -270,14 +270,14 @@ atexit.register(report)
 os.environ["BLENDER_USER_RESOURCES"] = {str(tmp_path / "user")!r}
 sys.path.insert(0, {str(REPO)!r})
 import bpy
-from tests.test_addon_harness import build_zip
+from tests.blender_harness import build_zip
 zip_path = build_zip({str(tmp_path / "dist")!r})
 bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
 import importlib
-runner = importlib.import_module("{MODULE}.runner")
-runner.SESSION._ensure_worker({WORKER_PYTHON!r}, {str(tmp_path / "w.log")!r}, {{}})
-runner.SESSION.starter.thread.join(120)
-WORKER.append(runner.SESSION.starter.client.pid)
+session = importlib.import_module("{MODULE}.session")
+session.SESSION._ensure_worker({WORKER_PYTHON!r}, {str(tmp_path / "w.log")!r}, {{}})
+session.SESSION.starter.thread.join(120)
+WORKER.append(session.SESSION.starter.client.pid)
 print("WORKER", WORKER[0], flush=True)
 """)
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -296,25 +296,25 @@ def online():
     system.use_online_access = before
 
 
-def test_worker_respects_blenders_online_access(runner, online, tmp_path):
+def test_worker_respects_blenders_online_access(session, online, tmp_path):
     """Blender's "Allow Online Access" off: the worker runs with Hugging Face offline, and a
     change of the setting starts a new worker rather than reusing the old one."""
     log = str(tmp_path / "w.log")
     online.use_online_access = False
-    runner.SESSION._ensure_worker(WORKER_PYTHON, log, runner.worker_environment())
-    offline_client = runner.SESSION.starter.client
+    session.SESSION._ensure_worker(WORKER_PYTHON, log, session.worker_environment())
+    offline_client = session.SESSION.starter.client
     assert offline_client.env == {"HF_HUB_OFFLINE": "1"}
-    message = runner.error_text({"kind": "weights_missing", "message": "ppd.pth not found"})
+    message = session.error_text({"kind": "weights_missing", "message": "ppd.pth not found"})
     assert message.startswith("ppd.pth not found") and "online access is off" in message
     online.use_online_access = True
-    runner.SESSION._ensure_worker(WORKER_PYTHON, log, runner.worker_environment())
-    assert runner.SESSION.starter.client is not offline_client and runner.SESSION.starter.client.env == {}
-    assert runner.error_text({"kind": "weights_missing", "message": "ppd.pth not found"}) == "ppd.pth not found"
-    runner.SESSION.shutdown()
-    assert not offline_client.alive and runner.SESSION.starter is None
+    session.SESSION._ensure_worker(WORKER_PYTHON, log, session.worker_environment())
+    assert session.SESSION.starter.client is not offline_client and session.SESSION.starter.client.env == {}
+    assert session.error_text({"kind": "weights_missing", "message": "ppd.pth not found"}) == "ppd.pth not found"
+    session.SESSION.shutdown()
+    assert not offline_client.alive and session.SESSION.starter is None
 
 
-def test_import_survives_the_chosen_image_being_deleted_mid_run(runner, tmp_path):
+def test_import_survives_the_chosen_image_being_deleted_mid_run(session, tmp_path):
     """The run keeps the image's name, not a Python reference that deleting or undo can
     invalidate; without the image the photo file from the NPZ textures the mesh."""
     photos = addon("photo_source")
@@ -323,44 +323,44 @@ def test_import_survives_the_chosen_image_being_deleted_mid_run(runner, tmp_path
     temp_dir = tmp_path / "run"
     temp_dir.mkdir()
     npz = write_result_npz(temp_dir / "result.npz", grid_result(width=6, height=4), image_path=photo)
-    run = runner.Run(scene_name=bpy.context.scene.name, photo=photos.Photo(str(photo), image.name, "desk"),
+    run = session.Run(scene_name=bpy.context.scene.name, photo=photos.SourcePhoto(str(photo), image.name, "desk"),
                      options={}, shading="EMISSION", create_camera=True, temp_dir=str(temp_dir),
                      npz_path=str(npz), job_id="job-1")
-    runner.SESSION.run = run
+    session.SESSION.run = run
     bpy.data.images.remove(image)
-    outcome = runner.SESSION._import(bpy.context, run, {"type": "result", "id": "job-1", "outputs": {"npz": str(npz)}})
-    assert outcome == runner.FINISHED, bpy.context.window_manager.depth_from_image.last_error
+    outcome = session.SESSION._import(bpy.context, run, {"type": "result", "id": "job-1", "outputs": {"npz": str(npz)}})
+    assert outcome == session.FINISHED, bpy.context.window_manager.depth_from_image.last_error
     assert bpy.context.window_manager.depth_from_image.last_result.startswith("desk: 24 vertices, 30 faces in ")
     texture = next(n for n in bpy.data.objects["desk"].data.materials[0].node_tree.nodes if n.type == "TEX_IMAGE")
     assert bpy.path.abspath(texture.image.filepath) == str(photo) and not temp_dir.exists()
     assert bpy.context.view_layer.objects.active == bpy.data.objects["desk"]
 
 
-def test_a_point_cloud_result_is_counted_in_points(runner, tmp_path):
+def test_a_point_cloud_result_is_counted_in_points(session, tmp_path):
     photos = addon("photo_source")
     temp_dir = tmp_path / "run"
     temp_dir.mkdir()
     npz = write_result_npz(temp_dir / "result.npz", grid_result(width=6, height=4), kind="points")
-    run = runner.Run(scene_name=bpy.context.scene.name, photo=photos.Photo(str(tmp_path / "x.png"), "", "cloud"),
+    run = session.Run(scene_name=bpy.context.scene.name, photo=photos.SourcePhoto(str(tmp_path / "x.png"), "", "cloud"),
                      options={}, shading="EMISSION", create_camera=False, temp_dir=str(temp_dir),
                      npz_path=str(npz), job_id="job-2")
-    runner.SESSION.run = run
-    assert runner.SESSION._import(bpy.context, run, {"type": "result", "id": "job-2"}) == runner.FINISHED
+    session.SESSION.run = run
+    assert session.SESSION._import(bpy.context, run, {"type": "result", "id": "job-2"}) == session.FINISHED
     assert bpy.context.window_manager.depth_from_image.last_result.startswith("cloud points: 24 points in ")
 
 
-def test_the_result_line_carries_the_importers_warning(runner, tmp_path):
+def test_the_result_line_carries_the_importers_warning(session, tmp_path):
     photos = addon("photo_source")
     heic = tmp_path / "IMG_7.heic"
     heic.write_bytes(b"HEIC bytes Blender cannot decode" * 4)
     temp_dir = tmp_path / "run"
     temp_dir.mkdir()
     npz = write_result_npz(temp_dir / "result.npz", grid_result(width=6, height=4), image_path=heic)
-    run = runner.Run(scene_name=bpy.context.scene.name, photo=photos.Photo(str(heic), "", "IMG_7"),
+    run = session.Run(scene_name=bpy.context.scene.name, photo=photos.SourcePhoto(str(heic), "", "IMG_7"),
                      options={}, shading="EMISSION", create_camera=True, temp_dir=str(temp_dir),
                      npz_path=str(npz), job_id="job-3")
-    runner.SESSION.run = run
-    assert runner.SESSION._import(bpy.context, run, {"type": "result", "id": "job-3"}) == runner.FINISHED
+    session.SESSION.run = run
+    assert session.SESSION._import(bpy.context, run, {"type": "result", "id": "job-3"}) == session.FINISHED
     result = bpy.context.window_manager.depth_from_image.last_result
     assert result.startswith("IMG_7: 24 vertices, 30 faces in ") and result.endswith(
         "Blender cannot read IMG_7.heic as a texture: the mesh shows its vertex colours")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.test_addon_harness import DrawSelf, addon, bpy, prefs, write_photo
+from tests.blender_harness import DrawSelf, addon, bpy, prefs, write_photo
 
 
 def _drain_timers(preferences, timeout=60.0) -> None:
@@ -45,8 +45,8 @@ def test_panel_offers_the_image_browser_and_keeps_the_last_error(tmp_path):
 
 
 def test_panel_shows_progress_and_cancel_while_running(monkeypatch):
-    runner = addon("runner")
-    monkeypatch.setattr(runner.SESSION, "run", object())
+    session = addon("session")
+    monkeypatch.setattr(session.SESSION, "run", object())
     state = bpy.context.window_manager.depth_from_image
     state.progress, state.stage = 0.4, "Depth: diffusion step 2/4"
     layout = _draw_panel()
@@ -56,10 +56,10 @@ def test_panel_shows_progress_and_cancel_while_running(monkeypatch):
 
 
 def test_progress_text_names_the_stage():
-    runner = addon("runner")
-    assert runner.progress_text({"stage": "diffusion", "message": "diffusion step 2/4"}) == "Depth: diffusion step 2/4"
-    assert runner.progress_text({"stage": "load", "message": "640x480"}) == "Photo: 640x480"
-    assert runner.progress_text({"stage": "lift"}) == "Points"
+    session = addon("session")
+    assert session.progress_text({"stage": "diffusion", "message": "diffusion step 2/4"}) == "Depth: diffusion step 2/4"
+    assert session.progress_text({"stage": "load", "message": "640x480"}) == "Photo: 640x480"
+    assert session.progress_text({"stage": "lift"}) == "Points"
 
 
 def test_preferences_show_the_licences_and_both_model_cards():
@@ -215,21 +215,21 @@ class _Event:
 
 
 def test_escape_asks_the_run_to_stop_and_other_keys_pass_through(monkeypatch):
-    runner = addon("runner")
+    session = addon("session")
     operators = addon("operators")
     run = type("FakeRun", (), {"cancel_requested": False})()
-    monkeypatch.setattr(runner.SESSION, "run", run)
+    monkeypatch.setattr(session.SESSION, "run", run)
     operator = operators.DEPTH_OT_from_image.modal
     assert operator(object(), bpy.context, _Event("A")) == {"PASS_THROUGH"} and not run.cancel_requested
     assert operator(object(), bpy.context, _Event("ESC")) == {"RUNNING_MODAL"} and run.cancel_requested
 
 
 def test_one_run_at_a_time(monkeypatch):
-    runner = addon("runner")
-    monkeypatch.setattr(runner.SESSION, "run", object())
+    session = addon("session")
+    monkeypatch.setattr(session.SESSION, "run", object())
     assert not bpy.ops.depth_from_image.run.poll() and bpy.ops.depth_from_image.cancel.poll()
-    with pytest.raises(runner.RunError, match="A photo is already being processed"):
-        runner.SESSION.start_run(bpy.context)
+    with pytest.raises(session.RunError, match="A photo is already being processed"):
+        session.SESSION.start_run(bpy.context)
     assert bpy.context.window_manager.depth_from_image.last_error.startswith("A photo is already being processed")
     bpy.context.window_manager.depth_from_image.last_error = ""
 

@@ -1,4 +1,4 @@
-"""Camera intrinsics: sources of the focal length, resize/crop, projection and the Blender camera."""
+"""Camera intrinsics: sources of the focal length, resize, (un)projection and the Blender camera."""
 
 import math
 from pathlib import Path
@@ -6,17 +6,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ppd_core.camera import (
+from ppd_core.geometry.camera import (
     DEFAULT_HFOV_DEG,
     Intrinsics,
-    blender_camera,
+    camera_record,
     intrinsics_for_photo,
     intrinsics_from_fov,
     project,
+    unproject,
 )
 from ppd_core.errors import BadInputError
-from ppd_core.image import Photo
-from ppd_core.lift import lift
+from ppd_core.files.photo import Photo
+from ppd_core.geometry.lift import lift
 
 
 def _photo(width=400, height=300, **exif) -> Photo:
@@ -91,12 +92,15 @@ def test_scaled_intrinsics_follow_a_resize():
     assert (small.width, small.height) == (160, 120)
 
 
-def test_cropped_intrinsics_follow_a_crop():
-    k = Intrinsics(500.0, 500.0, 300.0, 250.0, 640, 480)
-    crop = k.cropped(100, 50, 200, 150)
-    points = np.array([[0.3, -0.2, 2.0], [-0.1, 0.05, 4.0]])
-    np.testing.assert_allclose(project(points, crop), project(points, k) - [100, 50], atol=1e-9)
-    assert (crop.width, crop.height) == (200, 150)
+def test_unproject_then_project_returns_every_pixel_centre():
+    k = Intrinsics(412.3, 398.1, 170.9, 118.2, 320, 240)
+    depth = np.random.default_rng(4).uniform(0.5, 30.0, (240, 320)).astype(np.float32)
+    points = unproject(depth, k)
+    ys, xs = np.mgrid[0:240, 0:320]
+    error = project(points.reshape(-1, 3), k) - np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5], 1)
+    assert np.abs(error).max() < 1e-3 and np.array_equal(points[..., 2], depth)
+    with pytest.raises(BadInputError, match="intrinsics are for 320x240"):
+        unproject(depth[:, :100], k)
 
 
 def test_points_behind_the_camera_do_not_project():
@@ -119,21 +123,21 @@ def _blender_pixels(points_opencv, cam):
     """Blender's projection (BKE_camera_params_compute_viewplane with sensor_fit HORIZONTAL)
     of OpenCV camera-frame points, as pixel coordinates (u right, v down)."""
     x, y, z = points_opencv[:, 0], -points_opencv[:, 1], -points_opencv[:, 2]  # Blender camera frame
-    view = cam.resolution_x  # HORIZONTAL fit: sensor width and shift refer to the image width
+    view = cam.width  # HORIZONTAL fit: sensor width and shift refer to the image width
     pixel_size = cam.sensor_width_mm / cam.lens_mm / view  # at unit distance
-    x_min = -0.5 * cam.resolution_x + cam.shift_x * view
-    y_min = -0.5 * cam.resolution_y + cam.shift_y * view
+    x_min = -0.5 * cam.width + cam.shift_x * view
+    y_min = -0.5 * cam.height + cam.shift_y * view
     u = x / -z / pixel_size - x_min
     v_up = y / -z / pixel_size - y_min
-    return np.stack([u, cam.resolution_y - v_up], 1)
+    return np.stack([u, cam.height - v_up], 1)
 
 
 @pytest.mark.parametrize(
     "k", [Intrinsics(500.0, 500.0, 300.7, 170.2, 640, 360), Intrinsics(800.0, 800.0, 200.3, 350.9, 400, 600)]
 )
 def test_blender_camera_puts_points_back_on_their_pixels(k):
-    cam = blender_camera(k)
-    assert cam.sensor_fit == "HORIZONTAL" and (cam.resolution_x, cam.resolution_y) == (k.width, k.height)
+    cam = camera_record(k)
+    assert cam.sensor_fit == "HORIZONTAL" and (cam.width, cam.height) == (k.width, k.height)
     centres, points = _pixel_grid(k, np.random.default_rng(2))
     assert np.abs(_blender_pixels(points, cam) - centres).max() < 0.01
 
@@ -144,7 +148,7 @@ def test_blender_camera_inside_bpy():
     from mathutils import Vector
 
     k = Intrinsics(800.0, 800.0, 180.3, 330.9, 400, 600)
-    cam = blender_camera(k)
+    cam = camera_record(k)
     scene = bpy.context.scene
     data = bpy.data.cameras.new("ppd_test")
     obj = bpy.data.objects.new("ppd_test", data)
@@ -152,7 +156,7 @@ def test_blender_camera_inside_bpy():
     scene.camera = obj
     data.lens, data.sensor_width, data.sensor_fit = cam.lens_mm, cam.sensor_width_mm, cam.sensor_fit
     data.shift_x, data.shift_y = cam.shift_x, cam.shift_y
-    scene.render.resolution_x, scene.render.resolution_y = cam.resolution_x, cam.resolution_y
+    scene.render.resolution_x, scene.render.resolution_y = cam.width, cam.height
     scene.render.resolution_percentage = 100
     scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
     bpy.context.view_layer.update()

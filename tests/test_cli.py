@@ -91,7 +91,7 @@ def test_full_path_from_a_photo_with_a_small_random_model(scene, tmp_path, capsy
     stored = np.asarray(Image.open(tmp_path / "photo_depth.png"))
     assert stored.dtype == np.uint16 and stored.shape == (H, W)
     assert stored.std() > 0
-    from ppd_core.depth import read_depth_file  # millimetres, read back as metres
+    from ppd_core.files.depth_file import read_depth_file  # millimetres, read back as metres
     np.testing.assert_allclose(read_depth_file(tmp_path / "photo_depth.png", "metric"),
                                np.where(stored > 0, stored * 0.001, np.nan), rtol=1e-6)
     assert (tmp_path / "photo_depth_preview.png").is_file()
@@ -281,21 +281,24 @@ def test_depth_with_no_usable_value_is_one_line_naming_the_file(scene, tmp_path,
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
 def test_sigterm_during_export_unwinds_like_ctrl_c(scene, tmp_path, capsys, monkeypatch):
-    import importlib
     import signal
 
-    exporter = importlib.import_module("mesh.export")  # the package re-exports `export`, hiding it
+    from ppd_core.files import outputs as writing
+
     photo, depth, _ = scene
-    real_export = exporter.export
+    real = dict(writing.ENCODERS)
     calls = []
 
-    def export_then_terminate(*args, **kwargs):
-        calls.append(real_export(*args, **kwargs))
-        if len(calls) == 2:  # two outputs staged, the third not yet
-            os.kill(os.getpid(), signal.SIGTERM)
-        return calls[-1]
+    def encode_then_terminate(kind):
+        def encode(source, files):
+            calls.append(real[kind](source, files))
+            if len(calls) == 2:  # two outputs encoded, the third not yet
+                os.kill(os.getpid(), signal.SIGTERM)
+            return calls[-1]
+        return encode
 
-    monkeypatch.setattr(exporter, "export", export_then_terminate)
+    for kind in ("stl", "ply", "glb"):
+        monkeypatch.setitem(writing.ENCODERS, kind, encode_then_terminate(kind))
     handler = signal.getsignal(signal.SIGTERM)
     code = main([str(photo), "--depth", str(depth), "--stl", "--ply", "--glb", "--quiet"])
     assert code == 128 + signal.SIGTERM and len(calls) == 2
@@ -387,17 +390,16 @@ def test_depth_png_says_how_many_pixels_were_beyond_its_range(scene, tmp_path, c
 
 
 def test_a_file_made_by_another_run_meanwhile_is_not_overwritten_without_force(scene, monkeypatch, capsys):
-    import importlib
+    from ppd_core.files import outputs as writing
 
-    exporter = importlib.import_module("mesh.export")
     photo, depth, _ = scene
-    real_export = exporter.export
+    real_stl = writing.ENCODERS["stl"]
 
-    def export_while_another_run_writes(kind, path, *args, **kwargs):
-        photo.with_suffix(".ply").write_bytes(b"another run's")  # after the up-front check
-        return real_export(kind, path, *args, **kwargs)
+    def encode_while_another_run_writes(source, files):
+        photo.with_suffix(".ply").write_bytes(b"another run's")  # after the up-front checks
+        return real_stl(source, files)
 
-    monkeypatch.setattr(exporter, "export", export_while_another_run_writes)
+    monkeypatch.setitem(writing.ENCODERS, "stl", encode_while_another_run_writes)
     assert main([str(photo), "--depth", str(depth), "--stl", "--ply", "--quiet"]) == 1
     assert "photo.ply: already exists" in capsys.readouterr().err
     assert photo.with_suffix(".ply").read_bytes() == b"another run's" and not photo.with_suffix(".stl").exists()

@@ -31,7 +31,7 @@ spec.loader.exec_module(module)
 loaded = {{name.split(".")[0] for name in set(sys.modules) - before}}
 foreign = sorted(loaded - set(sys.stdlib_module_names) - {{"ppd_client"}})
 assert not foreign, foreign
-assert module.PROTOCOL_VERSION == 1
+assert module.PROTOCOL_VERSION == 2
 assert issubclass(module.WorkerError, Exception)
 print("ok", sys.version_info[:2])
 """
@@ -69,7 +69,7 @@ print(handshake["type"], handshake["protocol"], handshake["python"])
 """
     done = subprocess.run([newest, "-I", "-S", "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1].startswith("handshake 1 ")
+    assert done.stdout.splitlines()[-1].startswith(f"handshake {client.PROTOCOL_VERSION} ")
 
 
 def test_missing_interpreter_is_reported(tmp_path):
@@ -135,16 +135,16 @@ def test_interpreter_without_torch_says_how_to_install_it(bare_python, tmp_path)
 
 
 def test_protocol_mismatch_is_reported(monkeypatch, tmp_path):
-    monkeypatch.setattr(client, "PROTOCOL_VERSION", 2)
+    monkeypatch.setattr(client, "PROTOCOL_VERSION", 99)
     with pytest.raises(WorkerError) as caught:
         check_interpreter(sys.executable, env=WITH_REPO, log_path=str(tmp_path / "w.log"))
     assert caught.value.kind == "protocol_mismatch"
-    assert "protocol 1" in str(caught.value) and "needs protocol 2" in str(caught.value)
+    assert "protocol 2" in str(caught.value) and "needs protocol 99" in str(caught.value)
 
 
 def test_check_interpreter_returns_the_handshake_and_stops_the_worker(tmp_path):
     handshake = check_interpreter(sys.executable, env=WITH_REPO, log_path=str(tmp_path / "w.log"))
-    assert handshake["protocol"] == 1 and handshake["executable"]
+    assert handshake["protocol"] == client.PROTOCOL_VERSION and handshake["executable"]
     with pytest.raises(ProcessLookupError):
         os.kill(handshake["pid"], 0)
 

@@ -7,15 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from ppd_core.depth import (
-    PRESETS,
-    depth_to_metric,
-    metric_from_normalized,
-    metric_from_scale_shift,
-    read_depth_file,
-    upsample_depth,
-)
 from ppd_core.errors import BadInputError
+from ppd_core.files.depth_file import read_depth_file
+from ppd_core.geometry.depth import depth_to_metric, metric_from_normalized, metric_from_scale_shift, upsample_depth
+from ppd_core.options import PRESETS
 
 
 def test_presets_are_ordered_ranges():

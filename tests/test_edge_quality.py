@@ -5,10 +5,10 @@ import pytest
 
 from benchmarks.edge_quality import evaluate, score, true_edges
 from benchmarks.scenes import SCENE_NAMES, Pole, Sphere, make_scene
-from ppd_core.lift import DEFAULT_MODE, grid_points
+from ppd_core.geometry.camera import unproject
 
 WIDTH, HEIGHT = 640, 480  # the thin poles must stay wider than the 4x down-sampling blocks
-OURS = f"ours ({DEFAULT_MODE})"
+OURS = "ours"
 
 
 @pytest.mark.parametrize("degradation", ["down4+bilinear", "blur 1.5px"])
@@ -40,7 +40,7 @@ def test_rendered_depth_is_exact():
     b, a = ray @ centre, ray @ ray
     expected = (b - np.sqrt(b * b - a * (centre @ centre - sphere.radius**2))) / a
     assert rendering.depth[y, x] == pytest.approx(expected, rel=1e-12)
-    points = grid_points(rendering.depth, k).reshape(-1, 3)
+    points = unproject(rendering.depth, k).reshape(-1, 3)
     assert scene.distance_to_surface(points).max() < 1e-6 * rendering.depth.max()
 
 
@@ -56,7 +56,7 @@ def test_pole_is_thin_and_textured():
 def test_scores_flag_a_point_off_the_surface():
     scene = make_scene("boxes")
     truth = scene.render(64, 48)
-    points = grid_points(truth.depth.astype(np.float32), truth.intrinsics).reshape(-1, 3).copy()
+    points = unproject(truth.depth.astype(np.float32), truth.intrinsics).reshape(-1, 3).copy()
     index = np.arange(points.shape[0])
     points[10] *= 1.05  # 5% farther along its ray: flying
     scores = score(truth, scene.distance_to_surface, (points, index), 0.0)

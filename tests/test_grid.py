@@ -2,8 +2,9 @@
 
 import numpy as np
 
-from mesh.grid import grid_mesh, pixel_uvs
-from tests.mesh_fixtures import lift_depth, step_depth
+from mesh.data import pixel_uvs
+from mesh.grid import grid_mesh
+from tests.mesh_helpers import lift_depth, step_depth
 
 
 def face_normals(mesh):
@@ -79,8 +80,8 @@ def test_real_lift_of_a_smeared_step_meshes_nothing_in_the_gap():
     """Through ppd_core.lift: a blurred or resized step has in-between depths; none is meshed."""
     import cv2
 
-    from ppd_core.camera import intrinsics_from_fov
-    from ppd_core.lift import lift
+    from ppd_core.geometry.camera import intrinsics_from_fov
+    from ppd_core.geometry.lift import lift
 
     height, width = 96, 128
     sharp = step_depth(height, width, near=1.0, far=1.5, column=64).astype(np.float32)
@@ -102,8 +103,8 @@ def test_real_lift_of_a_smeared_step_meshes_nothing_in_the_gap():
 
 def test_grainy_depth_keeps_its_triangles_and_still_cuts_the_step():
     """2.5% pixel noise is not a depth edge (a fixed 5% span would drop a third of the quads)."""
-    from ppd_core.camera import intrinsics_from_fov
-    from ppd_core.lift import lift
+    from ppd_core.geometry.camera import intrinsics_from_fov
+    from ppd_core.geometry.lift import lift
 
     rng = np.random.default_rng(0)
     height, width = 120, 160

@@ -7,7 +7,8 @@ import trimesh
 from PIL import Image
 
 from benchmarks.scenes import make_scene
-from ppd_core.pipeline import JobOptions, run_photo
+from ppd_core.options import JobOptions
+from ppd_core.pipeline import run_photo
 
 GLTF_TO_OPENCV = np.array([1.0, -1.0, -1.0])  # glTF (x, y up, -z forward) -> OpenCV (x, y down, z)
 
@@ -20,12 +21,12 @@ def exported(tmp_path_factory):
     rendering = scene.render(160, 120, hfov_deg=50.0)
     Image.fromarray(rendering.rgb).save(folder / "scene.png")
     np.save(folder / "depth.npy", rendering.depth.astype(np.float32))
-    options = JobOptions(depth=str(folder / "depth.npy"), fov=50.0, solid=False)
+    options = JobOptions(depth_file=str(folder / "depth.npy"), fov=50.0, solid=False)
     kinds = ("ply", "glb", "obj", "npz")
     run_photo(folder / "scene.png", {kind: folder / f"scene.{kind}" for kind in kinds}, options)
     run_photo(folder / "scene.png", {"ply": folder / "points.ply"}, JobOptions(**{**vars(options), "points": True}))
     stl = run_photo(folder / "scene.png", {"stl": folder / "solid.stl"},
-                    JobOptions(depth=options.depth, fov=50.0, width_mm=80.0, relief_mm=6.0, base_mm=1.0))
+                    JobOptions(depth_file=options.depth_file, fov=50.0, width_mm=80.0, relief_mm=6.0, base_mm=1.0))
     return folder, scene, stl
 
 

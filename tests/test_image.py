@@ -8,7 +8,7 @@ import pytest
 from PIL import ExifTags, Image
 
 from ppd_core.errors import BadInputError
-from ppd_core.image import HEIF_AVAILABLE, MAX_PIXELS, load_image
+from ppd_core.files.photo import HEIF_AVAILABLE, MAX_PIXELS, load_image
 
 
 def _pattern(width=40, height=20) -> np.ndarray:

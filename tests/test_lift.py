@@ -6,10 +6,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ppd_core.camera import Intrinsics, intrinsics_from_fov
+from ppd_core.geometry.camera import Intrinsics, intrinsics_from_fov
 from ppd_core.errors import BadInputError
-from ppd_core.edges import discontinuity_mask
-from ppd_core.lift import DEFAULT_MODE, LiftResult, lift, to_open3d
+from ppd_core.geometry.edges import discontinuity_mask
+from mesh.data import PixelCloud
+from ppd_core.geometry.lift import lift
 
 K = Intrinsics(300.0, 310.0, 161.3, 118.7, 320, 240)
 
@@ -54,7 +55,7 @@ def test_tilted_plane_is_exact():
 
 
 def test_sharp_step_is_cut_on_both_sides():
-    result = lift(_step_depth(), K, mode="drop")
+    result = lift(_step_depth(), K)
     mask = result.discontinuity
     assert mask[100, 79] and mask[100, 80] and mask[59, 120] and mask[60, 120]
     assert not mask[100, 75] and not mask[100, 85] and not mask[120, 140]
@@ -72,7 +73,7 @@ def test_grainy_depth_keeps_its_surfaces_and_still_cuts_the_step(noise):
     assert result.discontinuity[100, 79:81].all() and result.discontinuity[59:61, 120].all()
 
 
-def _flying(result: LiftResult) -> int:
+def _flying(result: PixelCloud) -> int:
     """Points farther than 1% from both the box plane (1.5 m) and the wall (3 m)."""
     z = result.points[:, 2]
     return int(np.sum((np.abs(z - 1.5) > 0.015) & (np.abs(z - 3.0) > 0.03)))
@@ -82,21 +83,9 @@ def test_blurred_step_leaves_no_flying_points():
     depth = _step_depth(blur=True)
     raw = np.sum((np.abs(depth - 1.5) > 0.015) & (np.abs(depth - 3.0) > 0.03))
     assert raw > 1000
-    for mode in ("drop", "snap"):
-        result = lift(depth, K, mode=mode)
-        assert _flying(result) == 0, mode
-        assert result.valid[:, :60].all() and result.valid[80:160, 100:180].all()
-
-
-def test_snap_keeps_more_points_than_drop_and_puts_them_on_a_surface():
-    depth = _step_depth(blur=True)
-    dropped = lift(depth, K, mode="drop")
-    snapped = lift(depth, K, mode="snap")
-    assert len(snapped) > len(dropped)
-    moved = snapped.discontinuity.ravel()[snapped.pixel_index]
-    assert moved.sum() > 0
-    z = snapped.points[moved, 2]
-    assert np.all((np.abs(z - 1.5) < 0.015) | (np.abs(z - 3.0) < 0.03))
+    result = lift(depth, K)
+    assert _flying(result) == 0
+    assert result.valid[:, :60].all() and result.valid[80:160, 100:180].all()
 
 
 def test_photo_texture_alone_is_not_a_discontinuity():
@@ -124,20 +113,9 @@ def test_invalid_depth_is_masked_out():
 def test_valid_is_exactly_the_pixels_with_points():
     depth = _step_depth(blur=True)
     depth[5:9, 5:9] = np.nan
-    for kwargs in ({}, {"mode": "snap"}, {"stride": 3}, {"max_points": 500}, {"stride": 2, "max_points": 1000}):
-        result = lift(depth, K, **kwargs)
-        np.testing.assert_array_equal(np.flatnonzero(result.valid), result.pixel_index)
-        assert len(result.points) == len(result.colors) == len(result.normals) == len(result.pixel_index)
-
-
-def test_stride_and_max_points():
-    depth = np.full((K.height, K.width), 2.0, np.float32)
-    strided = lift(depth, K, stride=4)
-    ys, xs = np.divmod(strided.pixel_index, K.width)
-    assert len(strided) == 60 * 80 and np.all(ys % 4 == 0) and np.all(xs % 4 == 0)
-    capped = lift(depth, K, max_points=1000)
-    assert len(capped) == 1000
-    assert capped.pixel_index[0] == 0 and capped.pixel_index[-1] == depth.size - 1
+    result = lift(depth, K)
+    np.testing.assert_array_equal(np.flatnonzero(result.valid), result.pixel_index)
+    assert len(result.points) == len(result.colors) == len(result.normals) == len(result.pixel_index)
 
 
 def test_colors_come_from_the_photo():
@@ -164,21 +142,17 @@ def test_tiny_images(shape):
 
 def test_two_by_two_step_does_not_crash():
     depth = np.array([[1.0, 5.0], [1.0, 5.0]], np.float32)
-    result = lift(depth, intrinsics_from_fov(2, 2, 60.0), mode="drop")
+    result = lift(depth, intrinsics_from_fov(2, 2, 60.0))
     np.testing.assert_array_equal(np.flatnonzero(result.valid), result.pixel_index)
 
 
 def test_to_open3d_carries_colors_and_normals():
     rgb = np.full((K.height, K.width, 3), (255, 0, 51), np.uint8)
     result = lift(_step_depth(), K, rgb)
-    cloud = to_open3d(result)
+    cloud = result.to_open3d()
     assert len(cloud.points) == len(result)
     np.testing.assert_allclose(np.asarray(cloud.colors)[0], [1.0, 0.0, 0.2])
     np.testing.assert_allclose(np.asarray(cloud.normals), result.normals, atol=1e-6)
-
-
-def test_default_mode_is_a_known_mode():
-    assert DEFAULT_MODE in ("drop", "snap")
 
 
 @pytest.mark.parametrize(
@@ -189,9 +163,6 @@ def test_default_mode_is_a_known_mode():
         (np.full((4, 4), -2.0, np.float32), {}, "no valid pixels"),
         (np.zeros((0, 4), np.float32), {}, "non-empty 2-D"),
         (np.ones((4, 4, 2), np.float32), {}, "non-empty 2-D"),
-        (np.ones((4, 4), np.float32), {"mode": "smooth"}, "lift mode"),
-        (np.ones((4, 4), np.float32), {"stride": 0}, "stride"),
-        (np.ones((4, 4), np.float32), {"max_points": 0}, "max_points"),
         (np.ones((4, 4), np.float32), {"edge_strength": 1.5}, "edge strength"),
         (np.ones((4, 4), np.float32), {"rgb": np.zeros((4, 4), np.uint8)}, "photo must be"),
         (np.ones((4, 4), np.float32), {"rgb": np.zeros((4, 9, 3), np.uint8)}, "aspect ratio"),
@@ -215,16 +186,15 @@ def test_intrinsics_of_another_aspect_are_refused():
         st.tuples(st.integers(1, 7), st.integers(1, 7)),
         elements=st.sampled_from([np.nan, np.inf, -np.inf, 0.0, -1.0, 0.5, 1.0, 1.25, 2.0, 30.0]),
     ),
-    st.sampled_from(["drop", "snap"]),
 )
-def test_any_small_map_lifts_or_fails_cleanly(depth, mode):
+def test_any_small_map_lifts_or_fails_cleanly(depth):
     k = intrinsics_from_fov(depth.shape[1], depth.shape[0], 60.0)
     valid = np.isfinite(depth) & (depth > 0)
     if not valid.any():
         with pytest.raises(BadInputError):
-            lift(depth, k, mode=mode)
+            lift(depth, k)
         return
-    result = lift(depth, k, mode=mode)
+    result = lift(depth, k)
     np.testing.assert_array_equal(np.flatnonzero(result.valid), result.pixel_index)
     assert not (result.valid & ~valid).any() and not (result.discontinuity & ~valid).any()
     assert np.isfinite(result.points).all() and np.all(result.points[:, 2] > 0)

@@ -11,8 +11,8 @@ import torch
 from ppd_core.model import DinoConfig, DiTConfig, PixelPerfectDepth, PPDConfig, timesteps
 from ppd_core.model.dinov2 import SemanticEncoder
 from ppd_core.model.dit import DiT, TimestepEmbedder
-from ppd_core.model.rope import apply_rope, rope_tables
-from ppd_core.preprocess import resize_for_network, working_size
+from ppd_core.model.dit import apply_rope, rope_tables
+from ppd_core.model.inference import resize_for_network, working_size
 
 DATA = Path(__file__).parent / "data"
 ATOL = 1e-5  # exact on the generating CPU; other CPUs' kernels differ by ~2e-6 (SPEC §8)

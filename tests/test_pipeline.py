@@ -7,7 +7,10 @@ import pytest
 from PIL import Image
 
 from ppd_core.errors import BadInputError, Cancelled, OutputError
-from ppd_core.pipeline import STAGES, JobOptions, ModelCache, mesh_grid_size, run_photo
+from ppd_core.options import JobOptions
+from ppd_core.photo_depth import ModelCache
+from ppd_core.pipeline import mesh_grid_size, run_photo
+from ppd_core.progress import JOB_STAGES
 
 
 @pytest.fixture
@@ -22,9 +25,9 @@ def photo_and_depth(tmp_path):
 
 
 def test_stages_are_ordered_and_weights_sum_to_one():
-    names = [name for name, _ in STAGES]
+    names = [name for name, _ in JOB_STAGES]
     assert names[0] == "load" and names[-1] == "export" and "diffusion" in names
-    assert sum(weight for _, weight in STAGES) == pytest.approx(1.0)
+    assert sum(weight for _, weight in JOB_STAGES) == pytest.approx(1.0)
 
 
 def test_options_from_dict_accept_fields_and_refuse_unknown_keys():
@@ -47,7 +50,7 @@ def test_stats_are_json_and_describe_each_output(photo_and_depth, tmp_path):
     photo, depth = photo_and_depth
     outputs = {"stl": tmp_path / "a.stl", "ply": tmp_path / "a.ply", "npz": tmp_path / "a.npz"}
     seen = []
-    stats = run_photo(photo, outputs, JobOptions(depth=depth, width_mm=40.0, fov=60.0),
+    stats = run_photo(photo, outputs, JobOptions(depth_file=depth, width_mm=40.0, fov=60.0),
                       on_progress=lambda stage, fraction, message: seen.append(stage))
     json.dumps(stats)
     assert stats["outputs"] == {kind: str(path) for kind, path in outputs.items()}
@@ -69,10 +72,10 @@ def test_cancel_during_export_leaves_the_folder_as_it_was(photo_and_depth, tmp_p
             raise Cancelled("user stopped")
 
     with pytest.raises(Cancelled):
-        run_photo(photo, outputs, JobOptions(depth=depth), on_progress=cancel_late)
+        run_photo(photo, outputs, JobOptions(depth_file=depth), on_progress=cancel_late)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.stl", "depth.npy", "photo.jpg"]
     assert (tmp_path / "a.stl").read_bytes() == b"the user's old file"
-    stats = run_photo(photo, outputs, JobOptions(depth=depth))
+    stats = run_photo(photo, outputs, JobOptions(depth_file=depth))
     assert sorted(stats["files"]) == sorted(str(tmp_path / n) for n in
                                             ("a.stl", "a.obj", "a.mtl", "a_texture.png", "a.glb"))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
@@ -97,15 +100,15 @@ def test_model_cache_loads_once_per_settings(tmp_path, photo_and_depth):
 def test_bad_output_kinds_and_geometry_requests(photo_and_depth, tmp_path):
     photo, depth = photo_and_depth
     with pytest.raises(BadInputError, match="outputs"):
-        run_photo(photo, {"fbx": tmp_path / "a.fbx"}, JobOptions(depth=depth))
+        run_photo(photo, {"fbx": tmp_path / "a.fbx"}, JobOptions(depth_file=depth))
     with pytest.raises(BadInputError, match="--points"):
-        run_photo(photo, {"obj": tmp_path / "a.obj"}, JobOptions(depth=depth, points=True))
+        run_photo(photo, {"obj": tmp_path / "a.obj"}, JobOptions(depth_file=depth, points=True))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["depth.npy", "photo.jpg"]
 
 
 def test_a_shrunk_mesh_grid_keeps_its_points_on_the_true_surface(tmp_path):
     """A floor-like plane seen at 160x120, meshed on an 80x60 grid: every vertex on the plane."""
-    from ppd_core.camera import intrinsics_from_fov
+    from ppd_core.geometry.camera import intrinsics_from_fov
 
     width, height = 160, 120
     camera = intrinsics_from_fov(width, height, 60.0)
@@ -117,7 +120,7 @@ def test_a_shrunk_mesh_grid_keeps_its_points_on_the_true_surface(tmp_path):
     np.save(tmp_path / "plane.npy", depth.astype(np.float32))
     photo = tmp_path / "plane.png"
     Image.fromarray(np.full((height, width, 3), 128, np.uint8)).save(photo)
-    options = JobOptions(depth=str(tmp_path / "plane.npy"), fov=60.0, resolution=80 * 60)
+    options = JobOptions(depth_file=str(tmp_path / "plane.npy"), fov=60.0, resolution=80 * 60)
     run_photo(photo, {"npz": tmp_path / "plane.npz"}, options)
     with np.load(tmp_path / "plane.npz") as data:
         vertices = data["vertices"].astype(np.float64)
@@ -136,7 +139,7 @@ def test_a_write_error_names_the_users_file_not_the_staging_copy(photo_and_depth
 
     monkeypatch.setattr(pathlib.Path, "write_bytes", no_space)
     with pytest.raises(OutputError) as failure:
-        run_photo(photo, {"stl": tmp_path / "a.stl"}, JobOptions(depth=depth))
+        run_photo(photo, {"stl": tmp_path / "a.stl"}, JobOptions(depth_file=depth))
     assert str(failure.value) == f"{tmp_path / 'a.stl'}: cannot write (No space left on device)"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["depth.npy", "photo.jpg"]
 
@@ -158,6 +161,6 @@ def test_run_photo_never_writes_over_its_inputs(photo_and_depth, tmp_path):
     before = photo.read_bytes(), (tmp_path / "depth.npy").read_bytes()
     for outputs in ({"depth_png": photo}, {"stl": tmp_path / "a.stl", "npz": tmp_path / "depth.npy"}):
         with pytest.raises(OutputError, match="refusing to overwrite the (photo itself|depth file)"):
-            run_photo(photo, outputs, JobOptions(depth=depth))
+            run_photo(photo, outputs, JobOptions(depth_file=depth))
     assert (photo.read_bytes(), (tmp_path / "depth.npy").read_bytes()) == before
     assert not (tmp_path / "a.stl").exists()

@@ -7,8 +7,8 @@ import trimesh
 from mesh.checks import check_mesh
 from mesh.grid import grid_mesh
 from mesh.solid import relief_heights, relief_solid, solid_from_mesh
-from ppd_core.errors import BadInputError
-from tests.mesh_fixtures import lift_depth, step_depth
+from mesh.data import MeshError
+from tests.mesh_helpers import lift_depth, step_depth
 
 
 def top_height_at(solid, x, y):
@@ -65,7 +65,7 @@ def test_heights_ignore_outliers_and_invalid_pixels():
     heights = relief_heights(depth)
     assert heights[0, 1] == 0.0 and heights[0, 0] == 0.0
     assert heights.max() == 1.0 and np.count_nonzero(heights == 1.0) < 400
-    with pytest.raises(BadInputError, match="no valid"):
+    with pytest.raises(MeshError, match="no valid"):
         relief_heights(np.full((4, 4), np.nan))
 
 
@@ -73,7 +73,7 @@ def test_heights_ignore_outliers_and_invalid_pixels():
                                                   (1e-9, 5.0, 2.0), (1e12, 5.0, 2.0), (100.0, 0.0, 1e-9),
                                                   (100.0, 1e9, 2.0), (float("nan"), 5.0, 2.0)])
 def test_bad_print_sizes_are_clear_errors(width, relief, base):
-    with pytest.raises(BadInputError, match="mm"):
+    with pytest.raises(MeshError, match="mm"):
         relief_solid(np.ones((10, 10)), width_mm=width, relief_mm=relief, base_mm=base)
 
 
@@ -97,7 +97,7 @@ def test_open_scene_mesh_closes_into_one_solid_near_high():
     # the near half (left in the photo) is the high one
     assert top_height_at(solid, -15.0, 0.0) == pytest.approx(10.0, abs=1e-3)
     assert top_height_at(solid, 15.0, 0.0) == pytest.approx(2.0, abs=1e-3)
-    with pytest.raises(BadInputError, match="point cloud"):
+    with pytest.raises(MeshError, match="point cloud"):
         solid_from_mesh(type(scene)(scene.vertices, np.zeros((0, 3))))
 
 
@@ -117,14 +117,14 @@ def test_solid_has_the_photo_aspect_exactly_at_any_cell_size(cell_mm):
 def test_one_pixel_maps_and_bad_arguments_are_clear_errors():
     one = relief_solid(np.full((1, 1), 2.0), width_mm=20.0)
     assert check_mesh(one).printable and check_mesh(one).size == pytest.approx([20.0, 20.0, 7.0])
-    with pytest.raises(BadInputError, match="2-D depth map"):
+    with pytest.raises(MeshError, match="2-D depth map"):
         relief_solid(np.ones((4, 4, 3)))
     for cell in (0.0, -1.0, float("nan")):
-        with pytest.raises(BadInputError, match="cell size"):
+        with pytest.raises(MeshError, match="cell size"):
             relief_solid(np.ones((4, 4)), cell_mm=cell)
     scene = grid_mesh(lift_depth(np.full((8, 8), 2.0), focal=10.0))
-    with pytest.raises(BadInputError, match="cell size"):
+    with pytest.raises(MeshError, match="cell size"):
         solid_from_mesh(scene, cell_mm=0.0)
     scene.vertices[0] = np.nan
-    with pytest.raises(BadInputError, match="NaN or infinite vertices"):
+    with pytest.raises(MeshError, match="NaN or infinite vertices"):
         solid_from_mesh(scene)

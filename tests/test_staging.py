@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from ppd_core.errors import OutputError
-from ppd_core.staging import STAGING_PREFIX, _host, make_staging, move_into_place, remove_stale_staging
+from ppd_core.files.staging import STAGING_PREFIX, _host, make_staging, move_into_place, remove_stale_staging
 
 POSIX_ONLY = pytest.mark.skipif(os.name == "nt", reason="pid checks are POSIX only")
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from ppd_core import weights
+from ppd_core.model import weights
 from ppd_core.errors import WeightsMissingError
 from tests.checkpoints import write_small_weights
 
@@ -40,7 +40,7 @@ def test_explicit_folder_missing_a_file_says_which_and_how_to_fix(tmp_path):
         weights.find_weights(folder)
     message = str(info.value)
     assert "depth_anything_v2_vitl.pth" in message and str(folder) in message
-    assert "python -m ppd_core.weights download" in message and "\n" not in message
+    assert "ppd-weights download" in message and "\n" not in message
 
 
 def test_a_file_given_as_the_folder(tmp_path):
@@ -71,7 +71,7 @@ def test_offline_and_not_cached():
         weights.find_weights()
     message = str(info.value)
     assert "ppd.pth and depth_anything_v2_vitl.pth" in message
-    assert "HF_HUB_OFFLINE" in message and "python -m ppd_core.weights download" in message
+    assert "HF_HUB_OFFLINE" in message and "ppd-weights download" in message
 
 
 def test_download_refused_is_not_attempted(monkeypatch):
@@ -84,7 +84,7 @@ def test_download_refused_is_not_attempted(monkeypatch):
 def test_where_command_fails_with_one_line(tmp_path):
     env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
-        [sys.executable, "-m", "ppd_core.weights", "where"], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-m", "ppd_core.model.weights", "where"], capture_output=True, text=True, env=env, timeout=120
     )
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: model weights missing")
@@ -93,8 +93,6 @@ def test_where_command_fails_with_one_line(tmp_path):
 def test_download_reports_progress_while_it_runs(tmp_path, monkeypatch):
     import time
 
-    import huggingface_hub
-
     def slow_download(repo_id, filename, **kwargs):
         time.sleep(0.35)
         path = tmp_path / filename
@@ -102,7 +100,7 @@ def test_download_reports_progress_while_it_runs(tmp_path, monkeypatch):
         return str(path)
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", slow_download)
+    monkeypatch.setattr(weights, "hf_hub_download", slow_download)
     monkeypatch.setattr(weights, "HEARTBEAT_S", 0.1)
     events = []
     files = weights.find_weights(on_progress=lambda *e: events.append(e))
@@ -113,14 +111,13 @@ def test_download_reports_progress_while_it_runs(tmp_path, monkeypatch):
 
 
 def test_unreachable_hub_is_one_clear_line(monkeypatch):
-    import huggingface_hub
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     def offline_hub(repo_id, filename, **kwargs):
         raise LocalEntryNotFoundError("a long paragraph of advice\nover several lines")
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline_hub)
+    monkeypatch.setattr(weights, "hf_hub_download", offline_hub)
     with pytest.raises(WeightsMissingError) as info:
         weights.find_weights()
     message = str(info.value)
@@ -134,7 +131,7 @@ def test_failed_download_is_one_clear_line(monkeypatch):
         raise OSError("Name or service not known\nmore detail")
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
+    monkeypatch.setattr(weights, "hf_hub_download", refuse)
     with pytest.raises(WeightsMissingError) as info:
         weights.find_weights()
     assert str(info.value) == (

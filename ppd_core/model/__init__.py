@@ -1,7 +1,11 @@
-"""The Pixel-Perfect Depth network (DA2-semantics variant) and its checkpoint loading."""
+"""The networks (Pixel-Perfect Depth with its DINOv2 or MoGe-2 encoder), their checkpoints, weights and inference.
 
-from .config import LARGE, DinoConfig, DiTConfig, PPDConfig
-from .ppd import PixelPerfectDepth
-from .sampler import euler_step, timesteps
+Importing this package loads torch; `ppd_core` itself stays light.
+"""
 
-__all__ = ["LARGE", "DinoConfig", "DiTConfig", "PPDConfig", "PixelPerfectDepth", "euler_step", "timesteps"]
+from .dinov2 import DinoConfig
+from .dit import DiTConfig
+from .moge2 import MoGe2
+from .ppd import LARGE, PixelPerfectDepth, PPDConfig, euler_step, timesteps
+
+__all__ = ["LARGE", "DinoConfig", "DiTConfig", "MoGe2", "PPDConfig", "PixelPerfectDepth", "euler_step", "timesteps"]

@@ -1,9 +1,10 @@
-"""Reading released (or compatible) checkpoint files into a PixelPerfectDepth, strictly.
+"""Reading released (or compatible) checkpoint files into a PixelPerfectDepth or MoGe2, strictly.
 
 Files are read with `torch.load(weights_only=True)` (or safetensors), so a pickle that tries
 to run code is refused. Key prefixes the released files may carry are normalised; the DA2
 file's `depth_head.*` is ignored; anything else missing, unexpected or of the wrong shape is
-a `CheckpointError` naming the file.
+a `CheckpointError` naming the file. A MoGe-2 `model.pt` carries its `model_config`, which
+sizes the network; the DA2 files are sized from their tensors' shapes.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
+from safetensors.torch import load_file as load_safetensors
 
 from ..errors import CheckpointError
-from .config import DinoConfig, DiTConfig, PPDConfig
-from .ppd import PixelPerfectDepth
+from .dinov2 import DinoConfig
+from .dit import DiTConfig
+from .moge2 import MoGe2
+from .ppd import PixelPerfectDepth, PPDConfig
 
 StateDict = dict[str, torch.Tensor]
 
@@ -32,34 +36,49 @@ SHOWN_KEYS = 5
 def read_state_dict(path: Path) -> StateDict:
     """Tensors of a .pth/.pt (weights_only) or .safetensors file, unwrapped and de-`module.`-ed."""
     path = Path(path)
+    return _flatten(_read(path), path)
+
+
+def _read(path: Path) -> object:
+    """The file's content as torch.load(weights_only=True) or safetensors gives it; every failure a CheckpointError."""
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            data = load_file(str(path), device="cpu")
+            data = load_safetensors(str(path), device="cpu")
         else:
             data = torch.load(str(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint file not found") from None
     except pickle.UnpicklingError as exc:
+        if not _is_torch_head(_head(path)):  # text and other files can look like a forbidden pickle
+            raise CheckpointError(
+                f"{path}: not a readable checkpoint (it is not a PyTorch or safetensors file)"
+            ) from None
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
         raise CheckpointError(
             f"{path}: refused to load: the file holds more than plain tensors and could run code ({reason[:120]})"
         ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as exc:
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, IndexError) as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint ({_read_problem(path, exc)})") from None
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(f"{path}: not a readable checkpoint: {type(exc).__name__}: {str(exc)[:160]}") from None
-    return _flatten(data, path)
+    return data
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(4)
+
+
+def _is_torch_head(head: bytes) -> bool:
+    return head[:2] == b"PK" or head[:1] == b"\x80"  # torch.save writes a zip, legacy files a pickle
 
 
 def _read_problem(path: Path, error: Exception) -> str:
     """Why a .pth did not load, in words: not a checkpoint at all, or a damaged one."""
-    with open(path, "rb") as handle:
-        head = handle.read(4)
+    head = _head(path)
     if not head:
         return "the file is empty"
-    if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip, legacy files a pickle
+    if not _is_torch_head(head):
         return "it is not a PyTorch or safetensors file"
     detail = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
     return f"truncated or corrupt: {detail}"
@@ -104,25 +123,27 @@ def split_encoder_file(state: StateDict, path: Path) -> tuple[StateDict, StateDi
     return encoder, other
 
 
-def split_ppd_file(state: StateDict, path: Path) -> tuple[StateDict, StateDict]:
-    """(DiT keys without prefix, encoder overrides without prefix) of a ppd.pth file.
+def split_ppd_file(state: StateDict, path: Path, encoder_prefix: str = "sem_encoder.pretrained.",
+                   what: str = "a PPD checkpoint") -> tuple[StateDict, StateDict]:
+    """(DiT keys without prefix, encoder overrides without prefix) of a ppd.pth or ppd_moge.pth file.
 
-    Keys may be `dit.X`, `pipeline.dit.X` or bare DiT names; `sem_encoder.pretrained.X`
-    entries override the encoder file, as the official loader applies ppd.pth last.
+    Keys may be `dit.X`, `pipeline.dit.X` or bare DiT names; `<encoder_prefix>X` entries
+    override the encoder file, as the official loaders apply the PPD file last
+    (`sem_encoder.pretrained.` for the DA2 encoder, `sem_encoder.` for MoGe-2).
     """
     dit, encoder, unknown = {}, {}, {}
     for key, value in state.items():
         stripped = _strip(key, DIT_PREFIXES)
         if stripped is not None:
             dit[stripped] = value
-        elif key.startswith("sem_encoder.pretrained."):
-            encoder[key[len("sem_encoder.pretrained."):]] = value
+        elif key.startswith(encoder_prefix):
+            encoder[key[len(encoder_prefix):]] = value
         elif key.startswith(DIT_ROOTS):
             dit[key] = value
         else:
             unknown[key] = value
     if unknown:
-        raise CheckpointError(f"{path}: unexpected keys for a PPD checkpoint: {_first(unknown)}")
+        raise CheckpointError(f"{path}: unexpected keys for {what}: {_first(unknown)}")
     return dit, encoder
 
 
@@ -142,22 +163,7 @@ def infer_config(dit: StateDict, encoder: StateDict, dit_path: Path, encoder_pat
     Head counts are not stored in a checkpoint: the DiT's follows from its qk-norm width,
     the encoder's from DINOv2's fixed head size of 64.
     """
-    try:
-        hidden, in_ch, coarse_patch, _ = dit["x_embedder.proj.weight"].shape
-        head_dim = dit["blocks.0.attn.q_norm.weight"].shape[0]
-        patch = coarse_patch // 2
-        dit_cfg = DiTConfig(
-            hidden_size=hidden,
-            depth=_count_blocks(dit),
-            num_heads=hidden // head_dim,
-            patch_size=patch,
-            in_channels=in_ch,
-            out_channels=dit["final_layer.linear.weight"].shape[0] // (patch * patch),
-            mlp_hidden=dit["blocks.0.mlp.fc1.weight"].shape[0],
-            semantic_dim=dit["proj_fusion.0.weight"].shape[1] - hidden,
-        )
-    except KeyError as exc:
-        raise CheckpointError(f"{dit_path}: missing DiT key {exc.args[0]!r}; is this a PPD checkpoint?") from None
+    dit_cfg = infer_dit_config(dit, dit_path)
     try:
         embed = encoder["cls_token"].shape[-1]
         patch_e = encoder["patch_embed.proj.weight"].shape[-1]
@@ -178,6 +184,26 @@ def infer_config(dit: StateDict, encoder: StateDict, dit_path: Path, encoder_pat
             f"gives {enc_cfg.embed_dim}: the two files do not belong together"
         )
     return PPDConfig(dit=dit_cfg, encoder=enc_cfg)
+
+
+def infer_dit_config(dit: StateDict, dit_path: Path) -> DiTConfig:
+    """DiT sizes read off the tensors' shapes (the head count from the qk-norm width)."""
+    try:
+        hidden, in_ch, coarse_patch, _ = dit["x_embedder.proj.weight"].shape
+        head_dim = dit["blocks.0.attn.q_norm.weight"].shape[0]
+        patch = coarse_patch // 2
+        return DiTConfig(
+            hidden_size=hidden,
+            depth=_count_blocks(dit),
+            num_heads=hidden // head_dim,
+            patch_size=patch,
+            in_channels=in_ch,
+            out_channels=dit["final_layer.linear.weight"].shape[0] // (patch * patch),
+            mlp_hidden=dit["blocks.0.mlp.fc1.weight"].shape[0],
+            semantic_dim=dit["proj_fusion.0.weight"].shape[1] - hidden,
+        )
+    except KeyError as exc:
+        raise CheckpointError(f"{dit_path}: missing DiT key {exc.args[0]!r}; is this a PPD checkpoint?") from None
 
 
 def _check_against(expected: Mapping[str, torch.Tensor], given: StateDict, path: Path, what: str) -> None:
@@ -218,3 +244,74 @@ def load_pixel_perfect_depth(ppd_path: Path, encoder_path: Path, device: str | t
     model.load_state_dict(state, strict=True, assign=True)
     return model.to(device).eval().requires_grad_(False)
 
+
+
+def _as_float32(state: StateDict) -> StateDict:
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def read_moge2_file(path: Path) -> tuple[dict, StateDict]:
+    """(model_config, state dict) of a MoGe-2 `model.pt`: {'model': state dict, 'model_config': dict}."""
+    path = Path(path)
+    data = _read(path)
+    if not isinstance(data, Mapping) or not isinstance(data.get("model"), Mapping):
+        raise CheckpointError(
+            f"{path}: not a MoGe-2 checkpoint (expected {{'model': weights, 'model_config': settings}})"
+        )
+    if not isinstance(data.get("model_config"), Mapping):
+        raise CheckpointError(
+            f"{path}: no 'model_config' next to the weights; a MoGe-2 model.pt needs it to size the network"
+        )
+    return dict(data["model_config"]), _flatten(data["model"], path)
+
+
+def _build_moge2(config: dict, path: Path) -> MoGe2:
+    try:
+        return MoGe2(**config)
+    except Exception as exc:  # any field the network cannot be built from
+        raise CheckpointError(f"{path}: model_config not understood: {type(exc).__name__}: {str(exc)[:160]}") from None
+
+
+def load_moge2(path: Path, device: str | torch.device = "cpu") -> MoGe2:
+    """MoGe-2 built from the file's `model_config` and filled from its weights (fp32, eval, no grad).
+
+    Every key must be there with its shape and nothing else (the official loader is lenient).
+    """
+    path = Path(path)
+    config, state = read_moge2_file(path)
+    with torch.device("meta"):
+        model = _build_moge2(config, path)
+    _check_against(model.state_dict(), state, path, "MoGe-2")
+    model.load_state_dict(_as_float32(state), strict=True, assign=True)
+    return model.to(device).eval().requires_grad_(False)
+
+
+def load_ppd_moge(ppd_path: Path, moge_path: Path, device: str | torch.device = "cpu") -> PixelPerfectDepth:
+    """The MoGe-2-semantics PPD: DiT from `ppd_moge.pth`, `sem_encoder` a MoGe2 from `moge2.pt` (fp32, eval, no grad).
+
+    Its state dict is `sem_encoder.<MoGe key>` + `dit.*` (873 tensors at released size); the
+    DiT's semantic width must equal MoGe's encoder dim_out.
+    """
+    ppd_path, moge_path = Path(ppd_path), Path(moge_path)
+    moge_config, moge_state = read_moge2_file(moge_path)
+    dit_state, moge_override = split_ppd_file(read_state_dict(ppd_path), ppd_path, "sem_encoder.",
+                                              "a PPD (MoGe-2 semantics) checkpoint")
+    dit_config = infer_dit_config(dit_state, ppd_path)
+    with torch.device("meta"):
+        moge = _build_moge2(moge_config, moge_path)
+    if dit_config.semantic_dim != moge.semantic_dim:
+        raise CheckpointError(
+            f"{ppd_path}: the DiT expects {dit_config.semantic_dim}-channel semantics but {moge_path} "
+            f"gives {moge.semantic_dim}: the two files do not belong together"
+        )
+    with torch.device("meta"):
+        model = PixelPerfectDepth(PPDConfig(dit=dit_config, encoder=None), sem_encoder=moge)
+    expected = moge.state_dict()
+    _check_against(expected, moge_state, moge_path, "MoGe-2")
+    _check_against(model.dit.state_dict(), dit_state, ppd_path, "DiT")
+    if moge_override:
+        _check_against({k: expected[k] for k in moge_override if k in expected}, moge_override, ppd_path, "MoGe-2")
+    state = {f"sem_encoder.{k}": v for k, v in {**moge_state, **moge_override}.items()}
+    state.update({f"dit.{k}": v for k, v in dit_state.items()})
+    model.load_state_dict(_as_float32(state), strict=True, assign=True)
+    return model.to(device).eval().requires_grad_(False)

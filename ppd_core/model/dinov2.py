@@ -1,34 +1,60 @@
 """DINOv2 ViT semantic encoder (Depth Anything V2 ViT-L/14 weights) for PPD.
 
 `SemanticEncoder.pretrained` is the ViT, so that a Depth-Anything-V2 file's `pretrained.*`
-keys load unchanged; its DPT depth head is never built.
+keys load unchanged; its DPT depth head is never built. MoGe-2 (`moge2.py`) uses the same
+ViT with SDPA attention and reads several of its layers (`intermediate_layers`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import DinoConfig
 from .layers import Mlp, PatchEmbed
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class Attention(nn.Module):
-    """Explicit softmax(q k^T / sqrt(d)) v, as the reference encoder computes it.
+@dataclass(frozen=True)
+class DinoConfig:
+    """Sizes of the DINOv2 ViT semantic encoder (ViT-L/14 when released)."""
 
-    Heads are processed in groups so that the (N x N) attention matrices of a whole
-    1024x768 image never all exist at once; each head's arithmetic is unchanged.
+    embed_dim: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    patch_size: int = 14
+    img_size: int = 518
+    mlp_hidden: int = 4096
+    interpolate_offset: float = 0.1
+    attention: str = "explicit"  # "explicit" as Depth Anything V2 computes it, "sdpa" as MoGe-2 does
+
+    @property
+    def grid_size(self) -> int:
+        """Side of the square grid `pos_embed` was trained on (37 for 518 / 14)."""
+        return self.img_size // self.patch_size
+
+
+class Attention(nn.Module):
+    """Self-attention with the arithmetic of the encoder whose weights are loaded.
+
+    "explicit" (Depth Anything V2): softmax((q / sqrt(d)) k^T) v, heads processed in groups so
+    that the (N x N) matrices of a whole 1024x768 image never all exist at once.
+    "sdpa" (MoGe-2): F.scaled_dot_product_attention; the two differ by ~1e-6.
     """
 
     heads_per_chunk = 4
 
-    def __init__(self, dim: int, num_heads: int):
+    def __init__(self, dim: int, num_heads: int, kind: str = "explicit"):
         super().__init__()
+        if kind not in ("explicit", "sdpa"):
+            raise ValueError(f"unknown attention {kind!r} (use 'explicit' or 'sdpa')")
         self.num_heads = num_heads
+        self.kind = kind
         self.scale = (dim // num_heads) ** -0.5
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
@@ -36,13 +62,17 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]  # (B, heads, N, head_dim)
-        outs = []
-        for h in range(0, self.num_heads, self.heads_per_chunk):
-            s = slice(h, h + self.heads_per_chunk)
-            attn = (q[:, s] @ k[:, s].transpose(-2, -1)).softmax(dim=-1)
-            outs.append(attn @ v[:, s])
-        return self.proj(torch.cat(outs, dim=1).transpose(1, 2).reshape(B, N, C))
+        if self.kind == "sdpa":
+            out = F.scaled_dot_product_attention(*qkv.unbind(0))  # (B, heads, N, head_dim)
+        else:
+            q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
+            outs = []
+            for h in range(0, self.num_heads, self.heads_per_chunk):
+                s = slice(h, h + self.heads_per_chunk)
+                attn = (q[:, s] @ k[:, s].transpose(-2, -1)).softmax(dim=-1)
+                outs.append(attn @ v[:, s])
+            out = torch.cat(outs, dim=1)
+        return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
 
 class LayerScale(nn.Module):
@@ -59,7 +89,7 @@ class Block(nn.Module):
         super().__init__()
         D = config.embed_dim
         self.norm1 = nn.LayerNorm(D, eps=1e-6)
-        self.attn = Attention(D, config.num_heads)
+        self.attn = Attention(D, config.num_heads, config.attention)
         self.ls1 = LayerScale(D)
         self.norm2 = nn.LayerNorm(D, eps=1e-6)
         self.mlp = Mlp(D, config.mlp_hidden, approximate="none")
@@ -101,16 +131,30 @@ class DinoVisionTransformer(nn.Module):
         grid = grid.permute(0, 2, 3, 1).reshape(1, -1, D)
         return torch.cat([pe[:, :1], grid], dim=1).to(self.pos_embed.dtype)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, 3, Hs, Ws) normalised -> final-normed patch tokens (B, h * w, D), CLS dropped."""
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, 3, Hs, Ws) normalised -> (B, 1 + h * w, D): CLS then row-major patches, positions added."""
         Hs, Ws = x.shape[-2:]
         p = self.config.patch_size
         t = self.patch_embed(x)
         t = torch.cat([self.cls_token.expand(t.shape[0], -1, -1), t], dim=1)
-        t = t + self.position_embedding(Hs // p, Ws // p, square=Hs == Ws)
+        return t + self.position_embedding(Hs // p, Ws // p, square=Hs == Ws)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, 3, Hs, Ws) normalised -> final-normed patch tokens (B, h * w, D), CLS dropped."""
+        t = self.tokens(x)
         for block in self.blocks:
             t = block(t)
         return self.norm(t)[:, 1:]
+
+    def intermediate_layers(self, x: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
+        """Outputs of blocks `layers` (0-based, ascending), each through the final norm: (B, 1 + h * w, D)."""
+        t = self.tokens(x)
+        taken = []
+        for i, block in enumerate(self.blocks[: max(layers) + 1]):
+            t = block(t)
+            if i in layers:
+                taken.append(self.norm(t))
+        return taken
 
 
 class SemanticEncoder(nn.Module):
@@ -119,6 +163,14 @@ class SemanticEncoder(nn.Module):
     def __init__(self, config: DinoConfig):
         super().__init__()
         self.pretrained = DinoVisionTransformer(config)
+
+    @property
+    def semantic_dim(self) -> int:
+        return self.pretrained.config.embed_dim
+
+    def forward_semantics(self, image: torch.Tensor) -> torch.Tensor:
+        """The semantic prompt of PixelPerfectDepth; MoGe2 has a method of the same name."""
+        return self(image)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         H, W = image.shape[-2:]

@@ -1,4 +1,4 @@
-"""The cascade DiT of Pixel-Perfect Depth (SP-DiT).
+"""The cascade DiT of Pixel-Perfect Depth (SP-DiT): sizes, RoPE, blocks, semantic fusion, final layer.
 
 The first half of the blocks runs on 16-px patches; after it the semantic fusion turns each
 coarse token into 2x2 fine tokens and the second half runs on 8-px patches. Each block is
@@ -8,15 +8,68 @@ adaLN-Zero conditioned on the diffusion timestep and uses 2-D RoPE with qk-norm.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import DiTConfig
-from .fusion import SemanticFusion
 from .layers import Mlp, PatchEmbed
-from .rope import apply_rope, grid_positions, rope_tables
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """Sizes of the cascade DiT. `patch_size` is the fine patch; coarse patches are twice it."""
+
+    hidden_size: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    patch_size: int = 8
+    in_channels: int = 4
+    out_channels: int = 1
+    mlp_hidden: int = 4096
+    semantic_dim: int = 1024  # hard-coded 1024 in the released model, whatever the encoder
+    rope_base: float = 100.0
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+# -- 2-D rotary position embedding (frequency base 100, rotate-half, rows first) ----------
+# The first half of each head vector is rotated by the token's row, the second half by its
+# column; within each half the pairs are (j, j + quarter), not interleaved. The tables are
+# computed once per token grid and shared by every attention layer of that grid.
+
+
+def grid_positions(rows: int, cols: int, device: torch.device) -> torch.Tensor:
+    """(rows * cols, 2) int64 positions (y, x) of a row-major token grid."""
+    return torch.cartesian_prod(torch.arange(rows, device=device), torch.arange(cols, device=device))
+
+
+def rope_tables(positions: torch.Tensor, head_dim: int, length: int, base: float = 100.0):
+    """(cos, sin), each (..., N, head_dim), for integer positions (..., N, 2) below `length`."""
+    half = head_dim // 2
+    inv_freq = 1.0 / (base ** (torch.arange(0, half, 2, device=positions.device).float() / half))
+    angles = torch.outer(torch.arange(length, device=positions.device, dtype=inv_freq.dtype), inv_freq)
+    angles = torch.cat((angles, angles), dim=-1)  # (length, half)
+    cos, sin = angles.cos(), angles.sin()
+    y, x = positions[..., 0], positions[..., 1]
+    return torch.cat((cos[y], cos[x]), dim=-1), torch.cat((sin[y], sin[x]), dim=-1)
+
+
+def rotate_halves(u: torch.Tensor) -> torch.Tensor:
+    """Rotate-half applied to each half of the last dimension: [a, b | c, d] -> [-b, a | -d, c]."""
+    parts = u.unflatten(-1, (2, 2, u.shape[-1] // 4))
+    return torch.cat((-parts[..., 1:, :], parts[..., :1, :]), dim=-2).flatten(-3)
+
+
+def apply_rope(tokens: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """tokens (B, heads, N, d) rotated by tables (N, d) or (B, 1, N, d)."""
+    return tokens * cos.to(tokens.dtype) + rotate_halves(tokens) * sin.to(tokens.dtype)
+
+
+# -- blocks ---------------------------------------------------------------------------------
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -84,6 +137,32 @@ class DiTBlock(nn.Module):
         x = x + gate_msa.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rope)
         x = x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
         return x
+
+
+class SemanticFusion(nn.Sequential):
+    """MLP over [token, L2-normalised semantic] whose 4D output is split into 2x2 sub-tokens.
+
+    A Sequential so that its parameters keep the released names `proj_fusion.{0,2,4}`.
+    Coarse token (h, w) owns output channels [k*D:(k+1)*D], k = 2p + q, which become fine
+    token (2h + p, 2w + q): sub-row p outer, sub-column q inner, channels innermost.
+    """
+
+    def __init__(self, hidden_size: int, semantic_dim: int):
+        D = hidden_size
+        super().__init__(
+            nn.Linear(D + semantic_dim, 4 * D), nn.SiLU(), nn.Linear(4 * D, 4 * D), nn.SiLU(), nn.Linear(4 * D, 4 * D)
+        )
+        self.hidden_size = hidden_size
+
+    def forward(self, tokens: torch.Tensor, semantics: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        rows, cols = grid
+        B, D = tokens.shape[0], self.hidden_size
+        if semantics.shape[1] != tokens.shape[1]:
+            raise ValueError(f"{semantics.shape[1]} semantic tokens for {tokens.shape[1]} DiT tokens")
+        x = super().forward(torch.cat([tokens, F.normalize(semantics, dim=-1)], dim=-1))  # (B, T0, 4D)
+        x = x.reshape(B, rows, cols, 2, 2, D)
+        x = torch.einsum("nhwpqc->nchpwq", x).reshape(B, D, 2 * rows, 2 * cols)
+        return x.flatten(2).transpose(1, 2)  # (B, T1, D), row-major on the fine grid
 
 
 class FinalLayer(nn.Module):

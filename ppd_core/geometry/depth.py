@@ -7,31 +7,15 @@ near/far distances (metres) of that range, or a scale and shift of log(1 + depth
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import cv2
 import numpy as np
 
 from ppd_core.errors import BadInputError
+from ppd_core.options import DEPTH_KINDS, DEPTH_M
 
-PRESETS: dict[str, tuple[float, float]] = {
-    "tabletop": (0.3, 1.5),
-    "indoor": (0.8, 10.0),
-    "outdoor": (3.0, 200.0),
-}
-"""Scene presets: (near, far) in metres of the 2nd..98th percentile depth range."""
-
-DEPTH_KINDS = ("metric", "disparity", "normalized")
-
-PNG_METRIC_SCALE = 0.001
-"""Metres per unit of a 16-bit metric depth PNG (millimetres, the Kinect / ScanNet habit)."""
-
-MIN_DEPTH_M, MAX_DEPTH_M = 1e-6, 1e9
-"""Metric depths outside this range count as no depth: a renderer's background (Blender
-writes 1e10 where no surface was hit), or values no camera sees, whose geometry would
-overflow float32."""
+MIN_DEPTH_M, MAX_DEPTH_M = DEPTH_M
 
 
 def _check_range(near: float, far: float) -> None:
@@ -59,74 +43,13 @@ def metric_from_normalized(p: np.ndarray, near: float, far: float) -> np.ndarray
     return metric_from_scale_shift(p, high - low, low)
 
 
-def _read_image_depth(path: Path) -> np.ndarray:
-    """One channel of a PNG / TIFF / EXR depth image, as stored (integers or floats).
-
-    Of several channels the red one is read; an integer image whose channels differ is a
-    colour picture (a photo, our own depth preview), not depth, and is refused."""
-    if path.suffix.lower() == ".exr":
-        os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
-    values = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
-    if values is None:
-        raise BadInputError(f"{path}: not a depth image OpenCV can read")
-    if values.ndim == 3 and values.shape[2] >= 3:
-        blue, green, red = values[:, :, 0], values[:, :, 1], values[:, :, 2]
-        grey = np.array_equal(blue, green) and np.array_equal(blue, red)
-        if np.issubdtype(values.dtype, np.integer) and not grey:
-            raise BadInputError(f"{path}: a colour picture, not a depth map (depth has one channel; "
-                                f"a *_depth_preview.png is only for looking at, use the *_depth.png beside it)")
-        return red
-    return values[:, :, 0] if values.ndim == 3 else values
-
-
-def read_depth_file(path: Union[str, Path], kind: str) -> np.ndarray:
-    """Read a depth map file as float32 (H, W) in the units of `kind`.
-
-    kind "metric": metres (a 16-bit PNG holds millimetres, see `PNG_METRIC_SCALE`; 0 = no depth
-    and becomes NaN). kind "disparity": inverse depth as stored. kind "normalized": PPD's p in
-    [0, 1] (integer PNGs are divided by their maximum code, 255 or 65535).
-    Formats: .npy, 8/16-bit .png, float .tif/.tiff, .exr (OpenCV's OpenEXR reader).
-    """
-    path = Path(path)
-    if kind not in DEPTH_KINDS:
-        raise BadInputError(f"{path}: depth kind {kind!r} is not one of {', '.join(DEPTH_KINDS)}")
-    if not path.is_file():
-        raise BadInputError(f"{path}: {'not a file' if path.exists() else 'no such depth file'}")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        try:
-            values = np.load(path, allow_pickle=False)  # never unpickle: object arrays are refused
-        except (ValueError, OSError, EOFError) as exc:
-            raise BadInputError(f"{path}: not a readable .npy array ({exc or 'empty file'})") from None
-        while values.ndim > 2 and 1 in values.shape:  # (1, H, W) or (H, W, 1); a 1x1 map stays 2-D
-            values = np.squeeze(values, axis=values.shape.index(1))
-    elif suffix in (".png", ".tif", ".tiff", ".exr"):
-        values = _read_image_depth(path)
-    else:
-        raise BadInputError(f"{path}: unsupported depth file type {suffix!r} (use .npy, .png, .tif, .exr)")
-    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
-        raise BadInputError(f"{path}: depth must hold real numbers, not {values.dtype}")
-    if values.ndim != 2 or values.size == 0:
-        raise BadInputError(f"{path}: depth must be a 2-D numeric map, got shape {values.shape}")
-    integer = np.issubdtype(values.dtype, np.integer)
-    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf: no depth
-        out = values.astype(np.float32)
-    if integer and kind == "metric":
-        out[out == 0] = np.nan
-        if values.dtype == np.uint16:
-            out *= PNG_METRIC_SCALE
-    elif integer and kind == "normalized":
-        out /= 65535.0 if values.dtype == np.uint16 else 255.0
-    return out
-
-
 def depth_to_metric(
     values: np.ndarray,
     kind: str,
     near: Optional[float] = None,
     far: Optional[float] = None,
 ) -> np.ndarray:
-    """Metric depth (float32, metres) from a map read by `read_depth_file`.
+    """Metric depth (float32, metres) from a map read by `ppd_core.files.depth_file.read_depth_file`.
 
     metric: returned as is. normalized: `metric_from_normalized(values, near, far)`.
     disparity: without near/far it is taken as true inverse depth (1/m), depth = 1 / d.

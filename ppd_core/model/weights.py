@@ -2,13 +2,14 @@
 
 Order: an explicit folder (`--weights DIR` or the `PPD_WEIGHTS` environment variable), then
 the Hugging Face cache, then a download with huggingface-hub unless HF_HUB_OFFLINE is set.
-Run `python -m ppd_core.weights download` to fetch them ahead of time.
+Run `ppd-weights download` (or `python -m ppd_core.model.weights download`) to fetch them ahead of time.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -17,8 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from .errors import PPDError, WeightsMissingError
-from .progress import ProgressCallback, report
+from huggingface_hub import hf_hub_download, try_to_load_from_cache
+from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+from ..errors import PPDError, WeightsMissingError
+from ..progress import ProgressCallback, report
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ ENCODER = WeightSource(
 )
 SOURCES = (PPD, ENCODER)
 SUFFIXES = (".pth", ".safetensors")
-DOWNLOAD_HINT = "run `python -m ppd_core.weights download`, or pass a folder holding them with --weights DIR (or PPD_WEIGHTS)"
+DOWNLOAD_HINT = "run `ppd-weights download`, or pass a folder holding them with --weights DIR (or PPD_WEIGHTS)"
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,6 @@ def _in_folder(folder: Path, source: WeightSource) -> Optional[Path]:
 
 
 def _in_hf_cache(source: WeightSource) -> Optional[Path]:
-    from huggingface_hub import try_to_load_from_cache
-
     found = try_to_load_from_cache(source.repo_id, source.filename)
     return Path(found) if isinstance(found, str) and Path(found).is_file() else None
 
@@ -79,8 +81,6 @@ def _download(source: WeightSource, on_progress: Optional[ProgressCallback], fol
     A Cancelled raised by the callback stops the wait; the download thread then finishes
     (or fails) on its own in the background and never leaves a partial file in place.
     """
-    from huggingface_hub import hf_hub_download
-
     kwargs = {"local_dir": str(folder)} if folder is not None else {}
     outcome: dict = {}
 
@@ -108,8 +108,6 @@ def _download(source: WeightSource, on_progress: Optional[ProgressCallback], fol
 @contextlib.contextmanager
 def _quiet_hub_retries():
     """huggingface-hub logs each of its connection retries as a warning; we report one line instead."""
-    import logging
-
     hub_logger = logging.getLogger("huggingface_hub")
     level = hub_logger.level
     hub_logger.setLevel(logging.ERROR)
@@ -121,8 +119,6 @@ def _quiet_hub_retries():
 
 def _download_problem(error: Exception) -> str:
     """A short reason for a failed download, without huggingface-hub's paragraph of advice."""
-    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
-
     if isinstance(error, LocalEntryNotFoundError):
         return "cannot reach the Hugging Face Hub (no network?) and the file is not cached; " + DOWNLOAD_HINT
     if isinstance(error, (GatedRepoError, RepositoryNotFoundError)):
@@ -182,7 +178,7 @@ def download_to(folder: Optional[Path]) -> WeightFiles:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ppd_core.weights", description="Find or download the PPD weights.")
+    parser = argparse.ArgumentParser(prog="ppd-weights", description="Find or download the PPD weights.")
     sub = parser.add_subparsers(dest="command", required=True)
     get = sub.add_parser("download", help="download ppd.pth and depth_anything_v2_vitl.pth")
     get.add_argument("--dir", type=Path, help="download into this folder instead of the Hugging Face cache")

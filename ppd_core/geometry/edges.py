@@ -2,7 +2,7 @@
 
 Canny edges of the log-depth and of the photo say where to look; relative depth-jump tests
 in disparity (affine across any plane, so tilted planes and creases pass) decide; the
-thresholds grow with the map's own grain. `ppd_core.lift` drops or snaps what is found,
+thresholds grow with the map's own grain. `ppd_core.geometry.lift` drops what is found,
 and the mesher cuts triangles there.
 """
 
@@ -15,7 +15,9 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from mesh.grid import relative_noise
 from ppd_core.errors import BadInputError
+from ppd_core.options import check_option
 
 NOISE_SIGMAS = 3.0
 """Jumps smaller than this many standard deviations of the depth's own pixel noise are never
@@ -38,8 +40,7 @@ class EdgeThresholds:
     @classmethod
     def from_strength(cls, edge_strength: float) -> EdgeThresholds:
         """Stronger = more pixels flagged: smaller jumps, wider band, lower Canny thresholds."""
-        if not 0.0 <= edge_strength <= 1.0:
-            raise BadInputError(f"edge strength {edge_strength} is outside [0, 1]")
+        check_option("edge_strength", edge_strength)
         s = float(edge_strength)
         return cls(
             jump=0.01 + 0.04 * (1.0 - s),
@@ -154,22 +155,6 @@ def _between_sides(disparity: np.ndarray, scales: range, jump: float, miss: floa
             sides_differ = np.abs(_along(disparity, {-2 * k: -1.0, -k: 2.0, k: -2.0, 2 * k: 1.0}, axis)) > gap
             found |= misses_before & misses_after & sides_differ
     return found
-
-
-def relative_noise(disparity: np.ndarray, valid: np.ndarray) -> float:
-    """Robust estimate of the per-pixel relative noise of a disparity map.
-
-    The row-wise second difference vanishes on planes (disparity is affine there), so its
-    median absolute value, relative to the disparity, measures the grain; edges are too rare
-    to move the median. Scaled to the standard deviation of i.i.d. Gaussian noise.
-    """
-    if disparity.shape[1] < 3:
-        return 0.0
-    bend = np.abs(disparity[:, :-2] - 2.0 * disparity[:, 1:-1] + disparity[:, 2:]) / disparity[:, 1:-1]
-    usable = valid[:, :-2] & valid[:, 1:-1] & valid[:, 2:]
-    if not usable.any():
-        return 0.0
-    return float(np.median(bend[usable])) / (0.6745 * np.sqrt(6.0))
 
 
 def discontinuity_mask(depth: np.ndarray, rgb: Optional[np.ndarray] = None, edge_strength: float = 0.5) -> np.ndarray:

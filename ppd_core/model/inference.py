@@ -5,20 +5,41 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
 
+import math
+
+import cv2
 import numpy as np
 import torch
 
+from ..errors import BadInputError
+from ..options import DEFAULT_RESOLUTION, check_option
+from ..progress import ProgressCallback, report
+from .checkpoint import load_pixel_perfect_depth
 from .device import autocast, resolve_device, resolve_precision
-from .errors import BadInputError
-from .model import PixelPerfectDepth
-from .model.checkpoint import load_pixel_perfect_depth
-from .model.sampler import timesteps
-from .preprocess import DEFAULT_RESOLUTION, check_resolution, resize_for_network
-from .progress import ProgressCallback, report
+from .ppd import PixelPerfectDepth, timesteps
 from .weights import find_weights
 
 if TYPE_CHECKING:  # for annotations only
     import PIL.Image
+
+
+def working_size(height: int, width: int, resolution: int = DEFAULT_RESOLUTION) -> tuple[int, int, bool]:
+    """(H, W, shrink) of the network input for a photo: area ≈ `resolution`, multiples of 16.
+
+    `shrink` is the official choice of interpolation: True (INTER_AREA) when the scale is
+    below 1, else INTER_CUBIC, decided on the overall scale, not per axis.
+    """
+    scale = math.sqrt(resolution / (height * width))
+    H = max(16, int(round(height * scale / 16)) * 16)
+    W = max(16, int(round(width * scale / 16)) * 16)
+    return H, W, scale < 1
+
+
+def resize_for_network(rgb: np.ndarray, resolution: int = DEFAULT_RESOLUTION) -> np.ndarray:
+    """uint8 (h, w, 3) -> uint8 (H, W, 3) at the working size, with OpenCV INTER_AREA/INTER_CUBIC
+    (the official PPD preprocessing: keep the aspect, ~1024x768 pixels, sides multiples of 16)."""
+    H, W, shrink = working_size(rgb.shape[0], rgb.shape[1], resolution)
+    return cv2.resize(rgb, (W, H), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
 def image_to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -79,9 +100,8 @@ class DepthModel:
             rgb = np.asarray(rgb.convert("RGB"))
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise BadInputError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.dtype} {rgb.shape}")
-        if steps < 1:
-            raise BadInputError(f"steps must be at least 1, got {steps}")
-        check_resolution(resolution)
+        check_option("steps", steps)
+        check_option("resolution", resolution)
         image = image_to_tensor(resize_for_network(rgb, resolution)).to(self.device)
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
         noise = torch.randn((1, 1, *image.shape[-2:]), generator=generator).to(self.device)
@@ -92,7 +112,7 @@ class DepthModel:
 
         with torch.inference_mode(), autocast(self.device, self.precision):
             report(on_progress, "encode", 0.0, "semantic encoder")
-            semantics = self.network.sem_encoder(image)
+            semantics = self.network.sem_encoder.forward_semantics(image)
             report(on_progress, "encode", 1.0, "semantic encoder done")
             report(on_progress, "diffusion", 0.0, f"diffusion step 0/{len(schedule)}")
             depth = self.network.sample(image, noise, schedule=schedule, semantics=semantics, on_step=on_step)

@@ -1,4 +1,4 @@
-"""Shared set-up for the Blender add-on tests (no tests of its own).
+"""Helpers for the Blender add-on tests (the `importer` fixture is in conftest.py).
 
 Blender (the bpy wheel) is imported once per process with a throw-away user folder, the
 extension is built with `addon/build.py` (Blender's own builder), installed with
@@ -118,19 +118,18 @@ def grid_result(width=40, height=30, fx=50.0, cx=21.5, cy=13.0, depth=None, seed
 
 
 def write_result_npz(path: Path, arrays: dict, *, kind="mesh", image_path="", sensor_mm=36.0) -> Path:
-    """An NPZ following docs/architecture.md; the camera computed from the intrinsics here."""
-    fx, _, cx, cy = arrays["intrinsics"]
+    """A result file written by the product's own writer; the camera from the intrinsics."""
+    from mesh.data import MeshData
+    from ppd_core.files.result_file import result_bytes
+    from ppd_core.geometry.camera import Intrinsics, camera_record
+
+    fx, fy, cx, cy = (float(v) for v in arrays["intrinsics"])
     width, height = (int(v) for v in arrays["image_size"])
-    np.savez(
-        path, format=np.array("ppd-npz-1"), kind=np.array(kind),
-        frame=np.array("print_mm" if kind == "solid" else "opencv"),
-        vertices=arrays["vertices"], faces=arrays["faces"] if kind != "points" else np.zeros((0, 3), np.int32),
-        uvs=arrays["uvs"], colors=arrays["colors"], image_path=np.array(str(image_path)),
-        image_size=arrays["image_size"], intrinsics=arrays["intrinsics"],
-        camera_lens_mm=np.float64(fx * sensor_mm / width), camera_sensor_width_mm=np.float64(sensor_mm),
-        camera_sensor_fit=np.array("HORIZONTAL"),
-        camera_shift=np.array([(width / 2 - cx) / width, (cy - height / 2) / width]),
-    )
+    faces = arrays["faces"] if kind != "points" else np.zeros((0, 3), np.int32)
+    mesh = MeshData(arrays["vertices"], faces, uvs=arrays["uvs"], colors=arrays["colors"],
+                    frame="print_mm" if kind == "solid" else "opencv")
+    camera = camera_record(Intrinsics(fx, fy, cx, cy, width, height), sensor_width_mm=sensor_mm)
+    path.write_bytes(result_bytes(mesh, kind, camera, str(image_path)))
     return path
 
 
@@ -253,12 +252,3 @@ def write_small_weights(folder: Path) -> Path:
     if done.returncode != 0:
         pytest.skip(f"no worker Python with torch: {done.stderr.strip().splitlines()[-1:]}")
     return folder
-
-
-@pytest.fixture
-def importer():
-    """The add-on's importer module, with an empty scene before and after the test."""
-    module = addon("importer")
-    clear_scene()
-    yield module
-    clear_scene()

@@ -1,15 +1,52 @@
-"""Choosing the torch device and the numeric precision ("auto" on each)."""
+"""The devices torch can run on, and choosing the device and the numeric precision ("auto" on each)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
+from typing import Optional
 
 import torch
 
-from .errors import BadInputError
+from ..errors import BadInputError
+from ..options import DEVICES, PRECISIONS
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+def system_memory_gb() -> Optional[float]:
+    """Total RAM in GiB, or None where the platform does not say."""
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 2)
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def cpu_name() -> str:
+    """A readable processor name (the model name on Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "CPU"
+
+
+def list_devices() -> list:
+    """The devices torch can run on, best first: CUDA GPUs, Apple MPS, then the CPU."""
+    devices = []
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        memory_gb = round(props.total_memory / 2**30, 2)
+        devices.append({"id": f"cuda:{index}", "name": props.name, "type": "cuda", "memory_gb": memory_gb})
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append({"id": "mps", "name": "Apple GPU (MPS)", "type": "mps", "memory_gb": system_memory_gb()})
+    devices.append({"id": "cpu", "name": cpu_name(), "type": "cpu", "memory_gb": system_memory_gb()})
+    return devices
+
+
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -6,11 +6,11 @@ from typing import Optional
 
 import numpy as np
 
-from ppd_core.lift import LiftResult
+from mesh.data import PixelCloud
 
 
 def lift_depth(depth: np.ndarray, focal: float = 100.0, discontinuity: Optional[np.ndarray] = None,
-               colors: Optional[np.ndarray] = None) -> LiftResult:
+               colors: Optional[np.ndarray] = None) -> PixelCloud:
     """Lift every finite, positive pixel of `depth` through a centred pinhole camera."""
     height, width = depth.shape
     valid = np.isfinite(depth) & (depth > 0)
@@ -23,7 +23,7 @@ def lift_depth(depth: np.ndarray, focal: float = 100.0, discontinuity: Optional[
     else:
         colors = colors[y, x]
     normals = np.tile(np.float32([0.0, 0.0, -1.0]), (len(z), 1))
-    return LiftResult(points=points.astype(np.float32), colors=colors.astype(np.uint8), normals=normals,
+    return PixelCloud(points=points.astype(np.float32), colors=colors.astype(np.uint8), normals=normals,
                       pixel_index=(y * width + x).astype(np.int64), valid=valid,
                       discontinuity=np.zeros_like(valid) if discontinuity is None else discontinuity)
 

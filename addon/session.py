@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 
 import bpy
 
-from . import importer, photo_source, ppd_client, preferences
+from ppd_core import client as worker_client
+
+from . import importer, photo_source, preferences
 from .properties import auto_resolution, job_options
 
 START_TIMEOUT_S = 300.0
@@ -34,7 +36,7 @@ class Run:
     """One photo on its way through the worker."""
 
     scene_name: str
-    photo: photo_source.Photo
+    photo: photo_source.SourcePhoto
     options: dict
     shading: str
     create_camera: bool
@@ -50,7 +52,7 @@ class Run:
 class _Starter:
     """A worker starting on a thread (its handshake can take many seconds: torch loads)."""
 
-    client: ppd_client.WorkerClient
+    client: worker_client.WorkerClient
     thread: threading.Thread | None = None
     error: str = ""
 
@@ -61,13 +63,13 @@ class _Starter:
     def _work(self) -> None:
         try:
             self.client.start(timeout=START_TIMEOUT_S)
-        except ppd_client.WorkerError as error:
+        except worker_client.WorkerError as error:
             self.error = str(error)
         except Exception as error:  # anything else must still end the run with a message
             self.error = f"the worker could not be started: {error}"
 
 
-def _close_in_background(client: ppd_client.WorkerClient) -> None:
+def _close_in_background(client: worker_client.WorkerClient) -> None:
     """Stop a worker without making the UI wait (close can take seconds if it is stuck)."""
     threading.Thread(target=client.close, kwargs={"timeout": 2}, name="ppd-worker-close", daemon=True).start()
 
@@ -103,7 +105,7 @@ class Session:
     """The worker client, a worker being started, and the current run."""
 
     def __init__(self) -> None:
-        self.client: ppd_client.WorkerClient | None = None
+        self.client: worker_client.WorkerClient | None = None
         self.starter: _Starter | None = None
         self.run: Run | None = None
 
@@ -173,7 +175,7 @@ class Session:
         if self.client is not None:
             _close_in_background(self.client)
             self.client = None
-        self.starter = _Starter(ppd_client.WorkerClient(python, log_path=log_path, env=env))
+        self.starter = _Starter(worker_client.WorkerClient(python, log_path=log_path, env=env))
         self.starter.start()
 
     # -- the timer step ------------------------------------------------------------------
@@ -211,7 +213,7 @@ class Session:
             job = {"photo": run.photo.path, "outputs": {"npz": run.npz_path}, "options": options}
             try:
                 run.job_id = self.client.submit(job)
-            except ppd_client.WorkerError as error:
+            except worker_client.WorkerError as error:
                 self.client = None
                 return self._finish(context, FAILED, str(error))
             state.stage = "Queued"

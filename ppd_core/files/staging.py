@@ -1,4 +1,5 @@
-"""Hidden staging folders for a job's outputs, and moving the staged files into place all or none.
+"""Where outputs may go (the one overwrite policy), hidden staging folders for a job's outputs,
+and moving the staged files into place all or none.
 
 A job writes every output into `.ppd-staging-<host>-<pid>-<random>` beside its final name and
 moves them in only when all are written. A run killed outright (SIGKILL, power loss) cannot
@@ -17,9 +18,34 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ppd_core.errors import OutputError
+from ppd_core.errors import OutputError, OutputExistsError
 
 STAGING_PREFIX = ".ppd-staging-"
+
+
+def check_targets(targets: Sequence[Path], inputs: dict, replace: bool, claimed: Optional[dict] = None,
+                  owner: Optional[Path] = None) -> None:
+    """Refuse output files that would go over an input ({path: what it is}, never written
+    over), over a folder, over an existing file (unless `replace`), into a missing folder, or
+    onto a file an earlier job of the same run writes (`claimed`: {resolved target: owner},
+    updated here with these targets for `owner`)."""
+    inputs = {Path(path).resolve(): what for path, what in inputs.items()}
+    claimed = {} if claimed is None else claimed
+    for target in map(Path, targets):
+        resolved = target.resolve()
+        if resolved in inputs:
+            raise OutputError(f"{target}: refusing to overwrite {inputs[resolved]}")
+        if resolved in claimed:
+            raise OutputError(f"{target}: already the output of {claimed[resolved]} in this run; "
+                              f"rename one of the photos or run them separately")
+        if target.is_dir():
+            raise OutputError(f"{target}: is a folder, not a file")
+        if target.exists() and not replace:
+            raise OutputExistsError(f"{target}: already exists")
+        if not target.parent.is_dir():
+            what = "not a folder" if target.parent.exists() else "no such folder"
+            raise OutputError(f"{target.parent}: {what}")
+    claimed.update((Path(target).resolve(), owner) for target in targets)
 
 
 def _host() -> str:
@@ -78,10 +104,10 @@ def _place_new(staged: Path, final: Path) -> None:
     try:
         os.link(staged, final)
     except FileExistsError:
-        raise OutputError(f"{final}: already exists (use --force to overwrite)") from None
+        raise OutputExistsError(f"{final}: already exists") from None
     except OSError:
         if final.exists():
-            raise OutputError(f"{final}: already exists (use --force to overwrite)") from None
+            raise OutputExistsError(f"{final}: already exists") from None
         os.replace(staged, final)
     else:
         os.unlink(staged)

@@ -15,16 +15,10 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 
 from ppd_core.errors import BadInputError
+from ppd_core.options import DEFAULT_HFOV_DEG
 
 if TYPE_CHECKING:
-    from ppd_core.image import Photo
-
-DEFAULT_HFOV_DEG = 60.0
-"""Horizontal field of view assumed when neither the caller nor EXIF says otherwise.
-
-60 degrees sits between a phone's main camera (about 65-70 degrees) and a "normal" 50 mm
-lens on full frame (about 40 degrees), so the shape error of a wrong guess stays moderate.
-"""
+    from ppd_core.files.photo import Photo
 
 FULL_FRAME_WIDTH_MM = 36.0
 """Width of a 35 mm film frame (36 x 24 mm); also the default Blender sensor width."""
@@ -68,12 +62,6 @@ class Intrinsics:
         sx = width / self.width
         sy = height / self.height
         return Intrinsics(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, int(width), int(height))
-
-    def cropped(self, x0: int, y0: int, width: int, height: int) -> Intrinsics:
-        """The same camera for the crop whose top-left pixel is (x0, y0) of this image."""
-        if width <= 0 or height <= 0:
-            raise BadInputError(f"cannot crop intrinsics to {width}x{height}: size must be positive")
-        return Intrinsics(self.fx, self.fy, self.cx - x0, self.cy - y0, int(width), int(height))
 
     def as_matrix(self) -> np.ndarray:
         """The 3x3 camera matrix K (float64)."""
@@ -126,6 +114,30 @@ def intrinsics_for_photo(photo: Photo, fov_deg: Optional[float] = None) -> Intri
     return Intrinsics(focal_px, focal_px, width / 2.0, height / 2.0, int(width), int(height))
 
 
+def pixel_rays(intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
+    """(ray_x (W,), ray_y (H,)) float32 such that the point seen at pixel (x, y) with depth z
+    is (ray_x[x] * z, ray_y[y] * z, z): the pinhole unprojection through pixel centres."""
+    ray_x = (np.arange(intrinsics.width, dtype=np.float32) + 0.5 - np.float32(intrinsics.cx)) / np.float32(intrinsics.fx)
+    ray_y = (np.arange(intrinsics.height, dtype=np.float32) + 0.5 - np.float32(intrinsics.cy)) / np.float32(intrinsics.fy)
+    return ray_x, ray_y
+
+
+def unproject(depth: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
+    """(H, W, 3) float32 camera-frame points of every pixel of a depth map on the intrinsics'
+    grid (NaN where depth is NaN)."""
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.shape != (intrinsics.height, intrinsics.width):
+        raise BadInputError(f"depth is {depth.shape[1]}x{depth.shape[0]} but the intrinsics are for "
+                            f"{intrinsics.width}x{intrinsics.height}")
+    ray_x, ray_y = pixel_rays(intrinsics)
+    points = np.empty((*depth.shape, 3), dtype=np.float32)
+    with np.errstate(invalid="ignore"):  # a centre ray (0) times an infinite depth
+        points[:, :, 0] = ray_x[None, :] * depth
+        points[:, :, 1] = ray_y[:, None] * depth
+    points[:, :, 2] = depth
+    return points
+
+
 def project(points: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
     """Continuous pixel coordinates (N, 2) of camera-frame points (N, 3); pixel (x, y)'s
     centre is (x + 0.5, y + 0.5). Points at z <= 0 give non-finite coordinates."""
@@ -140,20 +152,30 @@ def project(points: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class BlenderCamera:
-    """Blender camera settings equivalent to a pinhole `Intrinsics` (see `blender_camera`)."""
+class CameraRecord:
+    """The photo's camera as every consumer receives it: the pinhole intrinsics in pixels of
+    the photo and the equivalent Blender camera (see `camera_record`). It travels in the
+    result file, in the job's result stats and into the Blender add-on's camera."""
 
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
     lens_mm: float
     sensor_width_mm: float
     sensor_fit: str
     shift_x: float
     shift_y: float
-    resolution_x: int
-    resolution_y: int
+
+    @property
+    def intrinsics(self) -> Intrinsics:
+        return Intrinsics(self.fx, self.fy, self.cx, self.cy, self.width, self.height)
 
 
-def blender_camera(intrinsics: Intrinsics, sensor_width_mm: float = FULL_FRAME_WIDTH_MM) -> BlenderCamera:
-    """Blender camera data that renders exactly like `intrinsics` at its resolution.
+def camera_record(intrinsics: Intrinsics, sensor_width_mm: float = FULL_FRAME_WIDTH_MM) -> CameraRecord:
+    """The intrinsics with the Blender camera that renders exactly like them at their resolution.
 
     Blender's camera looks down its local -Z with +Y up: a camera-frame point (x, y, z) of
     OpenCV is (x, -y, -z) in Blender's camera frame (a 180 degree turn about x). With
@@ -170,12 +192,12 @@ def blender_camera(intrinsics: Intrinsics, sensor_width_mm: float = FULL_FRAME_W
     (square pixels; fx is used).
     """
     width, height = intrinsics.width, intrinsics.height
-    return BlenderCamera(
+    return CameraRecord(
+        width=int(width), height=int(height),
+        fx=float(intrinsics.fx), fy=float(intrinsics.fy), cx=float(intrinsics.cx), cy=float(intrinsics.cy),
         lens_mm=float(intrinsics.fx * sensor_width_mm / width),
         sensor_width_mm=float(sensor_width_mm),
         sensor_fit="HORIZONTAL",
         shift_x=float((width / 2.0 - intrinsics.cx) / width),
         shift_y=float((intrinsics.cy - height / 2.0) / width),
-        resolution_x=int(width),
-        resolution_y=int(height),
     )

@@ -1,0 +1,110 @@
+"""Writing one job's outputs: each encoded by its format writer, all moved in or none.
+
+Every output's files are first written into a hidden staging folder beside their final
+names (`ppd_core.files.staging`), then all are moved into place together, so a failure or
+cancel at any point leaves the user's folders as they were.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from mesh.checks import MeshReport, check_mesh
+from mesh.data import MeshData
+from mesh.export import glb_bytes, obj_files, ply_bytes, stl_bytes, threemf_bytes
+from ppd_core.errors import OutputError
+from ppd_core.files.depth_file import DEPTH_PNG_MAX_M, depth_png_bytes
+from ppd_core.files.result_file import result_bytes
+from ppd_core.files.staging import make_staging, move_into_place
+from ppd_core.geometry.camera import CameraRecord
+from ppd_core.options import output_files
+from ppd_core.progress import ProgressCallback, report
+
+
+@dataclass
+class OutputSource:
+    """What an output is made of: its geometry ("mesh", "points", "solid" or "depth"), that
+    geometry, the metric depth map, the photo and its camera."""
+
+    geometry: str
+    shape: Optional[MeshData]
+    depth: np.ndarray
+    photo_rgb: np.ndarray
+    photo_path: str
+    camera: CameraRecord
+
+
+#: Output kind -> the bytes of each of its files (in the order of `options.output_files`).
+ENCODERS: dict[str, Callable[[OutputSource, list[Path]], list[bytes]]] = {
+    "stl": lambda source, files: [stl_bytes(source.shape)],
+    "3mf": lambda source, files: [threemf_bytes(source.shape)],
+    "ply": lambda source, files: [ply_bytes(source.shape)],
+    "obj": lambda source, files: list(obj_files(source.shape, source.photo_rgb, files[1].name, files[2].name)),
+    "glb": lambda source, files: [glb_bytes(source.shape, source.photo_rgb)],
+    "npz": lambda source, files: [result_bytes(source.shape, source.geometry, source.camera, source.photo_path)],
+    "depth_png": lambda source, files: list(depth_png_bytes(source.depth)),
+}
+
+
+def describe(source: OutputSource, checks: dict[int, MeshReport]) -> dict:
+    """Stats of one output for the summary: counts, bounds, size with its unit, watertightness
+    (and the print check of a solid, kept in `checks` so two outputs of one solid check it
+    once); for a depth map its size and the pixels beyond the PNG's range."""
+    if source.geometry == "depth":
+        with np.errstate(invalid="ignore"):
+            beyond = int(np.count_nonzero(source.depth > DEPTH_PNG_MAX_M))
+        return {"size_px": [int(source.depth.shape[1]), int(source.depth.shape[0])], "clipped_px": beyond}
+    shape = source.shape
+    bounds = shape.bounds()
+    size = (bounds[1] - bounds[0]).round(4).tolist()
+    stats = {"vertices": int(len(shape.vertices)), "faces": int(len(shape.faces)), "bounds": bounds.round(6).tolist()}
+    if shape.frame == "print_mm":
+        if id(shape) not in checks:
+            checks[id(shape)] = check_mesh(shape)
+        check = checks[id(shape)]
+        stats.update(size_mm=size, watertight=check.watertight, check=check.summary(),
+                     printable=check.printable, volume_mm3=round(check.volume, 3))
+    else:
+        stats.update(size_m=size, watertight=None)
+    return stats
+
+
+def write_outputs(outputs: dict[str, Path], sources: dict[str, OutputSource], *, replace: bool = True,
+                  on_progress: Optional[ProgressCallback] = None) -> tuple[dict, list[Path]]:
+    """Write each output ({kind: path}) from its source into a staging folder beside it, then
+    move them all into place; return ({kind: stats}, every file written). Without `replace`,
+    an output file that exists by then (another program made it) is an error."""
+    staging: dict[Path, Path] = {}
+    details: dict[str, dict] = {}
+    checks: dict[int, MeshReport] = {}
+    moves: list[tuple[Path, Path]] = []
+    try:
+        for number, (kind, path) in enumerate(outputs.items()):
+            report(on_progress, "export", number / len(outputs), f"writing {path.name}")
+            files = output_files(kind, path)
+            try:
+                contents = ENCODERS[kind](sources[kind], files)
+            except OSError as error:  # a writer's own scratch space (the 3MF's) is full
+                raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
+            folder = path.parent
+            if folder not in staging:
+                staging[folder] = make_staging(folder)
+            for final, data in zip(files, contents):
+                staged = staging[folder] / final.name
+                try:
+                    staged.write_bytes(data)
+                except OSError as error:  # a full disk, a vanished folder: said plainly, naming the user's file
+                    raise OutputError(f"{final}: cannot write ({error.strerror or error})") from None
+                moves.append((staged, final))
+            details[kind] = describe(sources[kind], checks)
+        report(on_progress, "export", 1.0, "moving files into place")
+        move_into_place(moves, replace)
+    finally:
+        for folder in staging.values():
+            shutil.rmtree(folder, ignore_errors=True)
+    return details, [final for _, final in moves]

@@ -1,0 +1,146 @@
+"""The result file (NPZ, no pickles): the hand-off from the pipeline to the Blender add-on and
+to Python users. Its layout is written here once: `result_bytes` writes it, `read_result`
+reads and checks it (the add-on imports this module inside Blender: numpy and the standard
+library only).
+
+Layout "ppd-npz-1" (see docs/architecture.md): format, kind ("mesh" | "points" | "solid"),
+frame ("opencv": metres, camera frame; "print_mm": millimetres, z up), vertices float32
+(N, 3), faces int32 (F, 3), uvs float32 (N, 2) (not for solids), colors uint8 (N, 3),
+normals float32 (N, 3) (optional), image_path, and the camera: image_size int32 (2,),
+intrinsics float64 (fx, fy, cx, cy), camera_lens_mm, camera_sensor_width_mm,
+camera_sensor_fit, camera_shift float64 (2,).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from mesh.data import MeshData
+from ppd_core.errors import BadInputError
+from ppd_core.geometry.camera import CameraRecord
+
+RESULT_FORMAT = "ppd-npz-1"
+KINDS = ("mesh", "points", "solid")
+FRAME_OF_KIND = {"mesh": "opencv", "points": "opencv", "solid": "print_mm"}
+CAMERA_KEYS = ("image_size", "intrinsics", "camera_lens_mm", "camera_sensor_width_mm", "camera_sensor_fit",
+               "camera_shift")
+DEFAULT_COLOR = 200  # grey for vertices without colours
+
+
+@dataclass
+class ResultFile:
+    """A result file's content, checked (see the module docstring for the layout)."""
+
+    kind: str
+    frame: str
+    vertices: np.ndarray
+    faces: np.ndarray
+    uvs: Optional[np.ndarray]
+    colors: Optional[np.ndarray]
+    normals: Optional[np.ndarray]
+    image_path: str
+    camera: Optional[CameraRecord]
+
+
+def result_bytes(mesh: MeshData, kind: str, camera: CameraRecord, image_path: str) -> bytes:
+    """The result file of `mesh` (a `kind` result) seen by `camera` in the photo `image_path`."""
+    if kind not in KINDS:
+        raise BadInputError(f"result kind {kind!r} is not one of {', '.join(KINDS)}")
+    arrays = {
+        "format": np.array(RESULT_FORMAT),
+        "kind": np.array(kind),
+        "frame": np.array(mesh.frame),
+        "vertices": mesh.vertices.astype(np.float32),
+        "faces": mesh.faces.astype(np.int32),
+        "image_path": np.array(str(image_path)),
+        "image_size": np.array([camera.width, camera.height], dtype=np.int32),
+        "intrinsics": np.array([camera.fx, camera.fy, camera.cx, camera.cy], dtype=np.float64),
+        "camera_lens_mm": np.float64(camera.lens_mm),
+        "camera_sensor_width_mm": np.float64(camera.sensor_width_mm),
+        "camera_sensor_fit": np.array(camera.sensor_fit),
+        "camera_shift": np.array([camera.shift_x, camera.shift_y], dtype=np.float64),
+        "colors": (mesh.colors if mesh.colors is not None
+                   else np.full((len(mesh.vertices), 3), DEFAULT_COLOR, dtype=np.uint8)),
+    }
+    if mesh.uvs is not None and kind != "solid":
+        arrays["uvs"] = mesh.uvs.astype(np.float32)
+    if mesh.normals is not None:
+        arrays["normals"] = mesh.normals.astype(np.float32)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+        for key, value in arrays.items():
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _text(data, key: str, path: str) -> str:
+    if key not in data.files:
+        raise BadInputError(f"{path}: missing key '{key}'")
+    return str(data[key][()])
+
+
+def _rows(data, key: str, path: str, dtype, width: int, count: Optional[int] = None) -> np.ndarray:
+    """Array `key` as (N, width) of `dtype`, N = `count` when given."""
+    array = np.asarray(data[key])
+    if array.ndim != 2 or array.shape[1] != width:
+        raise BadInputError(f"{path}: '{key}' has shape {array.shape}, expected (N, {width})")
+    if count is not None and len(array) != count:
+        raise BadInputError(f"{path}: '{key}' has {len(array)} rows for {count} vertices")
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def _camera(data, path: str) -> Optional[CameraRecord]:
+    if "intrinsics" not in data.files:
+        return None
+    for key in CAMERA_KEYS:
+        if key not in data.files:
+            raise BadInputError(f"{path}: missing key '{key}' (it has intrinsics but no camera)")
+    width, height = (int(v) for v in np.asarray(data["image_size"]).ravel()[:2])
+    fx, fy, cx, cy = (float(v) for v in np.asarray(data["intrinsics"]).ravel()[:4])
+    shift_x, shift_y = (float(v) for v in np.asarray(data["camera_shift"]).ravel()[:2])
+    return CameraRecord(width=width, height=height, fx=fx, fy=fy, cx=cx, cy=cy,
+                        lens_mm=float(data["camera_lens_mm"]), sensor_width_mm=float(data["camera_sensor_width_mm"]),
+                        sensor_fit=_text(data, "camera_sensor_fit", path), shift_x=shift_x, shift_y=shift_y)
+
+
+def read_result(path: str) -> ResultFile:
+    """Load and check a result file; BadInputError names the file and what is wrong."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise BadInputError(f"{path}: result file not found")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise BadInputError(f"{path}: not a readable NPZ file ({error})") from None
+    with data:
+        if _text(data, "format", path) != RESULT_FORMAT:
+            raise BadInputError(f"{path}: format is not {RESULT_FORMAT}")
+        kind = _text(data, "kind", path)
+        if kind not in KINDS:
+            raise BadInputError(f"{path}: unknown kind '{kind}'")
+        for key in ("vertices", "faces"):
+            if key not in data.files:
+                raise BadInputError(f"{path}: missing key '{key}'")
+        vertices = _rows(data, "vertices", path, np.float32, 3)
+        count = len(vertices)
+        optional = {key: _rows(data, key, path, dtype, width, count) if key in data.files else None
+                    for key, dtype, width in (("uvs", np.float32, 2), ("colors", np.uint8, 3),
+                                              ("normals", np.float32, 3))}
+        result = ResultFile(kind=kind, frame=_text(data, "frame", path), vertices=vertices,
+                            faces=_rows(data, "faces", path, np.int32, 3),
+                            image_path=_text(data, "image_path", path) if "image_path" in data.files else "",
+                            camera=_camera(data, path), **optional)
+    if result.frame != FRAME_OF_KIND[kind]:
+        raise BadInputError(f"{path}: a {kind} result must be in frame '{FRAME_OF_KIND[kind]}'")
+    if not np.isfinite(result.vertices).all():
+        raise BadInputError(f"{path}: vertices contain NaN or infinity")
+    if len(result.faces) and (result.faces.min() < 0 or result.faces.max() >= count):
+        raise BadInputError(f"{path}: faces index vertices outside 0..{count - 1}")
+    return result

@@ -1,0 +1,288 @@
+"""Every job option and every output kind, each defined once.
+
+`JobOptions` is the table of options: one field per option, its default, and in the field's
+metadata its help text, command-line flag, group, unit and limits. The command's parser
+(`ppd_core.mesh`), the worker's JSON checks (`JobOptions.from_dict`) and the Blender add-on's
+properties (defaults and limits) are all built from it, so they cannot drift apart.
+`OUTPUT_KINDS` is the table of output kinds (flag, file suffix, files written, whether it is
+a print solid by default).
+
+Standard library only (with `mesh.limits`, itself standard library only): the add-on
+imports this module inside Blender, whose Python has none of the pipeline's dependencies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from mesh.limits import POISSON_DEPTHS, PRINT_MM
+from ppd_core.errors import BadInputError
+
+DEFAULT_RESOLUTION = 1024 * 768
+RESOLUTIONS = (16 * 16, 4 * DEFAULT_RESOLUTION)
+"""Working areas (pixels) the network accepts: up to four times the trained 1024x768. Beyond
+it the encoder's attention alone needs tens of GB, and the network never saw that many pixels."""
+
+DEPTH_M = (1e-6, 1e9)
+"""Metric depths (metres) outside this range count as no depth: a renderer's background
+(Blender writes 1e10 where no surface was hit), or values no camera sees, whose geometry
+would overflow float32."""
+
+FOV_DEG = (1.0, 179.0)
+DEFAULT_HFOV_DEG = 60.0
+"""Horizontal field of view assumed when neither the caller nor EXIF says otherwise.
+
+60 degrees sits between a phone's main camera (about 65-70 degrees) and a "normal" 50 mm
+lens on full frame (about 40 degrees), so the shape error of a wrong guess stays moderate.
+"""
+PRESETS: dict[str, tuple[float, float]] = {
+    "tabletop": (0.3, 1.5),
+    "indoor": (0.8, 10.0),
+    "outdoor": (3.0, 200.0),
+}
+"""Scene presets: (near, far) in metres of the 2nd..98th percentile depth range."""
+DEFAULT_PRESET = "indoor"
+DEPTH_KINDS = ("metric", "disparity", "normalized")
+METHODS = ("grid", "poisson")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """How one option is shown and checked; lives in its JobOptions field's metadata."""
+
+    help: str
+    group: str
+    label: str = ""                       # words for messages and the add-on ("edge strength")
+    flag: str = ""                        # command-line flag; "" derives "--name-with-dashes"
+    unit: str = ""                        # "mm", "m", "degrees"...
+    minimum: Optional[float] = None
+    maximum: Optional[float] = None
+    choices: tuple = ()
+    pattern: str = ""                     # a regular expression text values must match
+    metavar: Optional[str] = None
+
+
+def option(default: Any, help: str, group: str, **spec: Any) -> Any:
+    """A JobOptions field: its default plus the OptionSpec that describes it."""
+    return field(default=default, metadata={"spec": OptionSpec(help=help, group=group, **spec)})
+
+
+GEOMETRY, DEPTH, MODEL = "geometry", "depth and camera", "model"
+
+
+@dataclass
+class JobOptions:
+    """Everything one job can ask for (the command's options, the worker job's "options")."""
+
+    method: str = option("grid", "how the scene is meshed: the pixel grid cut at depth edges, or Poisson",
+                         GEOMETRY, choices=METHODS)
+    points: bool = option(False, "a point cloud instead of a mesh (PLY, NPZ)", GEOMETRY)
+    solid: Optional[bool] = option(None, "a watertight print solid (default for STL and 3MF)", GEOMETRY)
+    width_mm: float = option(100.0, "print solid width", GEOMETRY, label="print width", unit="mm",
+                             minimum=PRINT_MM[0], maximum=PRINT_MM[1])
+    relief_mm: float = option(5.0, "height from the farthest to the nearest surface of a print solid",
+                              GEOMETRY, label="relief height", unit="mm", minimum=0.0, maximum=PRINT_MM[1])
+    base_mm: float = option(2.0, "thickness of the print solid's flat base", GEOMETRY, label="base thickness",
+                            unit="mm", minimum=PRINT_MM[0], maximum=PRINT_MM[1])
+    decimate: Optional[int] = option(None, "target triangle count", GEOMETRY, label="decimation target",
+                                     minimum=1, metavar="N")
+    edge_strength: float = option(0.5, "how readily depth edges cut the surface (0: never, 1: at every faint "
+                                  "edge)", GEOMETRY, label="edge strength", minimum=0.0, maximum=1.0)
+    poisson_depth: int = option(9, "Poisson octree depth (each step up is ~4x the time)", GEOMETRY,
+                                label="Poisson depth", minimum=POISSON_DEPTHS[0], maximum=POISSON_DEPTHS[1])
+    preset: Optional[str] = option(None, f"scene depth range (default {DEFAULT_PRESET})", DEPTH,
+                                   choices=tuple(PRESETS))
+    near: Optional[float] = option(None, "distance of the nearest surfaces (2nd percentile)", DEPTH, unit="m",
+                                   minimum=0.0, maximum=DEPTH_M[1])
+    far: Optional[float] = option(None, "distance of the farthest surfaces (98th percentile)", DEPTH, unit="m",
+                                  minimum=0.0, maximum=DEPTH_M[1])
+    fov: Optional[float] = option(None, "horizontal field of view (overrides EXIF)", DEPTH, label="field of view",
+                                  unit="degrees", minimum=FOV_DEG[0], maximum=FOV_DEG[1])
+    depth_file: Optional[str] = option(None, "use this depth map instead of the network", DEPTH, flag="--depth",
+                                       label="depth file", metavar="FILE")
+    depth_kind: str = option("metric", "what the depth file holds", DEPTH, label="depth kind", choices=DEPTH_KINDS)
+    steps: int = option(4, "diffusion sampling steps (the sampler has 1000 timesteps)", MODEL, minimum=1,
+                        maximum=1000)
+    resolution: int = option(DEFAULT_RESOLUTION, "working area of the network in pixels", MODEL,
+                             unit="pixels", minimum=RESOLUTIONS[0], maximum=RESOLUTIONS[1])
+    device: str = option("auto", "auto, cpu, cuda (or cuda:N), mps", MODEL, pattern=r"auto|cpu|mps|cuda(:\d+)?")
+    precision: str = option("auto", "number format of the network", MODEL, choices=PRECISIONS)
+    seed: int = option(0, "random seed of the diffusion sampler", MODEL, minimum=-(2**63), maximum=2**64 - 1)
+    weights: Optional[str] = option(None, "folder with the weight files", MODEL, metavar="DIR")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> JobOptions:
+        """Options from a JSON-like dict; unknown keys are an error, not silently ignored."""
+        unknown = sorted(set(values) - set(OPTIONS))
+        if unknown:
+            raise BadInputError(f"unknown job option(s): {', '.join(unknown)}")
+        options = cls(**values)
+        options.validate()
+        return options
+
+    def validate(self) -> None:
+        """Raise BadInputError for a value no stage could use."""
+        for name in OPTIONS:
+            check_option(name, getattr(self, name))
+        near, far = self.depth_range()
+        if not near < far:
+            raise BadInputError(f"depth range near={near}, far={far} is invalid: need 0 <= near < far (metres)")
+
+    def depth_range(self) -> tuple[float, float]:
+        """(near, far) in metres: explicit values over the preset over the default preset."""
+        near, far = PRESETS[self.preset or DEFAULT_PRESET]
+        return (near if self.near is None else self.near, far if self.far is None else self.far)
+
+    def geometry_for(self, kind: str) -> str:
+        """What an output kind gets: "depth" (a depth map), "solid", "points" or "mesh"."""
+        output = OUTPUT_KINDS[kind]
+        if output.depth_map:
+            return "depth"
+        if self.solid or (self.solid is None and output.solid_by_default):
+            return "solid"
+        if self.points:
+            if not output.holds_points:
+                points = ", ".join(k.flag for k in OUTPUT_KINDS.values() if k.holds_points)
+                raise BadInputError(f"--points cannot be written as {kind.upper()}: use {points}")
+            return "points"
+        return "mesh"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One row of the options table: a JobOptions field with its type and spec."""
+
+    name: str
+    kind: type                            # bool, int, float or str
+    optional: bool                        # None is allowed (and means "not given")
+    default: Any
+    spec: OptionSpec
+
+    @property
+    def flag(self) -> str:
+        return self.spec.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def label(self) -> str:
+        return self.spec.label or self.name.replace("_", " ")
+
+
+def _options_table() -> dict[str, Option]:
+    hints = typing.get_type_hints(JobOptions)
+    table = {}
+    for item in dataclasses.fields(JobOptions):
+        kind, optional = hints[item.name], False
+        if typing.get_origin(kind) is Union:
+            kind, optional = next(a for a in typing.get_args(kind) if a is not type(None)), True
+        table[item.name] = Option(item.name, kind, optional, item.default, item.metadata["spec"])
+    return table
+
+
+OPTIONS: dict[str, Option] = _options_table()
+"""The options table, by JobOptions field name, in the order of the fields."""
+
+_KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+
+
+def _is_kind(value: Any, kind: type) -> bool:
+    """True when `value` is a `kind` (numpy numbers too), and never a bool for a number."""
+    is_bool = type(value).__name__ in ("bool", "bool_")
+    if kind is bool:
+        return is_bool
+    if kind is int:
+        return isinstance(value, numbers.Integral) and not is_bool
+    if kind is float:
+        return isinstance(value, numbers.Real) and not is_bool
+    return isinstance(value, kind)
+
+
+def _range_text(row: Option) -> str:
+    def number(value: float) -> str:
+        return str(int(value)) if row.kind is int else f"{value:g}"
+
+    low, high = row.spec.minimum, row.spec.maximum
+    unit = f" {row.spec.unit}" if row.spec.unit else ""
+    if high is None:
+        return f"at least {number(low)}{unit}"
+    return f"{number(low)}..{number(high)}{unit}"
+
+
+def check_option(name: str, value: Any) -> None:
+    """Raise BadInputError unless `value` suits option `name`: its type, range, choices, pattern.
+
+    Library functions that take an option's value (the network's steps and resolution, the
+    edge strength) call this too, so an option is checked by its one definition everywhere.
+    """
+    row = OPTIONS[name]
+    if value is None and row.optional:
+        return
+    if not _is_kind(value, row.kind):
+        raise BadInputError(f"option {name} must be {_KIND_WORDS[row.kind]}"
+                            f"{' or null' if row.optional else ''}, got {value!r}")
+    spec = row.spec
+    if spec.choices and value not in spec.choices:
+        raise BadInputError(f"{row.label} {value!r} is not one of {', '.join(map(str, spec.choices))}")
+    if spec.pattern and not re.fullmatch(spec.pattern, value):
+        raise BadInputError(f"{row.label} {value!r} is not valid: use {spec.help}")
+    if spec.minimum is not None or spec.maximum is not None:
+        low = -math.inf if spec.minimum is None else spec.minimum
+        high = math.inf if spec.maximum is None else spec.maximum
+        if not (math.isfinite(value) and low <= value <= high):
+            raise BadInputError(f"{row.label} must be {_range_text(row)}, got {value}")
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """One kind of output file."""
+
+    name: str
+    suffix: str                           # appended to the photo's stem for the default name
+    help: str
+    solid_by_default: bool = False        # a print solid unless the options say otherwise
+    holds_points: bool = False            # can hold a point cloud
+    depth_map: bool = False               # holds the depth map, not a mesh
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def extension(self) -> str:
+        return "." + self.suffix.rsplit(".", 1)[1]
+
+
+OUTPUT_KINDS: dict[str, OutputKind] = {kind.name: kind for kind in (
+    OutputKind("stl", ".stl", "binary STL, z up, millimetres", solid_by_default=True),
+    OutputKind("3mf", ".3mf", "3MF in millimetres, z up", solid_by_default=True),
+    OutputKind("ply", ".ply", "binary PLY with colours and normals (metres, y up)", holds_points=True),
+    OutputKind("obj", ".obj", "OBJ + MTL + the photo as its texture (metres, y up)"),
+    OutputKind("glb", ".glb", "binary glTF with the photo as its texture (metres, y up)"),
+    OutputKind("npz", ".npz", "arrays and camera for Blender and Python (camera frame)", holds_points=True),
+    OutputKind("depth_png", "_depth.png", "16-bit depth in millimetres + a colour preview", depth_map=True),
+)}
+
+
+def side_stem(path: Path) -> str:
+    """An OBJ's stem with blanks as underscores, for the MTL and texture it names inside:
+    MeshLab and other readers end a file name in `mtllib` / `map_Kd` at the first blank."""
+    return re.sub(r"\s", "_", path.stem)
+
+
+def output_files(kind: str, path: Union[str, Path]) -> list[Path]:
+    """Every file an output of `kind` at `path` consists of, the named one first (OBJ: the
+    OBJ, its MTL and texture; depth_png: the 16-bit depth and its colour preview)."""
+    path = Path(path)
+    if kind == "obj":
+        return [path, path.with_name(side_stem(path) + ".mtl"), path.with_name(side_stem(path) + "_texture.png")]
+    if kind == "depth_png":
+        return [path, path.with_name(path.stem + "_preview.png")]
+    return [path]
