@@ -18,7 +18,7 @@ import numpy as np
 from ppd_core.geometry.camera import Intrinsics, intrinsics_from_fov
 
 SCENE_NAMES = ("boxes", "spheres", "pole", "wall_floor", "ball", "head")
-_ELLIPSOID_BISECTIONS = 56  # halvings of a root bracket under 1 m wide: below float64 resolution
+_ELLIPSOID_BISECTIONS = 56  # halvings of the root bracket: 2^-56 of its width, below float64 resolution
 _LIGHT = np.array([-0.4, -0.8, -0.45]) / np.linalg.norm([-0.4, -0.8, -0.45])  # toward the light
 
 
@@ -283,15 +283,15 @@ def make_scene(name: str) -> Scene:
             Box((-0.2, 0.95, 3.7), (0.9, 0.25, 0.3), 0.0, (0.35, 0.35, 0.4)),
         ]
     elif name == "ball":
-        prims = _room(8.0) + [
-            Sphere((-0.1, 0.05, 1.6), 0.45, (0.85, 0.45, 0.2)),
-            Sphere((0.85, 0.55, 2.6), 0.25, (0.3, 0.6, 0.8)),
+        prims = _room(3.0) + [
+            Sphere((0.0, 0.05, 1.5), 0.5, (0.85, 0.45, 0.2)),
+            Sphere((0.95, 0.6, 2.4), 0.3, (0.3, 0.6, 0.8)),
         ]
     elif name == "head":
-        prims = _room(6.0) + [
-            Ellipsoid((0.0, -0.12, 1.0), (0.085, 0.115, 0.1), (0.85, 0.65, 0.55)),
-            Pole((0.0, 1.02), 0.05, -0.05, 0.2, (0.8, 0.6, 0.5)),
-            Ellipsoid((0.0, 0.22, 1.05), (0.23, 0.1, 0.12), (0.3, 0.35, 0.6)),
+        prims = _room(1.6) + [
+            Ellipsoid((0.0, -0.05, 0.55), (0.085, 0.115, 0.1), (0.85, 0.65, 0.55)),
+            Pole((0.0, 0.57), 0.045, 0.0, 0.2, (0.8, 0.6, 0.5)),
+            Ellipsoid((0.0, 0.25, 0.6), (0.23, 0.1, 0.12), (0.3, 0.35, 0.6)),
         ]
     else:
         raise ValueError(f"unknown scene {name!r}; choose from {', '.join(SCENE_NAMES)}")

@@ -3,8 +3,8 @@
 Each pixel quad (x, y)-(x+1, y+1) whose four pixels kept a point gives two triangles,
 split along the (x+1, y)-(x, y+1) diagonal. A triangle is dropped when its relative depth
 span (max z / min z - 1) exceeds `max_jump`, or when it touches the discontinuity mask and
-its span exceeds `mask_jump` (a tighter test: a snapped edge pixel joins its own side, never
-the far side). The photo is the texture: UVs come from pixel centres.
+its span exceeds `mask_jump` (a tighter test next to a detected edge, where a pixel kept
+on one side must never be joined to the other side). The photo is the texture: UVs come from pixel centres.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Lifting depth to points: exact geometry, discontinuity handling, masks, odd and bad inputs."""
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -25,8 +26,6 @@ def _step_depth(blur: bool = False) -> np.ndarray:
     depth = np.full((K.height, K.width), 3.0, np.float32)
     depth[60:180, 80:200] = 1.5
     if blur:
-        import cv2
-
         depth = cv2.GaussianBlur(depth, (0, 0), 1.5)
     return depth
 
@@ -52,6 +51,27 @@ def test_tilted_plane_is_exact():
     points = result.points.astype(np.float64)
     np.testing.assert_allclose(points @ normal, offset, rtol=1e-5)
     np.testing.assert_allclose(result.normals, np.tile(normal, (len(points), 1)), atol=1e-4)
+
+
+def _plane_depth(normal: tuple[float, float, float], offset: float) -> np.ndarray:
+    """Depth of the plane normal . P = offset (normal made unit length) at every pixel of K."""
+    normal = np.asarray(normal, float) / np.linalg.norm(normal)
+    return offset / (_rays(K) @ normal)
+
+
+def _down_up(depth: np.ndarray) -> np.ndarray:
+    small = cv2.resize(depth, (K.width // 4, K.height // 4), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (K.width, K.height), interpolation=cv2.INTER_LINEAR)
+
+
+@pytest.mark.parametrize("degrade", [lambda d: d, lambda d: cv2.GaussianBlur(d, (0, 0), 1.5), _down_up],
+                         ids=["exact", "blurred", "down4+bilinear"])
+@pytest.mark.parametrize("meet", [np.maximum, np.minimum], ids=["convex", "concave"])
+def test_creases_are_never_cut(meet, degrade):
+    """Two tilted planes meeting at a crease: a box's edge seen from outside (the farther of
+    the two), a room's corner seen from inside (the nearer), even when smoothed."""
+    crease = meet(_plane_depth((0.6, 0.0, -0.8), -2.0), _plane_depth((-0.6, 0.2, -0.8), -2.0))
+    assert not discontinuity_mask(degrade(crease.astype(np.float32))).any()
 
 
 def test_sharp_step_is_cut_on_both_sides():
@@ -86,6 +106,36 @@ def test_blurred_step_leaves_no_flying_points():
     result = lift(depth, K)
     assert _flying(result) == 0
     assert result.valid[:, :60].all() and result.valid[80:160, 100:180].all()
+
+
+def _ball_before_wall(centre: tuple[float, float, float], radius: float, wall: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact depth of a ball in front of a far wall, and the same depth area-down-sampled 4x and
+    bilinearly up-sampled: ramps four pixels wide where the ball's rim grazes into the jump."""
+    rays = _rays(K)
+    c = np.asarray(centre)
+    a, b = (rays * rays).sum(-1), rays @ c
+    disc = b * b - a * (c @ c - radius**2)
+    with np.errstate(invalid="ignore"):
+        exact = np.where(disc >= 0, (b - np.sqrt(disc)) / a, wall)
+    small = cv2.resize(exact.astype(np.float32), (K.width // 4, K.height // 4), interpolation=cv2.INTER_AREA)
+    return exact, cv2.resize(small, (K.width, K.height), interpolation=cv2.INTER_LINEAR)
+
+
+@pytest.mark.parametrize("centre, radius, wall", [((0.1, 0.0, 1.6), 0.45, 6.0), ((0.0, 0.0, 0.8), 0.2, 20.0),
+                                                   ((-0.2, 0.1, 2.0), 0.4, 2.8)])
+def test_grazing_ball_before_a_far_wall_leaves_no_flying_points(centre, radius, wall):
+    """The ball's rim turns edge-on right before the jump, so its true depth climbs steeply
+    there and the smeared ramp looks like more of the ball to a local test."""
+    exact, depth = _ball_before_wall(centre, radius, wall)
+    result = lift(depth, K)
+    points = result.points.astype(np.float64)
+    off_ball = np.abs(np.linalg.norm(points - np.asarray(centre), axis=1) - radius)
+    off_surfaces = np.minimum(off_ball, np.abs(points[:, 2] - wall))
+    assert np.sum(off_surfaces > 0.01 * exact.ravel()[result.pixel_index]) == 0
+    ball = (exact < wall).astype(np.uint8)
+    six_px_in = np.ones((13, 13), np.uint8)
+    assert result.valid[cv2.erode(ball, six_px_in) > 0].all()  # the ball and the wall keep their points
+    assert result.valid[cv2.erode(1 - ball, six_px_in) > 0].all()
 
 
 def test_photo_texture_alone_is_not_a_discontinuity():
