@@ -1,5 +1,17 @@
 """Exceptions a user can act on; each carries the worker protocol's error kind (standard library only)."""
 
+import textwrap
+
+
+def brief(text: object, limit: int) -> str:
+    """`text` as one line of at most `limit` characters, cut after a whole word (inside one only
+    when its first word alone is longer: a path, say), the cut marked with "…"."""
+    line = " ".join(str(text).split())
+    if len(line) <= limit:
+        return line
+    cut = textwrap.shorten(line, width=limit, placeholder=" …")
+    return cut if cut != "…" else line[: limit - 1] + "…"
+
 
 class PPDError(Exception):
     """Base of every error the product reports as one clear line."""

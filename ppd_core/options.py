@@ -5,7 +5,7 @@ metadata its help text, command-line flag, group, unit and limits. The command's
 (`ppd_core.mesh`), the worker's JSON checks (`JobOptions.from_dict`) and the Blender add-on's
 properties (defaults and limits) are all built from it, so they cannot drift apart.
 `OUTPUT_KINDS` is the table of output kinds (flag, file suffix, files written, whether it is
-a print solid by default).
+a print solid by default, whether it is a picture of the result).
 
 Standard library only (with `mesh.limits`, itself standard library only): the add-on
 imports this module inside Blender, whose Python has none of the pipeline's dependencies.
@@ -20,7 +20,7 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 from mesh.limits import POISSON_DEPTHS, PRINT_MM
 from ppd_core.errors import BadInputError
@@ -51,6 +51,9 @@ PRESETS: dict[str, tuple[float, float]] = {
 DEFAULT_PRESET = "indoor"
 DEPTH_KINDS = ("metric", "disparity", "normalized")
 METHODS = ("grid", "poisson")
+SEMANTICS = ("auto", "moge2", "da2")
+SCALE_SOURCES = ("auto", "moge2", "range")
+MOGE_PASSES = ("shared", "official")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -105,8 +108,15 @@ class JobOptions:
                                    minimum=0.0, maximum=DEPTH_M[1])
     far: Optional[float] = option(None, "distance of the farthest surfaces (98th percentile)", DEPTH, unit="m",
                                   minimum=0.0, maximum=DEPTH_M[1])
-    fov: Optional[float] = option(None, "horizontal field of view (overrides EXIF)", DEPTH, label="field of view",
-                                  unit="degrees", minimum=FOV_DEG[0], maximum=FOV_DEG[1])
+    scale_from: str = option("auto", "where metric scale comes from: MoGe-2, or the depth range (--preset, --near, "
+                             "--far); auto: a given range, else MoGe-2 when its weights are there, else the "
+                             f"{DEFAULT_PRESET} range", DEPTH, label="scale source", choices=SCALE_SOURCES)
+    align_to: Optional[str] = option(None, "fit the relative depth to this metric depth map (LiDAR, a scan, another "
+                                     "model; any resolution, 0 or NaN = unknown)", DEPTH, label="reference depth file",
+                                     metavar="FILE")
+    fov: Optional[float] = option(None, "horizontal field of view (default: EXIF, else MoGe-2's, else "
+                                  f"{DEFAULT_HFOV_DEG:g})", DEPTH, label="field of view", unit="degrees",
+                                  minimum=FOV_DEG[0], maximum=FOV_DEG[1])
     depth_file: Optional[str] = option(None, "use this depth map instead of the network", DEPTH, flag="--depth",
                                        label="depth file", metavar="FILE")
     depth_kind: str = option("metric", "what the depth file holds", DEPTH, label="depth kind", choices=DEPTH_KINDS)
@@ -114,6 +124,11 @@ class JobOptions:
                         maximum=1000)
     resolution: int = option(DEFAULT_RESOLUTION, "working area of the network in pixels", MODEL,
                              unit="pixels", minimum=RESOLUTIONS[0], maximum=RESOLUTIONS[1])
+    semantics: str = option("auto", "the DiT's semantic encoder: MoGe-2 or Depth Anything V2; auto: MoGe-2 when "
+                            "ppd_moge.pth and moge2.pt are there", MODEL, choices=SEMANTICS)
+    moge_pass: str = option("shared", "MoGe-2 geometry from the semantic encoder's own pass (shared, MoGe-2 "
+                            "semantics only) or from a second pass at the official 3600 tokens", MODEL,
+                            label="MoGe-2 pass", choices=MOGE_PASSES)
     device: str = option("auto", "auto, cpu, cuda (or cuda:N), mps", MODEL, pattern=r"auto|cpu|mps|cuda(:\d+)?")
     precision: str = option("auto", "number format of the network", MODEL, choices=PRECISIONS)
     seed: int = option(0, "random seed of the diffusion sampler", MODEL, minimum=-(2**63), maximum=2**64 - 1)
@@ -130,21 +145,40 @@ class JobOptions:
         return options
 
     def validate(self) -> None:
-        """Raise BadInputError for a value no stage could use."""
+        """Raise BadInputError for a value no stage could use, or options that contradict each other."""
         for name in OPTIONS:
             check_option(name, getattr(self, name))
         near, far = self.depth_range()
         if not near < far:
             raise BadInputError(f"depth range near={near}, far={far} is invalid: need 0 <= near < far (metres)")
+        if self.align_to is not None and self.depth_file is not None and self.depth_kind != "normalized":
+            raise BadInputError("--align-to scales relative depth: the network's, or a --depth file of "
+                                "--depth-kind normalized")
+        if self.scale_from == "moge2" and (self.depth_file is not None or self.align_to is not None
+                                           or self.range_given()):
+            raise BadInputError("--scale-from moge2 takes the scale from the network's MoGe-2: it cannot be combined "
+                                "with --depth, --align-to, --preset, --near or --far")
+
+    def range_given(self) -> bool:
+        """True when the options name a depth range (a preset, near or far)."""
+        return self.preset is not None or self.near is not None or self.far is not None
 
     def depth_range(self) -> tuple[float, float]:
         """(near, far) in metres: explicit values over the preset over the default preset."""
         near, far = PRESETS[self.preset or DEFAULT_PRESET]
         return (near if self.near is None else self.near, far if self.far is None else self.far)
 
-    def geometry_for(self, kind: str) -> str:
-        """What an output kind gets: "depth" (a depth map), "solid", "points" or "mesh"."""
+    def geometry_for(self, kind: str, others: Iterable[str] = ()) -> str:
+        """What an output kind gets: "depth" (a depth map), "solid", "points" or "mesh".
+
+        A picture (the preview) shows what the first of the job's `others` that holds a shape
+        gets, else the depth map; alone, the mesh, points or solid the options ask for."""
         output = OUTPUT_KINDS[kind]
+        if output.picture:
+            shown = [other for other in others if not OUTPUT_KINDS[other].picture]
+            shown.sort(key=lambda other: OUTPUT_KINDS[other].depth_map)  # shapes first, in their order
+            if shown:
+                return self.geometry_for(shown[0])
         if output.depth_map:
             return "depth"
         if self.solid or (self.solid is None and output.solid_by_default):
@@ -250,6 +284,8 @@ class OutputKind:
     solid_by_default: bool = False        # a print solid unless the options say otherwise
     holds_points: bool = False            # can hold a point cloud
     depth_map: bool = False               # holds the depth map, not a mesh
+    z_up_mm: bool = False                 # written z up in millimetres (a scene is turned), as slicers read it
+    picture: bool = False                 # a picture of the result for looking at, not a result itself
 
     @property
     def flag(self) -> str:
@@ -261,13 +297,15 @@ class OutputKind:
 
 
 OUTPUT_KINDS: dict[str, OutputKind] = {kind.name: kind for kind in (
-    OutputKind("stl", ".stl", "binary STL, z up, millimetres", solid_by_default=True),
-    OutputKind("3mf", ".3mf", "3MF in millimetres, z up", solid_by_default=True),
+    OutputKind("stl", ".stl", "binary STL, z up, millimetres", solid_by_default=True, z_up_mm=True),
+    OutputKind("3mf", ".3mf", "3MF in millimetres, z up", solid_by_default=True, z_up_mm=True),
     OutputKind("ply", ".ply", "binary PLY with colours and normals (metres, y up)", holds_points=True),
     OutputKind("obj", ".obj", "OBJ + MTL + the photo as its texture (metres, y up)"),
     OutputKind("glb", ".glb", "binary glTF with the photo as its texture (metres, y up)"),
     OutputKind("npz", ".npz", "arrays and camera for Blender and Python (camera frame)", holds_points=True),
     OutputKind("depth_png", "_depth.png", "16-bit depth in millimetres + a colour preview", depth_map=True),
+    OutputKind("preview", "_preview.png", "a small PNG of the result seen from an oblique angle, to check a batch "
+               "at a glance", holds_points=True, picture=True),
 )}
 
 

@@ -1,11 +1,22 @@
-"""The photo's metric depth: read from a depth file the user gives, or predicted by the network
-and given metres by a depth range (a preset or near/far).
+"""The photo's metric depth and camera, and where each came from.
 
-`ModelCache` keeps one loaded network across photos (the command's photos, the worker's jobs).
+Depth comes from a depth file the user gives, or from the networks: PPD's relative depth p,
+made metric by (in order) a reference depth map it is fitted to (`--align-to`), a depth range
+the user names (preset, near/far), MoGe-2's metric depth it is fitted to (a robust fit of
+log(1 + depth) = a p + b over MoGe-2's mask), or the default range (a guess, said so). The
+camera is a given field of view, else EXIF, else MoGe-2's focal length, else 60 degrees (a
+guess). MoGe-2's mask removes sky and invalid pixels (no wall of sky at the far distance).
+
+`ModelCache` keeps one loaded model across photos (the command's photos, the worker's jobs)
+and the last few photos' network results, so a change that only affects lifting and meshing
+does not run the network again.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -13,72 +24,208 @@ import numpy as np
 from ppd_core.errors import BadInputError
 from ppd_core.files.depth_file import read_depth_file
 from ppd_core.files.photo import Photo
+from ppd_core.files.result_file import read_result
+from ppd_core.geometry.align import LogDepthFit, align_to_reference, fit_log_depth, metric_from_fit
+from ppd_core.geometry.camera import Intrinsics, intrinsics_from_fov, intrinsics_from_normalized, known_intrinsics
 from ppd_core.geometry.depth import MAX_DEPTH_M, MIN_DEPTH_M, depth_to_metric, metric_from_normalized
-from ppd_core.options import JobOptions
+from ppd_core.options import DEFAULT_HFOV_DEG, DEFAULT_PRESET, JobOptions
 from ppd_core.progress import ProgressCallback, report
 
+ESTIMATES_KEPT = 4
+"""Network results kept for re-meshing (about 7 MB each at 1024x768 with MoGe-2)."""
+MIN_MASKED_PIXELS = 64
+"""Fewer pixels on MoGe-2's mask than this cannot give a fit: the range is used instead."""
 
+
+@dataclass
+class PhotoDepth:
+    """The photo's metric depth (metres, NaN = none) and camera, and where each came from."""
+
+    metric: np.ndarray
+    intrinsics: Intrinsics
+    scale_source: str
+    camera_source: str
+    model: str = ""                       # which networks made it ("" for a depth file)
+    fit: Optional[LogDepthFit] = None
+    masked_px: int = 0                    # pixels MoGe-2's mask removed (sky, invalid)
+    reused: bool = False                  # the network result came from the cache
+
+    def describe(self) -> dict:
+        """JSON-ready: the sources, the fit and the mask, for the summary and the worker's result."""
+        info = {"scale": self.scale_source, "camera": self.camera_source, "model": self.model,
+                "masked_px": self.masked_px, "network_reused": self.reused}
+        if self.fit is not None:
+            info["fit"] = {"a": self.fit.a, "b": self.fit.b, "inlier_share": self.fit.inlier_share,
+                           "method": self.fit.method}
+        return info
+
+
+@dataclass
 class ModelCache:
-    """Keeps one loaded depth model, reused while weights, device and precision stay the same."""
+    """One loaded depth model, reused while weights, device, precision and semantics stay the
+    same, and the network results of the last `ESTIMATES_KEPT` photos."""
 
-    def __init__(self) -> None:
-        self.key: Optional[tuple] = None
-        self.model = None
-        self.loads = 0
+    key: Optional[tuple] = None
+    model: object = None
+    loads: int = 0
+    network_runs: int = 0                 # photos the networks ran on (cache hits do not count)
+    estimates: OrderedDict = field(default_factory=OrderedDict)
 
-    def get(self, weights: Optional[str], device: str, precision: str,
-            on_progress: Optional[ProgressCallback] = None):
-        """The model for these settings, loading it (and dropping the old one) if needed."""
+    def get(self, options: JobOptions, on_progress: Optional[ProgressCallback] = None):
+        """The model for these options, loading it (and dropping the old one) if needed."""
         from ppd_core.model.inference import DepthModel  # loads torch (~2 s): only when a network runs
 
-        key = (str(weights) if weights else None, device, precision)
+        key = (str(options.weights) if options.weights else None, options.device, options.precision,
+               options.semantics, options.scale_from != "range")
         if self.model is None or key != self.key:
             self.model = None
-            self.model = DepthModel.load(weights, device=device, precision=precision, on_progress=on_progress)
+            self.estimates.clear()
+            self.model = DepthModel.load(options.weights, device=options.device, precision=options.precision,
+                                         semantics=options.semantics, geometry=key[-1], on_progress=on_progress)
             self.key = key
             self.loads += 1
         else:
             report(on_progress, "model", 1.0, "model already loaded")
         return self.model
 
+    def estimate(self, photo: Photo, options: JobOptions, fov_x: Optional[float],
+                 on_progress: Optional[ProgressCallback] = None) -> tuple[object, bool]:
+        """(the networks' `DepthEstimate` of the photo, whether it came from the cache). The
+        cache key is the photo's pixels and every option that changes the network's output."""
+        model = self.get(options, on_progress)
+        key = (hashlib.sha1(np.ascontiguousarray(photo.rgb).data).hexdigest(), photo.rgb.shape, options.steps,
+               options.resolution, options.seed, options.moge_pass, fov_x)
+        if key in self.estimates:
+            self.estimates.move_to_end(key)
+            report(on_progress, "diffusion", 1.0, "depth of this photo already computed")
+            return self.estimates[key], True
+        found = model.estimate(photo.rgb, options.steps, options.resolution, options.seed, fov_x=fov_x,
+                               moge_pass=options.moge_pass, on_progress=on_progress)
+        self.network_runs += 1
+        self.estimates[key] = found
+        while len(self.estimates) > ESTIMATES_KEPT:
+            self.estimates.popitem(last=False)
+        return found, False
 
-def depth_from_file(photo: Photo, options: JobOptions, on_progress: Optional[ProgressCallback] = None) -> np.ndarray:
-    """Metric depth (metres) from `options.depth_file`, which must have the photo's aspect ratio."""
-    path = options.depth_file
-    report(on_progress, "model", 0.0, f"reading depth file {path}")
-    values = read_depth_file(path, options.depth_kind)
+
+def _check_aspect(values: np.ndarray, path: str, photo: Photo, what: str) -> None:
     height, width = values.shape
     aspect = photo.width / photo.height
     if abs(width / height - aspect) > 0.01 * aspect:
         turned = abs(height / width - aspect) <= 0.01 * aspect
         hint = "; photos are read upright (EXIF orientation applied): turn the depth map too" if turned else ""
-        raise BadInputError(f"{path}: depth map is {width}x{height} but the photo "
+        raise BadInputError(f"{path}: {what} is {width}x{height} but the photo "
                             f"{photo.path} is {photo.width}x{photo.height} (another aspect ratio{hint})")
-    explicit = options.preset is not None or options.near is not None or options.far is not None
-    near, far = options.depth_range() if explicit or options.depth_kind == "normalized" else (None, None)
-    metric = depth_to_metric(values, options.depth_kind, near, far)
+
+
+def _usable(metric: np.ndarray, path: str, kind: str) -> np.ndarray:
     if not np.isfinite(metric).any():
         raise BadInputError(
             f"{path}: no usable depth: every value is NaN, infinite, zero, negative or outside "
-            f"{MIN_DEPTH_M:g}..{MAX_DEPTH_M:g} m once read as {options.depth_kind} "
-            f"depth (check --depth-kind and the file's units)")
-    report(on_progress, "diffusion", 1.0, "depth from file")
+            f"{MIN_DEPTH_M:g}..{MAX_DEPTH_M:g} m once read as {kind} depth (check --depth-kind and the file's units)")
     return metric
 
 
+def _range_words(options: JobOptions) -> str:
+    near, far = options.depth_range()
+    if options.near is not None or options.far is not None:
+        return f"depth range {near:g}-{far:g} m"
+    return f"{options.preset or DEFAULT_PRESET} range {near:g}-{far:g} m" + (
+        "" if options.preset else " (a guess)")
+
+
+def _aligned(p: np.ndarray, options: JobOptions) -> tuple[np.ndarray, LogDepthFit]:
+    """p fitted to the metric reference file `options.align_to`."""
+    reference = read_depth_file(options.align_to, "metric")
+    metric, fit = align_to_reference(p, reference, seed=options.seed)
+    return metric, fit
+
+
+def depth_from_result(photo: Photo, options: JobOptions) -> PhotoDepth:
+    """The metric depth and camera saved in a result file (`--npz` output) of this photo: the
+    network's work reused, scale and camera as they were (a given field of view still wins)."""
+    path = options.depth_file
+    if options.depth_kind != "metric":
+        raise BadInputError(f"{path}: a result file holds metric depth: leave --depth-kind at metric")
+    saved = read_result(path)
+    if saved.depth is None:
+        raise BadInputError(f"{path}: this result file holds no depth map (it was written without one): "
+                            "run the photo again to get one")
+    _check_aspect(saved.depth, path, photo, "saved depth map")
+    info = saved.depth_info or {}
+    known, camera_source = known_intrinsics(photo, options.fov)
+    if known is None and saved.camera is not None:
+        known, camera_source = saved.camera.intrinsics.scaled(photo.width, photo.height), \
+            f"saved result ({info.get('camera', 'its camera')})"
+    intrinsics = known or intrinsics_from_fov(photo.width, photo.height, DEFAULT_HFOV_DEG)
+    return PhotoDepth(saved.depth, intrinsics, f"saved result ({info.get('scale', 'its scale')})",
+                      camera_source or f"default {DEFAULT_HFOV_DEG:g} degrees (a guess)", model=info.get("model", ""),
+                      masked_px=int(info.get("masked_px", 0)), reused=True)
+
+
+def depth_from_file(photo: Photo, options: JobOptions, on_progress: Optional[ProgressCallback] = None) -> PhotoDepth:
+    """Metric depth from `options.depth_file` (the photo's aspect ratio), scaled by its kind, a
+    reference it is fitted to, or a range; a result file (.npz) gives back its saved depth and camera."""
+    path = options.depth_file
+    if str(path).lower().endswith(".npz"):
+        report(on_progress, "model", 0.0, f"reading the saved result {path}")
+        return depth_from_result(photo, options)
+    report(on_progress, "model", 0.0, f"reading depth file {path}")
+    values = read_depth_file(path, options.depth_kind)
+    _check_aspect(values, path, photo, "depth map")
+    known, camera_source = known_intrinsics(photo, options.fov)
+    fit = None
+    if options.align_to is not None:
+        metric, fit = _aligned(values, options)
+        scale = f"fit to {options.align_to}"
+    else:
+        near, far = options.depth_range() if options.range_given() or options.depth_kind == "normalized" else (None, None)
+        metric = depth_to_metric(values, options.depth_kind, near, far)
+        scale = _range_words(options) if near is not None else f"depth file ({options.depth_kind})"
+    report(on_progress, "diffusion", 1.0, "depth from file")
+    intrinsics = known or intrinsics_from_fov(photo.width, photo.height, DEFAULT_HFOV_DEG)
+    return PhotoDepth(_usable(metric, path, options.depth_kind), intrinsics, scale,
+                      camera_source or f"default {DEFAULT_HFOV_DEG:g} degrees (a guess)", fit=fit)
+
+
 def depth_from_network(photo: Photo, options: JobOptions, models: ModelCache,
-                       on_progress: Optional[ProgressCallback] = None) -> np.ndarray:
-    """Metric depth (metres, the network's working size) predicted for the photo, its
-    normalised log-depth mapped onto the options' depth range."""
-    model = models.get(options.weights, options.device, options.precision, on_progress)
-    p = model.predict(photo.rgb, steps=options.steps, resolution=options.resolution, seed=options.seed,
-                      on_progress=on_progress)
-    return metric_from_normalized(p, *options.depth_range())
+                       on_progress: Optional[ProgressCallback] = None) -> PhotoDepth:
+    """Metric depth (metres, the network's working size) and camera of the photo from the networks."""
+    known, camera_source = known_intrinsics(photo, options.fov)
+    estimate, reused = models.estimate(photo, options, known.hfov_deg if known else None, on_progress)
+    geometry = estimate.geometry
+    masked = 0
+    if geometry is not None and geometry.mask.sum() < MIN_MASKED_PIXELS:
+        geometry = None  # MoGe-2 trusts nothing here (all sky?): the range it is
+    fit = None
+    if options.align_to is not None:
+        metric, fit = _aligned(estimate.p, options)
+        scale = f"fit to {options.align_to}"
+    elif geometry is None or options.scale_from == "range" or options.range_given():
+        metric = metric_from_normalized(estimate.p, *options.depth_range())
+        scale = _range_words(options) + ("" if geometry is not None or options.range_given() else "; no MoGe-2")
+    else:
+        fit = fit_log_depth(estimate.p, geometry.depth, mask=geometry.mask, seed=options.seed)
+        metric = metric_from_fit(estimate.p, fit, max_depth=float(geometry.depth[geometry.mask].max()))
+        scale = f"MoGe-2 ({fit.inlier_share:.0%} of its pixels agree)"
+    if geometry is not None:
+        metric = np.where(geometry.mask, metric, np.nan).astype(np.float32)
+        masked = int(np.count_nonzero(~geometry.mask))
+    if known is not None:
+        intrinsics = known
+    elif geometry is not None:
+        intrinsics = intrinsics_from_normalized(geometry.intrinsics, photo.width, photo.height)
+        camera_source = "MoGe-2"
+    else:
+        intrinsics = intrinsics_from_fov(photo.width, photo.height, DEFAULT_HFOV_DEG)
+        camera_source = f"default {DEFAULT_HFOV_DEG:g} degrees (a guess)"
+    return PhotoDepth(metric, intrinsics, scale, camera_source, model=models.model.description, fit=fit,
+                      masked_px=masked, reused=reused)
 
 
-def metric_depth(photo: Photo, options: JobOptions, models: Optional[ModelCache] = None,
-                 on_progress: Optional[ProgressCallback] = None) -> np.ndarray:
-    """Metric depth (metres) of the photo: from the depth file when there is one, else the network."""
+def photo_depth(photo: Photo, options: JobOptions, models: Optional[ModelCache] = None,
+                on_progress: Optional[ProgressCallback] = None) -> PhotoDepth:
+    """The photo's metric depth and camera: from the depth file when there is one, else the networks."""
     if options.depth_file is not None:
         return depth_from_file(photo, options, on_progress)
     return depth_from_network(photo, options, models or ModelCache(), on_progress)

@@ -25,11 +25,11 @@ from ppd_core.errors import BadInputError
 from ppd_core.files.outputs import OutputSource, write_outputs
 from ppd_core.files.photo import Photo, load_image
 from ppd_core.files.staging import check_targets
-from ppd_core.geometry.camera import Intrinsics, camera_record, intrinsics_for_photo, project
+from ppd_core.geometry.camera import Intrinsics, camera_record, project
 from ppd_core.geometry.depth import upsample_depth
 from ppd_core.geometry.lift import lift
 from ppd_core.options import OUTPUT_KINDS, JobOptions, output_files
-from ppd_core.photo_depth import ModelCache, metric_depth
+from ppd_core.photo_depth import ModelCache, PhotoDepth, photo_depth
 from ppd_core.progress import ProgressCallback, report
 
 @dataclass
@@ -41,6 +41,7 @@ class PhotoJob:
     options: JobOptions
     on_progress: Optional[ProgressCallback] = None
     image: Optional[Photo] = None                 # the photo, upright RGB
+    depth_info: Optional[PhotoDepth] = None       # the photo's depth and camera, and where they came from
     intrinsics: Optional[Intrinsics] = None       # its camera, in pixels of the photo
     depth: Optional[np.ndarray] = None            # metric depth on the mesh grid
     rgb: Optional[np.ndarray] = None              # the photo on the mesh grid
@@ -49,7 +50,7 @@ class PhotoJob:
     shapes: dict[str, MeshData] = field(default_factory=dict)  # "mesh" | "points" | "solid"
 
     def geometry(self, kind: str) -> str:
-        return self.options.geometry_for(kind)
+        return self.options.geometry_for(kind, self.outputs)
 
     def wants(self, *geometries: str) -> bool:
         return any(self.geometry(kind) in geometries for kind in self.outputs)
@@ -65,7 +66,6 @@ def mesh_grid_size(width: int, height: int, resolution: int) -> tuple[int, int]:
 def load_photo(job: PhotoJob) -> None:
     report(job.on_progress, "load", 0.0, f"loading {job.photo}")
     job.image = load_image(job.photo)
-    job.intrinsics = intrinsics_for_photo(job.image, job.options.fov)
     report(job.on_progress, "load", 1.0, f"{job.image.width}x{job.image.height}")
 
 
@@ -73,7 +73,9 @@ def depth_on_mesh_grid(job: PhotoJob, models: Optional[ModelCache]) -> None:
     """Metric depth, photo and camera on the mesh grid. Depth is resampled without blending
     across edges, sampled at each grid pixel's centre (a nearest-pixel pick would put the
     points half a pixel off the surface)."""
-    metric = metric_depth(job.image, job.options, models, job.on_progress)
+    job.depth_info = photo_depth(job.image, job.options, models, job.on_progress)
+    job.intrinsics = job.depth_info.intrinsics
+    metric = job.depth_info.metric
     size = mesh_grid_size(job.image.width, job.image.height, job.options.resolution)
     job.rgb = job.image.rgb
     if size != (job.image.width, job.image.height):
@@ -151,8 +153,9 @@ def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
 
     Returns JSON-serialisable stats: "outputs" {kind: path}, "vertices", "faces", "bounds",
     "size_mm" or "size_m", "watertight" (None for open meshes and points), "camera" (the
-    photo's `CameraRecord`), "details" {kind: the same stats per output} and "files" (every
-    file written, e.g. an OBJ's MTL and texture). Nothing is written unless every output
+    photo's `CameraRecord`), "depth" (where scale and camera came from, `PhotoDepth.describe`),
+    "details" {kind: the same stats per output} and "files" (every file written, e.g. an
+    OBJ's MTL and texture). Nothing is written unless every output
     succeeds; a failure or cancel leaves the folders as they were. Existing files are
     replaced (`replace=False`: refused, even when they appear during the run), but never the
     photo or depth file.
@@ -176,21 +179,25 @@ def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
         lift_points(job)
         build_shapes(job)
         camera = camera_record(job.intrinsics)
+        info = job.depth_info.describe()
         sources = {kind: OutputSource(job.geometry(kind), job.shapes.get(job.geometry(kind)), job.depth,
-                                      job.image.rgb, str(job.photo.resolve()), camera) for kind in outputs}
+                                      job.image.rgb, str(job.photo.resolve()), camera, info) for kind in outputs}
         details, written = write_outputs(outputs, sources, replace=replace, on_progress=on_progress)
     except MeshError as error:  # `mesh` speaks for itself; here it is bad input like any other
         raise BadInputError(str(error)) from None
-    return job_stats(outputs, details, written, camera)
+    return job_stats(outputs, details, written, camera, job.depth_info)
 
 
-def job_stats(outputs: dict[str, Path], details: dict, written: list[Path], camera) -> dict:
-    """The stats `run_photo` returns: the main (first non-depth) output's, plus per output."""
-    main = next((details[kind] for kind in outputs if not OUTPUT_KINDS[kind].depth_map), {})
+def job_stats(outputs: dict[str, Path], details: dict, written: list[Path], camera, depth: PhotoDepth) -> dict:
+    """The stats `run_photo` returns: the main (first neither depth map nor picture) output's,
+    plus per output, and where the depth's scale and the camera came from."""
+    shapes = [kind for kind in outputs if not (OUTPUT_KINDS[kind].depth_map or OUTPUT_KINDS[kind].picture)]
+    main = details[shapes[0]] if shapes else {}
     stats = {key: main[key] for key in ("vertices", "faces", "bounds", "size_mm", "size_m") if key in main}
     stats.setdefault("vertices", 0)
     stats.setdefault("faces", 0)
     stats.setdefault("bounds", None)
     stats.update(outputs={kind: str(path) for kind, path in outputs.items()}, camera=dataclasses.asdict(camera),
-                 watertight=main.get("watertight"), details=details, files=[str(path) for path in written])
+                 watertight=main.get("watertight"), details=details, files=[str(path) for path in written],
+                 depth=depth.describe())
     return stats

@@ -13,7 +13,7 @@ ProgressCallback = Callable[[str, float, str], None]
 
 #: Stages of one photo's job in order, with their share of the whole job's time (they sum to 1).
 JOB_STAGES: tuple[tuple[str, float], ...] = (
-    ("load", 0.03), ("model", 0.07), ("encode", 0.05), ("diffusion", 0.5),
+    ("load", 0.03), ("model", 0.07), ("encode", 0.05), ("diffusion", 0.45), ("geometry", 0.05),
     ("lift", 0.1), ("mesh", 0.15), ("export", 0.1),
 )
 

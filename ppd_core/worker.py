@@ -20,7 +20,7 @@ import traceback
 from typing import Any, BinaryIO, Callable, Optional
 
 import ppd_core
-from ppd_core.errors import BadInputError, Cancelled, PPDError
+from ppd_core.errors import BadInputError, Cancelled, PPDError, brief
 from ppd_core.options import JobOptions
 from ppd_core.progress import JOB_STAGES, JobFraction
 from ppd_core.protocol import (
@@ -201,8 +201,8 @@ def error_for(exc: BaseException, job_id: str) -> dict:
     elif is_out_of_memory(exc):
         kind = "out_of_memory"
         message = (
-            f"out of memory ({one_line(exc)[:160]}); lower the resolution option, "
-            "use precision fp16/bf16, or run on the CPU"
+            f"out of memory ({brief(exc, 160)}); lower the resolution option, "
+            "use precision bf16 or fp16 (on a GPU, or a CPU with native bf16), or run on the CPU"
         )
     elif isinstance(exc, ImportError):
         kind = "internal"
@@ -212,7 +212,7 @@ def error_for(exc: BaseException, job_id: str) -> dict:
         )
     else:
         kind = "internal"
-        message = f"internal error: {type(exc).__name__}: {one_line(exc)[:300]} (the traceback is in the worker log)"
+        message = f"internal error: {type(exc).__name__}: {brief(exc, 300)} (the traceback is in the worker log)"
     return error_event(job_id, kind, message)
 
 
@@ -297,6 +297,7 @@ class JobRunner:
         stats.update(
             seconds=round(time.monotonic() - started, 3),
             model_loads=self.models.loads,
+            network_runs=self.models.network_runs,
             model_reused=options.depth_file is None and self.models.loads == loads_before,
         )
         self.events.emit({"type": "result", "id": job_id, "outputs": outputs, "stats": stats})

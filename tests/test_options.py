@@ -8,7 +8,7 @@ import pytest
 
 from ppd_core.errors import BadInputError
 from ppd_core.mesh import build_parser
-from ppd_core.options import DEVICES, OPTIONS, OUTPUT_KINDS, PRECISIONS, JobOptions, check_option, output_files
+from ppd_core.options import DEVICES, OPTIONS, OUTPUT_KINDS, PRECISIONS, SEMANTICS, JobOptions, check_option, output_files
 
 
 def test_every_option_is_a_flag_with_the_fields_default_type_and_choices():
@@ -86,7 +86,7 @@ def test_the_addon_properties_take_their_defaults_and_limits_from_the_table():
     for resolution in addon("properties").RESOLUTIONS.values():
         check_option("resolution", resolution)
     prefs = bpy.context.preferences.addons["bl_ext.user_default.depth_from_image"].preferences
-    for name, choices in (("device", DEVICES), ("precision", PRECISIONS)):
+    for name, choices in (("device", DEVICES), ("precision", PRECISIONS), ("semantics", SEMANTICS)):
         items = {item.identifier for item in type(prefs).bl_rna.properties[name].enum_items}
         assert items == set(choices)
         assert type(prefs).bl_rna.properties[name].default == OPTIONS[name].default

@@ -93,7 +93,7 @@ def test_model_cache_loads_once_per_settings(tmp_path, photo_and_depth):
         run_photo(photo, {"stl": tmp_path / f"{name}.stl"}, options, models=models)
     assert models.loads == 1
     first = models.model
-    models.get(weights, "cpu", "fp32")
+    models.get(JobOptions(weights=weights, device="cpu", precision="fp32"))
     assert models.loads == 2 and models.model is not first
 
 

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from ppd_core.model import download as downloads
 from ppd_core.model import weights
 from ppd_core.errors import WeightsMissingError
 from tests.checkpoints import write_small_weights
@@ -18,12 +19,30 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.delenv("PPD_WEIGHTS", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(downloads, "_file_size", lambda repo, filename: None)  # no request for the size either
 
 
 def test_explicit_folder(tmp_path):
     folder = write_small_weights(tmp_path / "w")
     files = weights.find_weights(folder)
     assert files.ppd == folder / "ppd.pth" and files.encoder == folder / "depth_anything_v2_vitl.pth"
+    assert files.semantics == "da2" and files.moge2 is None and "scale and sky are guessed" in files.describe()
+
+
+def test_a_folder_chooses_the_variant_its_files_make(tmp_path):
+    folder = write_small_weights(tmp_path / "w")
+    (folder / "moge2.pt").write_bytes(b"x")
+    files = weights.find_weights(folder)
+    assert (files.semantics, files.moge2) == ("da2", folder / "moge2.pt") and "MoGe-2 geometry" in files.describe()
+    (folder / "ppd_moge.pth").write_bytes(b"x")
+    files = weights.find_weights(folder)
+    assert (files.semantics, files.ppd, files.encoder) == ("moge2", folder / "ppd_moge.pth", folder / "moge2.pt")
+    assert weights.find_weights(folder, semantics="da2").ppd == folder / "ppd.pth"
+    assert weights.find_weights(folder, semantics="da2", geometry=False).moge2 is None
+    (folder / "moge2.pt").unlink()
+    with pytest.raises(WeightsMissingError, match="lacks moge2.pt"):
+        weights.find_weights(folder, semantics="moge2")
+    assert weights.find_weights(folder).semantics == "da2"  # auto falls back
 
 
 def test_environment_folder_and_safetensors_names(tmp_path, monkeypatch):
@@ -54,29 +73,62 @@ def test_missing_folder(tmp_path):
         weights.find_weights(tmp_path / "nope")
 
 
-def test_hugging_face_cache_is_searched(tmp_path):
-    for source in weights.SOURCES:
-        repo = tmp_path / "hf" / f"models--{source.repo_id.replace('/', '--')}"
-        (repo / "refs").mkdir(parents=True)
-        (repo / "refs" / "main").write_text("abc123")
-        snapshot = repo / "snapshots" / "abc123"
-        snapshot.mkdir(parents=True)
-        (snapshot / source.filename).write_bytes(b"x")
+def cache(tmp_path, repo_id: str, filename: str) -> None:
+    """Put `filename` of `repo_id` into the test's Hugging Face cache, as huggingface-hub lays it out."""
+    repo = tmp_path / "hf" / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text("abc123")
+    snapshot = repo / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (snapshot / filename).write_bytes(b"x")
+
+
+def test_hugging_face_cache_is_searched(tmp_path, monkeypatch):
+    for source in (weights.PPD, weights.DA2):
+        cache(tmp_path, source.repo_id, source.repo_filename)
     files = weights.find_weights()
-    assert files.ppd.name == "ppd.pth" and "Pixel-Perfect-Depth" in str(files.ppd)
+    assert files.ppd.name == "ppd.pth" and "Pixel-Perfect-Depth" in str(files.ppd) and files.moge2 is None
+    cache(tmp_path, "Ruicheng/moge-2-vitl-normal", "model.pt")
+    assert "moge-2-vitl-normal" in str(weights.find_weights().moge2)
+    monkeypatch.setenv("PPD_MOGE2_REPO", "Ruicheng/moge-2-vits-normal")  # the ViT-S sibling, by name
+    assert weights.find_weights().moge2 is None
+    cache(tmp_path, "Ruicheng/moge-2-vits-normal", "model.pt")
+    assert "vits" in str(weights.find_weights().moge2)
+    monkeypatch.setenv("PPD_MOGE_REPO", "someone/ppd-moge")  # ppd_moge.pth from a repository the user names
+    cache(tmp_path, "someone/ppd-moge", "ppd_moge.pth")
+    assert weights.find_weights().semantics == "moge2"
 
 
-def test_offline_and_not_cached():
-    with pytest.raises(WeightsMissingError) as info:
-        weights.find_weights()
-    message = str(info.value)
-    assert "ppd.pth and depth_anything_v2_vitl.pth" in message
-    assert "HF_HUB_OFFLINE" in message and "ppd-weights download" in message
+def test_download_into_a_folder_resumes_and_uses_the_folder_names(tmp_path):
+    """`ppd-weights download --dir` against a stand-in hub: stopped mid-file, run again, it asks
+    only for the rest; MoGe-2's model.pt arrives as moge2.pt."""
+    import json
+    import os
+
+    from tests.hub_server import FakeHub
+
+    data = os.urandom(25_000_000)
+    with FakeHub({"Ruicheng/moge-2-vitl-normal/model.pt": data}, seconds_per_chunk=0.02) as hub:  # ~8 s
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_CACHE": str(tmp_path / "cache")}
+        env.pop("HF_HUB_OFFLINE", None)
+        command = [sys.executable, "-m", "ppd_core.model.weights", "download", "--dir", str(tmp_path / "w"),
+                   "--only", "moge2.pt", "--json"]
+        first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        report = json.loads(first.stdout.readline())  # the first progress report: part of it is there
+        first.kill()
+        first.wait(timeout=30)
+        part = tmp_path / "w" / ".moge2.pt.part"
+        assert report["file"] == "moge2.pt" and report["total"] == len(data) and 0 < part.stat().st_size < len(data)
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "w" / "moge2.pt").read_bytes() == data and not part.exists()
+    assert hub.ranges[0] is None and hub.ranges[-1].startswith("bytes=") and int(hub.ranges[-1][6:-1]) > 0
+    assert json.loads(done.stdout.splitlines()[-1]) == {"done": str(tmp_path / "w" / "moge2.pt")}
 
 
 def test_download_refused_is_not_attempted(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(weights, "_download", lambda *a: pytest.fail("download attempted"))
+    monkeypatch.setattr(weights, "download_source", lambda *a, **k: pytest.fail("download attempted"))
     with pytest.raises(WeightsMissingError, match="not allowed"):
         weights.find_weights(download=False)
 
@@ -90,23 +142,32 @@ def test_where_command_fails_with_one_line(tmp_path):
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: model weights missing")
 
 
-def test_download_reports_progress_while_it_runs(tmp_path, monkeypatch):
+def test_download_reports_bytes_and_speed_while_it_runs(tmp_path, monkeypatch):
     import time
 
     def slow_download(repo_id, filename, **kwargs):
-        time.sleep(0.35)
+        """Grows the partial file where huggingface-hub keeps it, as a real download does."""
+        partial = tmp_path / "hf" / f"models--{repo_id.replace('/', '--')}" / "blobs" / "etag.incomplete"
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            with partial.open("ab") as handle:
+                handle.write(b"x" * 1_000_000)
+            time.sleep(0.25)
         path = tmp_path / filename
-        path.write_bytes(b"x")
+        partial.replace(path)
         return str(path)
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(weights, "hf_hub_download", slow_download)
-    monkeypatch.setattr(weights, "HEARTBEAT_S", 0.1)
+    monkeypatch.setattr(downloads, "hf_hub_download", slow_download)
+    monkeypatch.setattr(downloads, "_file_size", lambda repo, filename: 3_000_000)
+    monkeypatch.setattr(downloads, "HEARTBEAT_S", 0.1)
     events = []
     files = weights.find_weights(on_progress=lambda *e: events.append(e))
     assert files.ppd == tmp_path / "ppd.pth" and files.encoder == tmp_path / "depth_anything_v2_vitl.pth"
-    waiting = [m for stage, _, m in events if stage == "download" and m.endswith(" s)")]
-    assert len(waiting) >= 4  # at least two heartbeats per file
+    waiting = [(fraction, m) for stage, fraction, m in events if stage == "download" and "MB/s" in m]
+    assert len(waiting) >= 6  # at least two reports per file
+    assert any(m.startswith("downloading ppd.pth: ") and " of 3 MB, " in m for _, m in waiting)
+    assert any(0 < fraction < 1 for fraction, _ in waiting)
     assert any("CC-BY-NC-4.0" in m for _, _, m in events)
 
 
@@ -117,7 +178,7 @@ def test_unreachable_hub_is_one_clear_line(monkeypatch):
         raise LocalEntryNotFoundError("a long paragraph of advice\nover several lines")
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(weights, "hf_hub_download", offline_hub)
+    monkeypatch.setattr(downloads, "hf_hub_download", offline_hub)
     with pytest.raises(WeightsMissingError) as info:
         weights.find_weights()
     message = str(info.value)
@@ -125,13 +186,11 @@ def test_unreachable_hub_is_one_clear_line(monkeypatch):
 
 
 def test_failed_download_is_one_clear_line(monkeypatch):
-    import huggingface_hub
-
     def refuse(repo_id, filename, **kwargs):
         raise OSError("Name or service not known\nmore detail")
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(weights, "hf_hub_download", refuse)
+    monkeypatch.setattr(downloads, "hf_hub_download", refuse)
     with pytest.raises(WeightsMissingError) as info:
         weights.find_weights()
     assert str(info.value) == (

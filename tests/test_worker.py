@@ -122,6 +122,7 @@ def test_handshake_names_versions_devices_and_pid(worker):
     from ppd_core.client import PROTOCOL_VERSION
 
     assert shake["type"] == "handshake" and shake["protocol"] == PROTOCOL_VERSION
+    assert shake["weights"]["ready"] or "ppd-weights download" in shake["weights"]["problem"]
     assert shake["version"] == ppd_core.__version__ and shake["torch"] == torch.__version__
     assert shake["pid"] == worker.pid
     cpu = [device for device in shake["devices"] if device["type"] == "cpu"]
@@ -200,6 +201,18 @@ def test_a_depth_file_job_never_loads_the_model(tmp_path, photo_job):
             assert len(depths) > 0 and depths.min() > 1.99 and depths.max() < 2.11  # the file's 2.0 m and 2.1 m
     finally:
         client.close()
+
+
+def test_the_result_names_the_preview_next_to_the_other_outputs(worker, photo_job, tmp_path):
+    Image.fromarray(np.full((96, 128), 2000, np.uint16)).save(tmp_path / "depth.png")
+    job = photo_job("shown", npz=str(tmp_path / "shown.npz"), preview=str(tmp_path / "shown_preview.png"))
+    job["options"] = {"depth_file": str(tmp_path / "depth.png"), "resolution": 128 * 96}
+    job_id = worker.submit(job)
+    result = answers(worker, [job_id])[job_id]
+    assert result["type"] == "result", result
+    assert result["outputs"]["preview"] == job["outputs"]["preview"]
+    assert Image.open(result["outputs"]["preview"]).size == (512, 384)
+    assert result["stats"]["details"]["preview"] == {"size_px": [512, 384], "renderer": "oblique view"}
 
 
 def test_a_bad_job_gets_a_one_line_error_and_the_worker_lives_on(worker, photo_job, tmp_path):
@@ -341,6 +354,18 @@ def test_a_killed_worker_is_reported_with_its_log_tail(tmp_path, photo_job):
     assert any("starting" in line for line in crash["log_tail"])
     assert not client.alive and not client.busy
     assert client.poll() == []
+    client.close()
+
+
+@POSIX_ONLY
+def test_every_queued_job_gets_its_own_answer_when_the_worker_dies(tmp_path, photo_job):
+    client = start_worker(tmp_path)
+    ids = [client.submit(photo_job(f"queued{n}", steps=400)) for n in range(3)]
+    wait_for(client, lambda e: e.get("stage") == "diffusion")
+    os.kill(client.pid, signal.SIGKILL)
+    got = answers(client, ids, timeout=10)
+    assert set(got) == set(ids) and {event["kind"] for event in got.values()} == {"worker_crashed"}
+    assert not client.busy
     client.close()
 
 

@@ -8,12 +8,16 @@ frame ("opencv": metres, camera frame; "print_mm": millimetres, z up), vertices 
 (N, 3), faces int32 (F, 3), uvs float32 (N, 2) (not for solids), colors uint8 (N, 3),
 normals float32 (N, 3) (optional), image_path, and the camera: image_size int32 (2,),
 intrinsics float64 (fx, fy, cx, cy), camera_lens_mm, camera_sensor_width_mm,
-camera_sensor_fit, camera_shift float64 (2,).
+camera_sensor_fit, camera_shift float64 (2,); and, from the pipeline, the metric depth it
+meshed: depth float32 (h, w) metres on the mesh grid (NaN = none) with depth_info (a JSON text:
+where scale and camera came from), so that `ppd-mesh photo.jpg --depth photo.npz` re-meshes
+without the network.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import zipfile
 from dataclasses import dataclass
@@ -46,10 +50,14 @@ class ResultFile:
     normals: Optional[np.ndarray]
     image_path: str
     camera: Optional[CameraRecord]
+    depth: Optional[np.ndarray] = None    # metric depth on the mesh grid, when the pipeline wrote it
+    depth_info: Optional[dict] = None
 
 
-def result_bytes(mesh: MeshData, kind: str, camera: CameraRecord, image_path: str) -> bytes:
-    """The result file of `mesh` (a `kind` result) seen by `camera` in the photo `image_path`."""
+def result_bytes(mesh: MeshData, kind: str, camera: CameraRecord, image_path: str,
+                 depth: Optional[np.ndarray] = None, depth_info: Optional[dict] = None) -> bytes:
+    """The result file of `mesh` (a `kind` result) seen by `camera` in the photo `image_path`,
+    with the metric `depth` it was made from and `depth_info` when given."""
     if kind not in KINDS:
         raise BadInputError(f"result kind {kind!r} is not one of {', '.join(KINDS)}")
     arrays = {
@@ -72,6 +80,9 @@ def result_bytes(mesh: MeshData, kind: str, camera: CameraRecord, image_path: st
         arrays["uvs"] = mesh.uvs.astype(np.float32)
     if mesh.normals is not None:
         arrays["normals"] = mesh.normals.astype(np.float32)
+    if depth is not None:
+        arrays["depth"] = np.asarray(depth, dtype=np.float32)
+        arrays["depth_info"] = np.array(json.dumps(depth_info or {}))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
         for key, value in arrays.items():
@@ -110,6 +121,20 @@ def _camera(data, path: str) -> Optional[CameraRecord]:
                         sensor_fit=_text(data, "camera_sensor_fit", path), shift_x=shift_x, shift_y=shift_y)
 
 
+def _depth(data, path: str) -> dict:
+    """The saved depth map and its info, when the file has them."""
+    if "depth" not in data.files:
+        return {}
+    depth = np.asarray(data["depth"], dtype=np.float32)
+    if depth.ndim != 2 or depth.size == 0:
+        raise BadInputError(f"{path}: 'depth' has shape {depth.shape}, expected a 2-D map")
+    try:
+        info = json.loads(_text(data, "depth_info", path)) if "depth_info" in data.files else {}
+    except ValueError:
+        raise BadInputError(f"{path}: 'depth_info' is not JSON") from None
+    return {"depth": depth, "depth_info": info if isinstance(info, dict) else {}}
+
+
 def read_result(path: str) -> ResultFile:
     """Load and check a result file; BadInputError names the file and what is wrong."""
     path = os.fspath(path)
@@ -136,7 +161,7 @@ def read_result(path: str) -> ResultFile:
         result = ResultFile(kind=kind, frame=_text(data, "frame", path), vertices=vertices,
                             faces=_rows(data, "faces", path, np.int32, 3),
                             image_path=_text(data, "image_path", path) if "image_path" in data.files else "",
-                            camera=_camera(data, path), **optional)
+                            camera=_camera(data, path), **optional, **_depth(data, path))
     if result.frame != FRAME_OF_KIND[kind]:
         raise BadInputError(f"{path}: a {kind} result must be in frame '{FRAME_OF_KIND[kind]}'")
     if not np.isfinite(result.vertices).all():

@@ -3,7 +3,8 @@
 Pixel (x, y) (integer column, row) has its centre at the continuous image coordinate
 (x + 0.5, y + 0.5); a principal point of (width / 2, height / 2) is the image centre.
 Where the focal length comes from, in order: an explicit field of view from the caller,
-EXIF FocalLengthIn35mmFilm, EXIF FocalLength with a known sensor width, `DEFAULT_HFOV_DEG`.
+EXIF FocalLengthIn35mmFilm, EXIF FocalLength with a known sensor width, then (in the
+pipeline) MoGe-2's estimate, else `DEFAULT_HFOV_DEG`.
 """
 
 from __future__ import annotations
@@ -90,18 +91,19 @@ def _sensor_width_mm(model: Optional[str]) -> Optional[float]:
     return SENSOR_WIDTHS_MM.get(" ".join(model.lower().split()))
 
 
-def intrinsics_for_photo(photo: Photo, fov_deg: Optional[float] = None) -> Intrinsics:
-    """Intrinsics for `photo`: explicit horizontal `fov_deg`, else EXIF, else `DEFAULT_HFOV_DEG`.
+def known_intrinsics(photo: Photo, fov_deg: Optional[float] = None) -> tuple[Optional[Intrinsics], str]:
+    """(intrinsics, where they come from) when the caller or the photo's EXIF says, else (None, "").
 
-    EXIF FocalLengthIn35mmFilm gives the lens that would show the same diagonal view on a
-    36 x 24 mm frame, so the focal length in pixels is f35 * image diagonal / 43.27 mm (this
-    holds for any aspect ratio, e.g. a 4:3 phone photo). EXIF FocalLength is used when the
-    camera model's sensor width is known (`SENSOR_WIDTHS_MM`): f_mm * width / sensor width.
-    Square pixels and a centred principal point are assumed.
+    An explicit horizontal `fov_deg` wins ("given field of view"). EXIF FocalLengthIn35mmFilm
+    gives the lens that would show the same diagonal view on a 36 x 24 mm frame, so the focal
+    length in pixels is f35 * image diagonal / 43.27 mm (for any aspect ratio, e.g. a 4:3 phone
+    photo). EXIF FocalLength is used when the camera model's sensor width is known
+    (`SENSOR_WIDTHS_MM`): f_mm * width / sensor width. Square pixels and a centred principal
+    point are assumed.
     """
     height, width = photo.rgb.shape[:2]
     if fov_deg is not None:
-        return intrinsics_from_fov(width, height, fov_deg)
+        return intrinsics_from_fov(width, height, fov_deg), "given field of view"
     focal_px = None
     if photo.focal_35mm is not None and photo.focal_35mm > 0:
         focal_px = photo.focal_35mm * math.hypot(width, height) / FULL_FRAME_DIAGONAL_MM
@@ -110,8 +112,23 @@ def intrinsics_for_photo(photo: Photo, fov_deg: Optional[float] = None) -> Intri
         if photo.focal_mm is not None and photo.focal_mm > 0 and sensor is not None:
             focal_px = photo.focal_mm * width / sensor
     if focal_px is None:
-        return intrinsics_from_fov(width, height, DEFAULT_HFOV_DEG)
-    return Intrinsics(focal_px, focal_px, width / 2.0, height / 2.0, int(width), int(height))
+        return None, ""
+    return Intrinsics(focal_px, focal_px, width / 2.0, height / 2.0, int(width), int(height)), "EXIF"
+
+
+def intrinsics_for_photo(photo: Photo, fov_deg: Optional[float] = None) -> Intrinsics:
+    """Intrinsics for `photo`: explicit horizontal `fov_deg`, else EXIF (`known_intrinsics`),
+    else `DEFAULT_HFOV_DEG`."""
+    known, _ = known_intrinsics(photo, fov_deg)
+    return known or intrinsics_from_fov(photo.width, photo.height, DEFAULT_HFOV_DEG)
+
+
+def intrinsics_from_normalized(matrix, width: int, height: int) -> Intrinsics:
+    """Pixel intrinsics of a `width` x `height` image from a 3x3 matrix normalised by the image
+    size (fx, cx divided by the width; fy, cy by the height), as MoGe-2 gives them."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    return Intrinsics(matrix[0, 0] * width, matrix[1, 1] * height, matrix[0, 2] * width, matrix[1, 2] * height,
+                      int(width), int(height))
 
 
 def pixel_rays(intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:

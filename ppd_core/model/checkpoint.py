@@ -17,7 +17,8 @@ from typing import Mapping
 import torch
 from safetensors.torch import load_file as load_safetensors
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, brief
+from .device import autocast_parameters
 from .dinov2 import DinoConfig
 from .dit import DiTConfig
 from .moge2 import MoGe2
@@ -55,12 +56,12 @@ def _read(path: Path) -> object:
             ) from None
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
         raise CheckpointError(
-            f"{path}: refused to load: the file holds more than plain tensors and could run code ({reason[:120]})"
+            f"{path}: refused to load: the file holds more than plain tensors and could run code ({brief(reason, 120)})"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, IndexError) as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint ({_read_problem(path, exc)})") from None
     except Exception as exc:  # safetensors raises its own error types
-        raise CheckpointError(f"{path}: not a readable checkpoint: {type(exc).__name__}: {str(exc)[:160]}") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint: {type(exc).__name__}: {brief(exc, 160)}") from None
     return data
 
 
@@ -80,7 +81,7 @@ def _read_problem(path: Path, error: Exception) -> str:
         return "the file is empty"
     if not _is_torch_head(head):
         return "it is not a PyTorch or safetensors file"
-    detail = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+    detail = brief(str(error).strip().splitlines()[0], 120) if str(error).strip() else type(error).__name__
     return f"truncated or corrupt: {detail}"
 
 
@@ -220,11 +221,13 @@ def _check_against(expected: Mapping[str, torch.Tensor], given: StateDict, path:
             )
 
 
-def load_pixel_perfect_depth(ppd_path: Path, encoder_path: Path, device: str | torch.device = "cpu") -> PixelPerfectDepth:
-    """Build the network sized by the files and fill it from them (fp32, eval, no grad).
+def load_pixel_perfect_depth(ppd_path: Path, encoder_path: Path, device: str | torch.device = "cpu",
+                              dtype: torch.dtype = torch.float32) -> PixelPerfectDepth:
+    """Build the network sized by the files and fill it from them (eval, no grad).
 
     The model is built on the meta device and the loaded tensors are assigned, so peak
-    memory is one copy of the weights, not two.
+    memory is one copy of the weights, not two. `dtype` is that of the Linear and Conv
+    weights (see `_in_dtype`); everything else is fp32.
     """
     ppd_path, encoder_path = Path(ppd_path), Path(encoder_path)
     encoder_state, _ = split_encoder_file(read_state_dict(encoder_path), encoder_path)
@@ -240,14 +243,23 @@ def load_pixel_perfect_depth(ppd_path: Path, encoder_path: Path, device: str | t
     encoder_state.update(encoder_override)
     state = {f"sem_encoder.pretrained.{k}": v for k, v in encoder_state.items()}
     state.update({f"dit.{k}": v for k, v in dit_state.items()})
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    model.load_state_dict(state, strict=True, assign=True)
+    del encoder_state, dit_state, encoder_override  # `state` holds the only references: cast one tensor at a time
+    model.load_state_dict(_in_dtype(model, state, dtype), strict=True, assign=True)
     return model.to(device).eval().requires_grad_(False)
 
 
+def _in_dtype(model: torch.nn.Module, state: StateDict, dtype: torch.dtype) -> StateDict:
+    """`state` with the tensors of `model`'s Linear and Conv layers in `dtype`, other floating ones in fp32.
 
-def _as_float32(state: StateDict) -> StateDict:
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    Those are the tensors autocast casts on every call, so holding them in bf16 halves the
+    memory without changing a result. Converted in place, one at a time, so that a tensor
+    nothing else holds is freed as its copy is made.
+    """
+    reduced = autocast_parameters(model)
+    for key, value in state.items():
+        if value.is_floating_point():
+            state[key] = value.to(dtype if key in reduced else torch.float32)
+    return state
 
 
 def read_moge2_file(path: Path) -> tuple[dict, StateDict]:
@@ -269,28 +281,31 @@ def _build_moge2(config: dict, path: Path) -> MoGe2:
     try:
         return MoGe2(**config)
     except Exception as exc:  # any field the network cannot be built from
-        raise CheckpointError(f"{path}: model_config not understood: {type(exc).__name__}: {str(exc)[:160]}") from None
+        raise CheckpointError(f"{path}: model_config not understood: {type(exc).__name__}: {brief(exc, 160)}") from None
 
 
-def load_moge2(path: Path, device: str | torch.device = "cpu") -> MoGe2:
-    """MoGe-2 built from the file's `model_config` and filled from its weights (fp32, eval, no grad).
+def load_moge2(path: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> MoGe2:
+    """MoGe-2 built from the file's `model_config` and filled from its weights (eval, no grad).
 
     Every key must be there with its shape and nothing else (the official loader is lenient).
+    `dtype` is that of the Linear and Conv weights, as in `load_pixel_perfect_depth`.
     """
     path = Path(path)
     config, state = read_moge2_file(path)
     with torch.device("meta"):
         model = _build_moge2(config, path)
     _check_against(model.state_dict(), state, path, "MoGe-2")
-    model.load_state_dict(_as_float32(state), strict=True, assign=True)
+    model.load_state_dict(_in_dtype(model, state, dtype), strict=True, assign=True)
     return model.to(device).eval().requires_grad_(False)
 
 
-def load_ppd_moge(ppd_path: Path, moge_path: Path, device: str | torch.device = "cpu") -> PixelPerfectDepth:
-    """The MoGe-2-semantics PPD: DiT from `ppd_moge.pth`, `sem_encoder` a MoGe2 from `moge2.pt` (fp32, eval, no grad).
+def load_ppd_moge(ppd_path: Path, moge_path: Path, device: str | torch.device = "cpu",
+                  dtype: torch.dtype = torch.float32) -> PixelPerfectDepth:
+    """The MoGe-2-semantics PPD: DiT from `ppd_moge.pth`, `sem_encoder` a MoGe2 from `moge2.pt` (eval, no grad).
 
     Its state dict is `sem_encoder.<MoGe key>` + `dit.*` (873 tensors at released size); the
-    DiT's semantic width must equal MoGe's encoder dim_out.
+    DiT's semantic width must equal MoGe's encoder dim_out. `dtype` is that of the Linear
+    and Conv weights, as in `load_pixel_perfect_depth`.
     """
     ppd_path, moge_path = Path(ppd_path), Path(moge_path)
     moge_config, moge_state = read_moge2_file(moge_path)
@@ -313,5 +328,6 @@ def load_ppd_moge(ppd_path: Path, moge_path: Path, device: str | torch.device = 
         _check_against({k: expected[k] for k in moge_override if k in expected}, moge_override, ppd_path, "MoGe-2")
     state = {f"sem_encoder.{k}": v for k, v in {**moge_state, **moge_override}.items()}
     state.update({f"dit.{k}": v for k, v in dit_state.items()})
-    model.load_state_dict(_as_float32(state), strict=True, assign=True)
+    del moge_state, moge_override, dit_state  # `state` holds the only references: cast one tensor at a time
+    model.load_state_dict(_in_dtype(model, state, dtype), strict=True, assign=True)
     return model.to(device).eval().requires_grad_(False)

@@ -1,54 +1,55 @@
-"""Finding (and, when allowed, downloading) the two released weight files.
+"""Finding (and, when allowed, downloading) the released weight files, and which model they make.
 
-Order: an explicit folder (`--weights DIR` or the `PPD_WEIGHTS` environment variable), then
-the Hugging Face cache, then a download with huggingface-hub unless HF_HUB_OFFLINE is set.
-Run `ppd-weights download` (or `python -m ppd_core.model.weights download`) to fetch them ahead of time.
+Four files, two ways to run Pixel-Perfect Depth:
+- MoGe-2 semantics: `ppd_moge.pth` (the DiT; the authors distribute it outside the Hugging
+  Face hub) with MoGe-2's `moge2.pt`, which is both the semantic encoder and the metric
+  geometry (scale, focal length, sky mask);
+- Depth Anything V2 semantics: `ppd.pth` with `depth_anything_v2_vitl.pth` (CC-BY-NC-4.0),
+  plus `moge2.pt` for metric geometry when it is there.
+Each file is looked for in an explicit folder (`--weights DIR` or `PPD_WEIGHTS`), else the
+Hugging Face cache, else downloaded with huggingface-hub unless HF_HUB_OFFLINE is set. Run
+`ppd-weights download` (or `python -m ppd_core.model.weights download`) to fetch them ahead
+of time, `ppd-weights where` to see which model the files make.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
+import json
 import os
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from huggingface_hub import hf_hub_download, try_to_load_from_cache
-from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+from huggingface_hub import try_to_load_from_cache
 
-from ..errors import PPDError, WeightsMissingError
-from ..progress import ProgressCallback, report
-
-
-@dataclass(frozen=True)
-class WeightSource:
-    repo_id: str
-    filename: str
-    licence: str
-
-    @property
-    def url(self) -> str:
-        return f"https://huggingface.co/{self.repo_id}"
+from ..errors import BadInputError, PPDError, WeightsMissingError
+from ..options import SEMANTICS
+from ..progress import ProgressCallback
+from ..weight_sources import DA2, MOGE2, PPD, PPD_MOGE, SOURCES, WeightSource
+from .download import DOWNLOAD_HINT, Transfer, download_source
 
 
-PPD = WeightSource("gangweix/Pixel-Perfect-Depth", "ppd.pth", "see the model card")
-ENCODER = WeightSource(
-    "depth-anything/Depth-Anything-V2-Large", "depth_anything_v2_vitl.pth", "CC-BY-NC-4.0, non-commercial use only"
-)
-SOURCES = (PPD, ENCODER)
-SUFFIXES = (".pth", ".safetensors")
-DOWNLOAD_HINT = "run `ppd-weights download`, or pass a folder holding them with --weights DIR (or PPD_WEIGHTS)"
+SUFFIXES = (".pth", ".pt", ".safetensors")
 
 
 @dataclass(frozen=True)
-class WeightFiles:
-    ppd: Path
-    encoder: Path
+class ModelFiles:
+    """The weight files of one runnable model."""
+
+    semantics: str            # "moge2" or "da2"
+    ppd: Path                 # ppd_moge.pth or ppd.pth
+    encoder: Path             # moge2.pt or depth_anything_v2_vitl.pth
+    moge2: Optional[Path]     # MoGe-2 for metric geometry (the encoder itself with MoGe-2 semantics)
+
+    def describe(self) -> str:
+        """One line: which model these files make."""
+        if self.semantics == "moge2":
+            return "PPD with MoGe-2 semantics and MoGe-2 geometry"
+        if self.moge2 is not None:
+            return "PPD with Depth Anything V2 semantics and MoGe-2 geometry"
+        return "PPD with Depth Anything V2 semantics; no MoGe-2, so scale and sky are guessed"
 
 
 def offline() -> bool:
@@ -57,7 +58,7 @@ def offline() -> bool:
 
 
 def _in_folder(folder: Path, source: WeightSource) -> Optional[Path]:
-    stem = Path(source.filename).stem
+    stem = Path(source.name).stem
     for suffix in SUFFIXES:
         candidate = folder / f"{stem}{suffix}"
         if candidate.is_file():
@@ -66,136 +67,125 @@ def _in_folder(folder: Path, source: WeightSource) -> Optional[Path]:
 
 
 def _in_hf_cache(source: WeightSource) -> Optional[Path]:
-    found = try_to_load_from_cache(source.repo_id, source.filename)
+    repo = source.repo()
+    if repo is None:
+        return None
+    found = try_to_load_from_cache(repo, source.repo_filename)
     return Path(found) if isinstance(found, str) and Path(found).is_file() else None
 
 
-HEARTBEAT_S = 2.0
-"""Seconds between progress reports while a download runs (the worker's client treats a
-long silence as a hung worker, and a weights file takes minutes to arrive)."""
+def _weights_folder(folder: Union[str, Path, None]) -> Optional[Path]:
+    """The explicit folder (argument, else PPD_WEIGHTS), checked; None when there is none."""
+    folder = folder if folder not in (None, "") else os.environ.get("PPD_WEIGHTS") or None
+    if folder is None:
+        return None
+    folder = Path(folder).expanduser()
+    if folder.is_file():
+        raise WeightsMissingError(f"weights {folder} is a file: pass the folder that holds the weight files")
+    if not folder.is_dir():
+        raise WeightsMissingError(f"weights folder {folder} does not exist; {DOWNLOAD_HINT}")
+    return folder
 
 
-def _download(source: WeightSource, on_progress: Optional[ProgressCallback], folder: Optional[Path] = None) -> Path:
-    """hf_hub_download on a helper thread, reporting progress every HEARTBEAT_S seconds.
-
-    A Cancelled raised by the callback stops the wait; the download thread then finishes
-    (or fails) on its own in the background and never leaves a partial file in place.
-    """
-    kwargs = {"local_dir": str(folder)} if folder is not None else {}
-    outcome: dict = {}
-
-    def fetch() -> None:
-        try:
-            with _quiet_hub_retries():
-                outcome["path"] = Path(hf_hub_download(source.repo_id, source.filename, **kwargs))
-        except Exception as exc:  # reported on the caller's thread
-            outcome["error"] = exc
-
-    report(on_progress, "download", 0.0, f"downloading {source.filename} from {source.url} ({source.licence})")
-    worker = threading.Thread(target=fetch, name=f"download {source.filename}", daemon=True)
-    started = time.monotonic()
-    worker.start()
-    while worker.is_alive():
-        worker.join(HEARTBEAT_S)
-        if worker.is_alive():
-            report(on_progress, "download", 0.0, f"downloading {source.filename} ({time.monotonic() - started:.0f} s)")
-    if "error" in outcome:
-        raise WeightsMissingError(f"could not download {source.filename} from {source.url}: {_download_problem(outcome['error'])}")
-    report(on_progress, "download", 1.0, f"downloaded {source.filename}")
-    return outcome["path"]
-
-
-@contextlib.contextmanager
-def _quiet_hub_retries():
-    """huggingface-hub logs each of its connection retries as a warning; we report one line instead."""
-    hub_logger = logging.getLogger("huggingface_hub")
-    level = hub_logger.level
-    hub_logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        hub_logger.setLevel(level)
-
-
-def _download_problem(error: Exception) -> str:
-    """A short reason for a failed download, without huggingface-hub's paragraph of advice."""
-    if isinstance(error, LocalEntryNotFoundError):
-        return "cannot reach the Hugging Face Hub (no network?) and the file is not cached; " + DOWNLOAD_HINT
-    if isinstance(error, (GatedRepoError, RepositoryNotFoundError)):
-        return "the Hub refused access (log in with `hf auth login` if the repository is gated)"
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
+def _names(sources) -> str:
+    return " and ".join(source.name for source in sources)
 
 
 def find_weights(
     folder: Union[str, Path, None] = None,
     *,
+    semantics: str = "auto",
+    geometry: bool = True,
     download: Optional[bool] = None,
     on_progress: Optional[ProgressCallback] = None,
-) -> WeightFiles:
-    """Paths of ppd.pth and depth_anything_v2_vitl.pth (or their .safetensors).
+) -> ModelFiles:
+    """The files of the model to run, found, and downloaded when allowed.
 
-    An explicit folder (argument, else `PPD_WEIGHTS`) must hold both files: the user said
-    where they are. Otherwise the Hugging Face cache is searched, then the files are
-    downloaded when `download` is True, or None and HF_HUB_OFFLINE is not set.
+    `semantics` "moge2" needs ppd_moge.pth and moge2.pt; "da2" needs ppd.pth and
+    depth_anything_v2_vitl.pth, with moge2.pt for metric geometry when `geometry` and it can
+    be had; "auto" is "moge2" when its two files are at hand, else "da2". An explicit folder
+    (argument, else PPD_WEIGHTS) is the only place looked at: the user said where the files
+    are. Otherwise the Hugging Face cache is searched, then missing files are downloaded when
+    `download` is True, or None and HF_HUB_OFFLINE is not set.
     """
-    folder = folder if folder not in (None, "") else os.environ.get("PPD_WEIGHTS") or None
-    if folder is not None:
-        folder = Path(folder).expanduser()
-        if folder.is_file():
-            raise WeightsMissingError(
-                f"weights {folder} is a file: pass the folder that holds ppd.pth and depth_anything_v2_vitl.pth"
-            )
-        if not folder.is_dir():
-            raise WeightsMissingError(f"weights folder {folder} does not exist; {DOWNLOAD_HINT}")
-        found = {s: _in_folder(folder, s) for s in SOURCES}
-        missing = [s.filename for s, p in found.items() if p is None]
-        if missing:
-            raise WeightsMissingError(f"weights folder {folder} lacks {' and '.join(missing)}; {DOWNLOAD_HINT}")
-        return WeightFiles(found[PPD], found[ENCODER])
+    if semantics not in SEMANTICS:
+        raise BadInputError(f"semantics {semantics!r} is not one of {', '.join(SEMANTICS)}")
+    where = _weights_folder(folder)
+    found = {source: (_in_folder(where, source) if where else _in_hf_cache(source)) for source in SOURCES}
+    allowed = where is None and ((not offline()) if download is None else download)
 
-    found = {s: _in_hf_cache(s) for s in SOURCES}
-    allowed = (not offline()) if download is None else download
-    for source, path in found.items():
-        if path is None and allowed:
-            found[source] = _download(source, on_progress)
-    missing = [s.filename for s, p in found.items() if p is None]
-    if missing:
-        why = "downloads are off (HF_HUB_OFFLINE)" if offline() else "downloading was not allowed"
-        raise WeightsMissingError(
-            f"model weights missing: {' and '.join(missing)} not in the Hugging Face cache and {why}; {DOWNLOAD_HINT}"
-        )
-    return WeightFiles(found[PPD], found[ENCODER])
+    def fetch(source: WeightSource) -> Optional[Path]:
+        if found[source] is None and allowed and source.repo() is not None:
+            found[source] = download_source(source, on_progress=on_progress)
+        return found[source]
+
+    def missing(sources) -> WeightsMissingError:
+        absent = [source for source in sources if found[source] is None]
+        if where is not None:
+            place = f"weights folder {where} lacks {_names(absent)}"
+        else:
+            why = ("downloads are off (HF_HUB_OFFLINE)" if offline() else "downloading was not allowed") \
+                if not allowed else "they are not on the Hugging Face hub (name a repository in PPD_MOGE_REPO)"
+            place = f"model weights missing: {_names(absent)} not in the Hugging Face cache and {why}"
+        return WeightsMissingError(f"{place}; {DOWNLOAD_HINT}")
+
+    moge_ready = found[PPD_MOGE] is not None and found[MOGE2] is not None
+    if semantics == "moge2" or (semantics == "auto" and moge_ready):
+        if fetch(PPD_MOGE) is None or fetch(MOGE2) is None:
+            raise missing((PPD_MOGE, MOGE2))
+        return ModelFiles("moge2", found[PPD_MOGE], found[MOGE2], found[MOGE2])
+    if fetch(PPD) is None or fetch(DA2) is None:
+        raise missing((PPD, DA2))
+    return ModelFiles("da2", found[PPD], found[DA2], fetch(MOGE2) if geometry else None)
 
 
-def download_to(folder: Optional[Path]) -> WeightFiles:
-    """Download both files into the Hugging Face cache, or into `folder` when given."""
+def download_to(folder: Optional[Path], sources=SOURCES, on_transfer=None) -> list[Path]:
+    """Download `sources` (those the hub has) into the Hugging Face cache, or into `folder`;
+    `on_transfer(Transfer)` hears the bytes as they arrive."""
     paths = []
-    for source in SOURCES:
-        print(f"{source.filename}: {source.url} (licence: {source.licence})", file=sys.stderr)
-        paths.append(_download(source, None, folder))
-    return WeightFiles(*paths)
+    for source in sources:
+        if source.repo() is None:
+            print(f"{source.name}: not on the Hugging Face hub; get it from {source.card} "
+                  f"(or name a repository in {source.repo_variable})", file=sys.stderr)
+            continue
+        print(f"{source.name}: https://huggingface.co/{source.repo()} (licence: {source.licence})", file=sys.stderr)
+        paths.append(download_source(source, folder, on_transfer=on_transfer))
+    return paths
+
+
+def _print_transfer(transfer: Transfer) -> None:
+    """One JSON line per progress report, for a program that runs `ppd-weights download --json`."""
+    print(json.dumps({"file": transfer.name, "bytes": transfer.done, "total": transfer.total,
+                      "bytes_per_second": round(transfer.speed)}), flush=True)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="ppd-weights", description="Find or download the PPD weights.")
+    parser = argparse.ArgumentParser(prog="ppd-weights", description="Find or download the model weights.")
     sub = parser.add_subparsers(dest="command", required=True)
-    get = sub.add_parser("download", help="download ppd.pth and depth_anything_v2_vitl.pth")
+    get = sub.add_parser("download", help="download " + ", ".join(source.name for source in SOURCES))
     get.add_argument("--dir", type=Path, help="download into this folder instead of the Hugging Face cache")
-    where = sub.add_parser("where", help="print where the weights would be loaded from (no download)")
+    get.add_argument("--only", nargs="+", choices=[source.name for source in SOURCES], metavar="FILE",
+                     help="download only these files")
+    get.add_argument("--json", action="store_true", help="report progress as JSON lines on stdout")
+    where = sub.add_parser("where", help="print which model the weights make and where they are (no download)")
     where.add_argument("--weights", type=Path, help="folder to look in first")
+    where.add_argument("--semantics", choices=SEMANTICS, default="auto")
     args = parser.parse_args(argv)
     try:
         if args.command == "download":
-            print("The encoder weights (Depth-Anything-V2-Large) are CC-BY-NC-4.0: non-commercial use only.", file=sys.stderr)
-            files = download_to(args.dir)
-        else:
-            files = find_weights(args.weights, download=False)
+            print("The Depth-Anything-V2-Large encoder weights are CC-BY-NC-4.0: non-commercial use only.",
+                  file=sys.stderr)
+            sources = [source for source in SOURCES if not args.only or source.name in args.only]
+            for path in download_to(args.dir, sources, _print_transfer if args.json else None):
+                print(json.dumps({"done": str(path)}) if args.json else path, flush=True)
+            return 0
+        files = find_weights(args.weights, semantics=args.semantics, download=False)
     except PPDError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(files.ppd)
-    print(files.encoder)
+    print(files.describe())
+    for path in dict.fromkeys(path for path in (files.ppd, files.encoder, files.moge2) if path is not None):
+        print(path)
     return 0
 
 

@@ -1,0 +1,40 @@
+"""The released weight files: their names, Hugging Face repositories, licences and sizes.
+
+Standard library only: the Blender add-on shows this table (licences before a download);
+`ppd_core.model.weights` finds and downloads the files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """One released file: its name in a weights folder, where the hub has it, its licence."""
+
+    name: str                 # the file's name in a weights folder
+    repo_id: str              # its Hugging Face repository ("": none by default)
+    repo_filename: str        # its name in that repository
+    licence: str
+    card: str                 # the model card or download page
+    size_gb: float            # about how much a download is
+    repo_variable: str = ""   # an environment variable that names another repository
+
+    def repo(self) -> Optional[str]:
+        """The repository to look in and download from: the environment's choice, else the default."""
+        return (os.environ.get(self.repo_variable, "").strip() if self.repo_variable else "") or self.repo_id or None
+
+
+PPD = WeightSource("ppd.pth", "gangweix/Pixel-Perfect-Depth", "ppd.pth", "see the model card",
+                   "https://huggingface.co/gangweix/Pixel-Perfect-Depth", 2.0)
+DA2 = WeightSource("depth_anything_v2_vitl.pth", "depth-anything/Depth-Anything-V2-Large", "depth_anything_v2_vitl.pth",
+                   "CC-BY-NC-4.0, non-commercial use only", "https://huggingface.co/depth-anything/Depth-Anything-V2-Large",
+                   1.3)
+MOGE2 = WeightSource("moge2.pt", "Ruicheng/moge-2-vitl-normal", "model.pt", "MIT",
+                     "https://huggingface.co/Ruicheng/moge-2-vitl-normal", 1.3, repo_variable="PPD_MOGE2_REPO")
+PPD_MOGE = WeightSource("ppd_moge.pth", "", "ppd_moge.pth", "see the PPD repository",
+                        "https://github.com/gangweix/pixel-perfect-depth", 2.0, repo_variable="PPD_MOGE_REPO")
+SOURCES = (PPD, DA2, MOGE2, PPD_MOGE)

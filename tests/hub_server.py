@@ -1,0 +1,83 @@
+"""A stand-in for the Hugging Face hub on 127.0.0.1: the two requests huggingface-hub makes to
+download a file (HEAD for its size and ETag, GET with an optional Range to resume), slowly
+enough that progress, cancel and resume can be watched. For the tests only."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Optional
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+CHUNK = 64 * 1024
+
+
+class FakeHub:
+    """Serves `files` {"repo/id/filename": bytes} under /{repo}/resolve/{revision}/{filename};
+    `ranges` records the Range header of every GET (None when absent)."""
+
+    def __init__(self, files: dict, seconds_per_chunk: float = 0.01) -> None:
+        self.files = files
+        self.seconds_per_chunk = seconds_per_chunk
+        self.ranges: list = []
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def _file(self) -> Optional[bytes]:
+                match = re.fullmatch(r"/(.+)/resolve/[^/]+/(.+)", self.path.split("?")[0])
+                return hub.files.get(f"{match.group(1)}/{match.group(2)}") if match else None
+
+            def _headers(self, data: bytes, status: int, start: int = 0) -> None:
+                self.send_response(status)
+                self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("Content-Length", str(len(data) - start))
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.end_headers()
+
+            def do_HEAD(self) -> None:
+                data = self._file()
+                if data is None:
+                    self.send_error(404)
+                    return
+                self._headers(data, 200)
+
+            def do_GET(self) -> None:
+                data = self._file()
+                if data is None:
+                    self.send_error(404)
+                    return
+                requested = self.headers.get("Range")
+                hub.ranges.append(requested)
+                start = int(re.match(r"bytes=(\d+)-", requested).group(1)) if requested else 0
+                self._headers(data, 206 if requested else 200, start)
+                try:
+                    for offset in range(start, len(data), CHUNK):
+                        self.wfile.write(data[offset:offset + CHUNK])
+                        self.wfile.flush()
+                        time.sleep(hub.seconds_per_chunk)
+                except (BrokenPipeError, ConnectionResetError):  # the client was stopped
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> "FakeHub":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.server.shutdown()
+        self.server.server_close()
