@@ -1,50 +1,74 @@
-"""Speed and memory of the PPD network on this machine (released size, random weights).
+"""Speed and memory of the PPD network on this machine, fp32 against "auto" (released size, random weights).
 
-Prints seconds per image and per diffusion step, peak memory against the two networks'
-fp32 weights, and the achieved FLOP/s of the DiT (FLOPs counted on the meta device, time of
-the diffusion steps) as a ratio to a large fp32 matmul measured in the same run.
+Each run is a fresh process that builds the released-size network (DiT + DINOv2 ViT-L) with
+the same seeded random weights, held as its precision holds them (Linear and Conv weights
+in bf16 under bf16), and runs `DepthModel.predict` on the same photo. Runs alternate fp32,
+auto, fp32, auto, ... and the fastest of each counts, so a busy machine slows both alike.
+Printed side by side: seconds per image, encoder and per diffusion step, the auto / fp32
+speed-up, peak memory (RSS above the process's start) against the run's own weights, and
+the DiT's achieved FLOP/s as a ratio to a large matmul in the run's dtype.
 
-    python benchmarks/model_speed.py --resolution 786432 --steps 4
+    python benchmarks/model_speed.py --resolution 196608 --steps 4    # 512x384
+    python benchmarks/model_speed.py --resolution 786432 --steps 1    # 1024x768, per step
+    python benchmarks/model_speed.py --clock cpu ...                   # one core's CPU time: steady when busy
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
+import subprocess
+import sys
 import time
+from typing import Callable
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ppd_core.model import PixelPerfectDepth
+from ppd_core.model.device import DTYPES, MATMUL_LAYERS, auto_precision, cpu_name
 from ppd_core.model.inference import DepthModel, working_size
 from ppd_core.options import DEFAULT_RESOLUTION
+
+TARGET_SPEEDUP = {196608: 2.5, 786432: 2.0}  # the issue's auto / fp32 targets at 512x384 and 1024x768
+TARGET_MEMORY = 1.40  # peak memory at most the bf16 weights + 40 %
 
 
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def random_released_model() -> PixelPerfectDepth:
-    """Released-size network with small random weights, built without a second copy in memory."""
+def random_released_model(dtype: torch.dtype, device: str = "cpu") -> PixelPerfectDepth:
+    """Released-size network on `device`, small seeded random weights, matmul layers held in `dtype`.
+
+    Built on the meta device and filled parameter by parameter from float32 draws, so the
+    weights are the same (rounded) whatever `dtype`, and never exist twice in memory.
+    """
     with torch.device("meta"):
         model = PixelPerfectDepth()
-    model = model.to_empty(device="cpu")
-    g = torch.Generator().manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, MATMUL_LAYERS):
+            module.to(dtype)
+    model = model.to_empty(device=device)
+    g = torch.Generator(device=device).manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
-            p.normal_(0.0, 0.02, generator=g)
+            p.copy_(torch.empty(p.shape, device=device).normal_(0.0, 0.02, generator=g))
     return model.eval().requires_grad_(False)
 
 
-def matmul_flops_per_second(n: int = 4096, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_flops_per_second(dtype: torch.dtype, clock: Callable[[], float], n: int = 4096, repeats: int = 3) -> float:
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     a @ b
-    start = time.perf_counter()
+    best = float("inf")
     for _ in range(repeats):
+        start = clock()
         a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - start)
+        best = min(best, clock() - start)
+    return 2 * n**3 / best
 
 
 def dit_flops(H: int, W: int) -> int:
@@ -59,51 +83,102 @@ def dit_flops(H: int, W: int) -> int:
     return counter.get_total_flops()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--resolution", type=int, default=DEFAULT_RESOLUTION, help="target pixel count (default 1024x768)")
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    matmul_before = matmul_flops_per_second()
+def one_run(precision: str, resolution: int, steps: int, clock: Callable[[], float]) -> dict:
+    """Build the network at `precision` ("fp32" or "auto") and time one photo by `clock`; the figures as a dict."""
+    chosen = precision if precision != "auto" else auto_precision(torch.device("cpu"))[0]
     base_rss = peak_rss_gb()
-    model = random_released_model()
-    weights_gb = sum(p.numel() * 4 for p in model.parameters()) / 1024**3
-    H, W, _ = working_size(768, 1024, args.resolution)
+    model = random_released_model(DTYPES[chosen])
+    weights_gb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1024**3
     photo = np.random.default_rng(0).integers(0, 256, (768, 1024, 3), dtype=np.uint8)
-    depth_model = DepthModel(model, torch.device("cpu"), "fp32")
-
+    depth_model = DepthModel(model, torch.device("cpu"), chosen)
     step_times: list[float] = []
-    marks = {"start": time.perf_counter()}
+    marks = {"start": clock()}
 
     def on_progress(stage: str, fraction: float, message: str) -> None:
-        now = time.perf_counter()
+        now = clock()
         if stage == "diffusion" and fraction == 0:
             marks["encoded"] = now
         elif stage == "diffusion":
             step_times.append(now - marks.get("last", marks["encoded"]))
         marks["last"] = now
 
-    depth_model.predict(photo, steps=args.steps, resolution=args.resolution, on_progress=on_progress)
-    total = time.perf_counter() - marks["start"]
-    peak = peak_rss_gb() - base_rss
+    depth_model.predict(photo, steps=steps, resolution=resolution, on_progress=on_progress)
+    return {
+        "precision": chosen,
+        "total": clock() - marks["start"],
+        "encoder": marks["encoded"] - marks["start"],
+        "steps": step_times,
+        "peak_gb": peak_rss_gb() - base_rss,
+        "weights_gb": weights_gb,
+    }
 
-    # The machine's pace can drift during a long run: compare against the faster of two measurements.
-    matmul = max(matmul_before, matmul_flops_per_second())
+
+def run_child(precision: str, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--child", precision, "--resolution", str(args.resolution),
+               "--steps", str(args.steps), "--threads", str(args.threads), "--clock", args.clock]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resolution", type=int, default=DEFAULT_RESOLUTION, help="target pixel count (default 1024x768)")
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="runs of each precision, alternating; the fastest counts")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: one thread, timed by its CPU time, which other jobs on a busy machine barely move")
+    parser.add_argument("--child", choices=("fp32", "auto"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.clock == "cpu":
+        args.threads = 1
+    torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.child:
+        print(json.dumps(one_run(args.child, args.resolution, args.steps, clock)))
+        return
+
+    load_start = os.getloadavg()[0]
+    runs: dict[str, list[dict]] = {"fp32": [], "auto": []}
+    matmul = {"fp32": 0.0, "auto": 0.0}
+    for _ in range(args.repeats):
+        for precision in runs:
+            runs[precision].append(run_child(precision, args))
+            dtype = DTYPES[runs[precision][-1]["precision"]]
+            matmul[precision] = max(matmul[precision], matmul_flops_per_second(dtype, clock))
+    best = {precision: min(found, key=lambda run: run["total"]) for precision, found in runs.items()}
+    H, W, _ = working_size(768, 1024, args.resolution)
     flops = dit_flops(H, W)
-    achieved = flops / float(np.mean(step_times))  # one DiT forward per step; the Euler update is negligible
+    fp32, auto = best["fp32"], best["auto"]
 
-    print(f"input {W}x{H}, {args.steps} steps, {args.threads} threads, fp32 on the CPU")
-    print(f"seconds per image            {total:9.2f}")
-    print(f"  semantic encoder           {marks['encoded'] - marks['start']:9.2f}")
-    print(f"  per diffusion step (mean)  {np.mean(step_times):9.2f}")
-    print(f"peak memory above start      {peak:9.2f} GB")
-    print(f"fp32 weights of both nets    {weights_gb:9.2f} GB   ratio {peak / weights_gb:.2f} (target <= 1.30)")
-    print(f"DiT forward                  {flops / 1e12:9.2f} TFLOP at {achieved / 1e9:.1f} GFLOP/s")
-    print(f"fp32 matmul 4096^3           {matmul / 1e9:9.1f} GFLOP/s (best of before and after)")
-    print(f"DiT / matmul FLOP/s ratio    {achieved / matmul:9.2f}   (target >= 0.60)")
+    def row(label: str, value, fmt: str = "{:10.2f}") -> None:
+        a, b = value(fp32), value(auto)
+        print(f"{label:30s} {fmt.format(a)} {fmt.format(b)}")
+
+    print(f"{cpu_name()}, {args.threads} threads, torch {torch.__version__}; "
+          f"auto = {auto['precision']} ({auto_precision(torch.device('cpu'))[1]})")
+    print(f"input {W}x{H}, {args.steps} steps, {args.clock} clock, best of {args.repeats} alternating runs each; "
+          f"load average {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end\n")
+    print(f"{'':30s} {'fp32':>10s} {auto['precision']:>10s}")
+    row("seconds per image", lambda r: r["total"])
+    row("  semantic encoder", lambda r: r["encoder"])
+    row("  per diffusion step (mean)", lambda r: float(np.mean(r["steps"])))
+    row("peak memory above start, GB", lambda r: r["peak_gb"])
+    row("weights as held, GB", lambda r: r["weights_gb"])
+    row("peak / weights", lambda r: r["peak_gb"] / r["weights_gb"])
+    row("DiT GFLOP/s", lambda r: flops / float(np.mean(r["steps"])) / 1e9, "{:10.1f}")
+    print(f"{'matmul 4096^3 GFLOP/s':30s} {matmul['fp32'] / 1e9:10.1f} {matmul['auto'] / 1e9:10.1f}")
+    print(f"{'DiT / matmul FLOP/s':30s} {flops / np.mean(fp32['steps']) / matmul['fp32']:10.2f} "
+          f"{flops / np.mean(auto['steps']) / matmul['auto']:10.2f}")
+    print(f"\nDiT forward {flops / 1e12:.2f} TFLOP")
+    speedup = fp32["total"] / auto["total"]
+    step_speedup = np.mean(fp32["steps"]) / np.mean(auto["steps"])
+    target = TARGET_SPEEDUP.get(args.resolution)
+    print(f"auto / fp32 speed-up per image {speedup:.2f}, per step {step_speedup:.2f}"
+          + (f" (target >= {target})" if target else ""))
+    print(f"auto peak / bf16 weights {auto['peak_gb'] / auto['weights_gb']:.2f} (target <= {TARGET_MEMORY:.2f}); "
+          f"peak against fp32's: {auto['peak_gb'] / fp32['peak_gb']:.2f}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from ppd_core.errors import BadInputError, Cancelled
+from ppd_core.model.device import auto_precision
 from ppd_core.model.inference import DepthModel
 from tests.checkpoints import write_small_weights
 
@@ -21,7 +22,7 @@ def photo():
 
 
 def test_cpu_defaults(model):
-    assert model.device.type == "cpu" and model.precision == "fp32"
+    assert model.device.type == "cpu" and model.precision == auto_precision(torch.device("cpu"))[0]
 
 
 def test_working_size_follows_resolution(model, photo):
@@ -88,7 +89,8 @@ def test_absent_device_is_a_clear_error(tmp_path):
 
 
 def test_reduced_precision_autocast_stays_close_to_fp32(model, photo, tmp_path):
-    reference = model.predict(photo, steps=2, resolution=64 * 48)
+    reference = DepthModel.load(write_small_weights(tmp_path), precision="fp32").predict(
+        photo, steps=2, resolution=64 * 48)
     bf16 = DepthModel.load(write_small_weights(tmp_path), precision="bf16")
     assert bf16.precision == "bf16"
     low = bf16.predict(photo, steps=2, resolution=64 * 48)

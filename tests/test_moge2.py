@@ -30,7 +30,11 @@ from ppd_core.model.moge2_convstack import ConvStack
 from tests.checkpoints import SMALL_MOGE_CONFIG, small_moge, write_small_moge, write_small_ppd_moge
 
 DATA = Path(__file__).parent / "data"
-ATOL = 1e-5
+# Exact on the generating CPU; another CPU's float32 kernels (exp, the order of sums) move
+# outputs by up to ~1.1e-5, and the DiT's by ~2e-5 more through the timestep frequencies
+# (one float32 ulp of a frequency at t = 1000; tests/test_model_vectors.py).
+ATOL = 2e-5
+ATOL_TIMESTEP = 4e-5
 VECTORS = np.load(DATA / "vectors_moge2.npz")
 META = json.loads(str(VECTORS["meta/json"]))
 SAME_SCIPY = scipy.__version__.split(".")[:2] == META["generator"]["scipy"].split(".")[:2]
@@ -293,9 +297,9 @@ def test_ppd_moge_end_to_end(ppd_moge, steps):
         for i, step in enumerate(schedule):
             step_tensor = torch.tensor([step], dtype=torch.int32)
             pred = ppd_moge.dit(torch.cat([latent, image - 0.5], dim=1), semantics, step_tensor)
-            close(pred, prefix + f"pred/{i}")
+            close(pred, prefix + f"pred/{i}", atol=ATOL_TIMESTEP)
             latent = euler_step(latent, pred, step, schedule[i + 1] if i + 1 < len(schedule) else -1)
-            close(latent, prefix + f"latent/{i}")
+            close(latent, prefix + f"latent/{i}", atol=ATOL_TIMESTEP)
     close(ppd_moge.sample(image, noise, steps=steps), prefix + "depth")
 
 

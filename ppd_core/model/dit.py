@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import attention
 from .layers import Mlp, PatchEmbed
 
 
@@ -116,7 +117,7 @@ class Attention(nn.Module):
         q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
         q = apply_rope(self.q_norm(q), *rope)
         k = apply_rope(self.k_norm(k), *rope)
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = attention(q, k, v)  # (B, heads, N, head_dim)
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
 

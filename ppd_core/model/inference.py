@@ -1,11 +1,12 @@
-"""Photo in, PPD depth out: the high-level call that the pipeline, CLI and worker use."""
+"""Photo in, PPD depth (and MoGe-2 geometry) out: the high-level call the pipeline, CLI and worker use."""
 
 from __future__ import annotations
 
+import math
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
-
-import math
 
 import cv2
 import numpy as np
@@ -14,8 +15,10 @@ import torch
 from ..errors import BadInputError
 from ..options import DEFAULT_RESOLUTION, check_option
 from ..progress import ProgressCallback, report
-from .checkpoint import load_pixel_perfect_depth
-from .device import autocast, resolve_device, resolve_precision
+from .checkpoint import load_moge2, load_pixel_perfect_depth, load_ppd_moge
+from .device import DTYPES, auto_precision, autocast, compile_mode, compile_network, resolve_device, resolve_precision
+from .moge2 import MoGe2, token_grid, tokens_for_level
+from .moge2_camera import metric_depth
 from .ppd import PixelPerfectDepth, timesteps
 from .weights import find_weights
 
@@ -48,14 +51,42 @@ def image_to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(chw))[None]
 
 
-class DepthModel:
-    """A loaded PixelPerfectDepth with its device and precision; reuse it across photos."""
+@dataclass
+class MoGeGeometry:
+    """MoGe-2's metric geometry of the working-size image."""
 
-    def __init__(self, network: PixelPerfectDepth, device: torch.device, precision: str, source: str = ""):
+    depth: np.ndarray         # (H, W) float32 metres, +inf outside the mask
+    mask: np.ndarray          # (H, W) bool: a surface MoGe-2 trusts (not sky, not invalid)
+    intrinsics: np.ndarray    # (3, 3) normalised: fx, cx by the width; fy, cy by the height
+    tokens: tuple[int, int]   # the token grid it was computed on
+
+
+@dataclass
+class DepthEstimate:
+    """What the networks say about one photo, at the working size (multiples of 16)."""
+
+    p: np.ndarray                       # (H, W) float32 normalised log(1 + depth)
+    geometry: Optional[MoGeGeometry]    # None without MoGe-2
+
+
+class DepthModel:
+    """The loaded networks with their device and precision; reuse it across photos.
+
+    `network` is the PixelPerfectDepth; `geometry_model` the MoGe-2 that gives metric depth,
+    focal length and the validity mask (the network's own semantic encoder with MoGe-2
+    semantics, a separate network with Depth Anything V2 semantics, None without moge2.pt).
+    """
+
+    def __init__(self, network: PixelPerfectDepth, device: torch.device, precision: str, source: str = "",
+                 geometry_model: Optional[MoGe2] = None, description: str = "", compiled: str = "off"):
         self.network = network
         self.device = device
         self.precision = precision
         self.source = source
+        self.geometry_model = geometry_model
+        self.description = description
+        self.compiled = compiled
+        self._compiled_sizes: set[tuple[int, int]] = set()
 
     @classmethod
     def load(
@@ -64,22 +95,42 @@ class DepthModel:
         device: str = "auto",
         precision: str = "auto",
         *,
+        semantics: str = "auto",
+        geometry: bool = True,
         download: Optional[bool] = None,
+        torch_compile: Optional[str] = None,
         on_progress: Optional[ProgressCallback] = None,
-    ) -> "DepthModel":
+    ) -> DepthModel:
         """Find the weights (folder, `PPD_WEIGHTS`, HF cache, download) and load them.
 
-        Raises WeightsMissingError when they are nowhere to be found and CheckpointError
-        when a file does not fit the network.
+        `semantics` "auto", "moge2" or "da2" (see `find_weights`); `geometry` False skips a
+        separate MoGe-2. In bf16 or fp16 the Linear and Conv weights are held in that dtype
+        (half the memory of fp32). `torch_compile` "off", "blocks" or "graphs" (default: $PPD_COMPILE,
+        else "off"; CUDA only, see `compile_network`). Raises WeightsMissingError when files
+        are nowhere to be found and CheckpointError when a file does not fit its network.
         """
         torch_device = resolve_device(device)
         chosen = resolve_precision(precision, torch_device)
+        why = auto_precision(torch_device)[1] if precision == "auto" else "as asked"
+        compiled = compile_mode(torch_compile, torch_device)
+        dtype = DTYPES[chosen]
         report(on_progress, "model", 0.0, "finding weights")
-        files = find_weights(weights, download=download, on_progress=on_progress)
-        report(on_progress, "model", 0.5, f"loading {files.ppd.name}")
-        network = load_pixel_perfect_depth(files.ppd, files.encoder, torch_device)
-        report(on_progress, "model", 1.0, f"model ready on {torch_device.type} ({chosen})")
-        return cls(network, torch_device, chosen, source=str(files.ppd.parent))
+        files = find_weights(weights, semantics=semantics, geometry=geometry, download=download,
+                             on_progress=on_progress)
+        report(on_progress, "model", 0.5, f"loading {files.ppd.name} and {files.encoder.name}")
+        if files.semantics == "moge2":
+            network = load_ppd_moge(files.ppd, files.encoder, torch_device, dtype)
+            geometry_model = network.sem_encoder
+        else:
+            network = load_pixel_perfect_depth(files.ppd, files.encoder, torch_device, dtype)
+            geometry_model = load_moge2(files.moge2, torch_device, dtype) if files.moge2 is not None else None
+        compile_network(network, compiled)
+        if geometry_model is not None and geometry_model is not network.sem_encoder:
+            compile_network(geometry_model, compiled)
+        extra = f", torch.compile {compiled} (the first photo of each size compiles first)" if compiled != "off" else ""
+        report(on_progress, "model", 1.0, f"{files.describe()}, on {torch_device.type} ({chosen}: {why}){extra}")
+        return cls(network, torch_device, chosen, source=str(files.ppd.parent), geometry_model=geometry_model,
+                   description=files.describe(), compiled=compiled)
 
     def predict(
         self,
@@ -96,24 +147,77 @@ class DepthModel:
         percentile of log(1 + depth); larger is farther. The noise comes from a CPU
         generator seeded with `seed`, so results repeat on every device.
         """
+        return self.estimate(rgb, steps, resolution, seed, geometry=False, on_progress=on_progress).p
+
+    def estimate(
+        self,
+        rgb: Union[np.ndarray, "PIL.Image.Image"],
+        steps: int = 4,
+        resolution: int = DEFAULT_RESOLUTION,
+        seed: int = 0,
+        *,
+        geometry: bool = True,
+        fov_x: Optional[float] = None,
+        moge_pass: str = "shared",
+        on_progress: Optional[ProgressCallback] = None,
+    ) -> DepthEstimate:
+        """`p` as `predict` gives it, and MoGe-2's metric geometry when there is a MoGe-2.
+
+        With MoGe-2 semantics and `moge_pass` "shared", the semantic encoder's one pass at
+        the DiT's (H/16, W/16) grid also feeds the geometry heads; otherwise MoGe-2 runs its
+        own pass at the official operating point (3600 tokens). `fov_x` (horizontal degrees,
+        from EXIF or the user) constrains the focal length, which MoGe-2 recovers otherwise.
+        """
         if hasattr(rgb, "convert"):  # a PIL image
             rgb = np.asarray(rgb.convert("RGB"))
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise BadInputError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.dtype} {rgb.shape}")
         check_option("steps", steps)
         check_option("resolution", resolution)
+        check_option("moge_pass", moge_pass)
         image = image_to_tensor(resize_for_network(rgb, resolution)).to(self.device)
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
         noise = torch.randn((1, 1, *image.shape[-2:]), generator=generator).to(self.device)
         schedule = timesteps(steps)
+        moge = self.geometry_model if geometry else None
+        shared = moge is not None and moge is self.network.sem_encoder and moge_pass == "shared"
+
+        compiling = self.compiled != "off" and tuple(image.shape[-2:]) not in self._compiled_sizes
+        started = time.perf_counter()
 
         def on_step(done: int, total: int) -> None:
-            report(on_progress, "diffusion", done / total, f"diffusion step {done}/{total}")
+            note = ""
+            if compiling and done == 1:  # the first step of a new size waits for torch.compile
+                self._compiled_sizes.add(tuple(image.shape[-2:]))
+                note = f" (with torch.compile for this size: {time.perf_counter() - started:.1f} s so far)"
+            report(on_progress, "diffusion", done / total, f"diffusion step {done}/{total}{note}")
 
         with torch.inference_mode(), autocast(self.device, self.precision):
-            report(on_progress, "encode", 0.0, "semantic encoder")
-            semantics = self.network.sem_encoder.forward_semantics(image)
+            report(on_progress, "encode", 0.0, "semantic encoder" + (" and MoGe-2 geometry" if shared else ""))
+            found = None
+            if shared:
+                rows, cols = image.shape[-2] // 16, image.shape[-1] // 16
+                outputs = moge.forward_grid(image, rows, cols)
+                semantics = outputs["semantics"]
+                found = _geometry_of(outputs, fov_x, (rows, cols))
+            else:
+                semantics = self.network.sem_encoder.forward_semantics(image)
             report(on_progress, "encode", 1.0, "semantic encoder done")
             report(on_progress, "diffusion", 0.0, f"diffusion step 0/{len(schedule)}")
             depth = self.network.sample(image, noise, schedule=schedule, semantics=semantics, on_step=on_step)
-        return depth[0, 0].float().cpu().numpy()
+        if moge is not None and found is None:  # MoGe-2's own pass at 3600 tokens, at the model's precision
+            report(on_progress, "geometry", 0.0, "MoGe-2 geometry")
+            num_tokens = tokens_for_level(9, moge.num_tokens_range)
+            with torch.inference_mode(), autocast(self.device, self.precision):
+                outputs = moge(image, num_tokens)  # `infer`'s forward: `infer` runs fp32, which bf16 weights cannot
+            found = _geometry_of(outputs, fov_x, token_grid(*image.shape[-2:], num_tokens))
+            report(on_progress, "geometry", 1.0, "MoGe-2 geometry done")
+        return DepthEstimate(depth[0, 0].float().cpu().numpy(), found)
+
+
+def _geometry_of(outputs: dict, fov_x: Optional[float], tokens: tuple[int, int]) -> MoGeGeometry:
+    """`infer`'s post-processing (fp32) of a forward's geometry outputs."""
+    with torch.autocast(outputs["points"].device.type, enabled=False):
+        depth, mask, intrinsics = metric_depth(outputs["points"].float(), outputs["mask"].float() > 0.5,
+                                               outputs["metric_scale"].float(), fov_x)
+    return MoGeGeometry(depth[0].cpu().numpy(), mask[0].cpu().numpy(), intrinsics[0].cpu().numpy(), tokens)
