@@ -91,11 +91,13 @@ class MeshData:
 
     def __post_init__(self) -> None:
         self.vertices = _rows_of(self.vertices, 3, np.float32, "vertices")
-        faces = _rows_of(self.faces, 3, np.int64, "faces")
+        faces = _rows_of(self.faces, 3, None, "faces")
+        if not np.issubdtype(faces.dtype, np.integer):
+            faces = faces.astype(np.int64)
         n = len(self.vertices)
         if faces.size and (faces.min() < 0 or faces.max() >= n):
             raise MeshError(f"faces index vertices {faces.min()}..{faces.max()}, but there are {n} vertices")
-        self.faces = faces.astype(np.int32)
+        self.faces = faces.astype(np.int32, copy=False)
         if self.uvs is not None:
             self.uvs = np.ascontiguousarray(self.uvs, dtype=np.float32).reshape(n, 2)
         if self.colors is not None:

@@ -13,6 +13,7 @@ import locale
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Union
 
@@ -77,12 +78,54 @@ def _require_texture(mesh: MeshData, texture, what: str) -> None:
         raise MeshError(f"{what} needs texture coordinates and a photo to texture with")
 
 
-def stl_bytes(mesh: MeshData) -> bytes:
-    """Binary STL, z up, millimetres."""
-    from trimesh.exchange.stl import export_stl  # heavy (~1 s to load): imported on first use
+STL_HEADER = b"Depth from Image binary STL, z up, millimetres".ljust(80)
+STL_RECORD = np.dtype([("normal", "<f4", (3,)), ("corners", "<f4", (3, 3)), ("attribute", "<u2")])
+"""A binary STL triangle: 50 bytes, packed (numpy structured dtypes are unaligned by default)."""
+STL_BLOCK = 1 << 16
+"""Triangles per block of work: small enough to stay in cache, large enough that numpy's
+per-call cost is nothing."""
 
+
+def _fill_stl_records(records: np.ndarray, coords: np.ndarray, faces: np.ndarray) -> None:
+    """Write the corners and unit normals of `faces` (3, F) of `coords` (3, N) into `records`.
+
+    Coordinate by coordinate on contiguous float32 rows: numpy's loops over a trailing axis of
+    3 run several times slower."""
+    corner = [[coords[axis].take(faces[index]) for axis in range(3)] for index in range(3)]
+    for index in range(3):
+        for axis in range(3):
+            records["corners"][:, index, axis] = corner[index][axis]
+    a = [corner[1][axis] - corner[0][axis] for axis in range(3)]
+    b = [corner[2][axis] - corner[0][axis] for axis in range(3)]
+    normal = [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    length = np.sqrt(normal[0] * normal[0] + normal[1] * normal[1] + normal[2] * normal[2])
+    length[length == 0] = 1.0  # a degenerate triangle keeps the normal (0, 0, 0)
+    for axis in range(3):
+        records["normal"][:, axis] = normal[axis] / length
+
+
+def stl_bytes(mesh: MeshData) -> bytearray:
+    """Binary STL, z up, millimetres: the 80-byte header, the triangle count, one record a triangle.
+
+    Written straight into one buffer in float32, in blocks shared by a few threads (numpy
+    releases the GIL): trimesh's exporter (float64 triangles, a Trimesh built first, the
+    records copied twice) took about 1 s for the 1.5 million triangles of a 1024x768 grid
+    mesh, this about 0.2 s on two cores (`benchmarks/mesh_speed.py`). The same records as
+    trimesh writes (normals within float32 rounding), apart from the header text."""
     _require_faces(mesh, "STL")
-    return export_stl(print_frame(mesh).to_trimesh())
+    solid = print_frame(mesh)
+    coords = np.ascontiguousarray(np.asarray(solid.vertices, dtype=np.float32).T)  # (3, N)
+    faces = np.ascontiguousarray(solid.faces.T)  # (3, F)
+    count = faces.shape[1]
+    data = bytearray(len(STL_HEADER) + 4 + STL_RECORD.itemsize * count)
+    data[:80] = STL_HEADER
+    data[80:84] = np.uint32(count).tobytes()
+    records = np.frombuffer(data, STL_RECORD, offset=84)
+    starts = range(0, count, STL_BLOCK)
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1, len(starts))) as pool:
+        list(pool.map(lambda start: _fill_stl_records(records[start:start + STL_BLOCK], coords,
+                                                      faces[:, start:start + STL_BLOCK]), starts))
+    return data
 
 
 def threemf_bytes(mesh: MeshData) -> bytes:

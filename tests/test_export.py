@@ -10,7 +10,7 @@ import pytest
 import trimesh
 
 from mesh.data import MeshData, MeshError
-from mesh.export import glb_bytes, obj_files, ply_bytes, stl_bytes, threemf_bytes
+from mesh.export import STL_RECORD, glb_bytes, obj_files, ply_bytes, print_frame, stl_bytes, threemf_bytes
 from mesh.grid import grid_mesh
 from mesh.solid import relief_solid
 from tests.mesh_helpers import lift_depth, step_depth
@@ -50,6 +50,18 @@ def test_stl_and_3mf_hold_the_solid_in_millimetres(tmp_path):
     loaded = meshes.current_mesh()
     assert loaded.face_number() == len(solid.faces)
     np.testing.assert_allclose(loaded.bounding_box().max(), solid.bounds()[1], atol=1e-4)
+
+
+def test_stl_records_match_trimesh_s_own_exporter(scene):
+    from trimesh.exchange.stl import export_stl
+
+    ours = bytes(stl_bytes(scene))
+    reference = export_stl(print_frame(scene).to_trimesh())
+    assert len(ours) == len(reference) == 84 + 50 * len(scene.faces)
+    records, expected = (np.frombuffer(data, STL_RECORD, offset=84) for data in (ours, reference))
+    assert ours[80:84] == reference[80:84] and np.array_equal(records["corners"], expected["corners"])
+    np.testing.assert_allclose(records["normal"], expected["normal"], atol=1e-6)
+    assert not records["attribute"].any()
 
 
 def test_scene_mesh_stl_is_z_up_millimetres(tmp_path, scene):

@@ -23,16 +23,16 @@ def _one_sided_slopes(values: np.ndarray, usable: np.ndarray, axis: int) -> np.n
     neighbours, the one smaller in magnitude (so it never reaches across an edge); 0 if none."""
     diff = np.diff(values, axis=axis)
     both = np.logical_and(np.delete(usable, 0, axis=axis), np.delete(usable, -1, axis=axis))
-    diff = np.where(both, diff, np.nan)
+    diff = np.where(both, diff, np.float32(np.inf))  # inf: no usable neighbour on that side
     pad_front = [(0, 0), (0, 0)]
     pad_front[axis] = (1, 0)
     pad_back = [(0, 0), (0, 0)]
     pad_back[axis] = (0, 1)
-    backward = np.pad(diff, pad_front, constant_values=np.nan)
-    forward = np.pad(diff, pad_back, constant_values=np.nan)
-    pick_forward = np.isnan(backward) | (np.abs(forward) < np.abs(backward))
-    slope = np.where(pick_forward, forward, backward)
-    return np.nan_to_num(slope, nan=0.0)
+    backward = np.pad(diff, pad_front, constant_values=np.inf)
+    forward = np.pad(diff, pad_back, constant_values=np.inf)
+    slope = np.where(np.abs(forward) < np.abs(backward), forward, backward)
+    slope[np.isinf(slope)] = 0.0
+    return slope
 
 
 def depth_normals(depth: np.ndarray, usable: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
@@ -47,13 +47,14 @@ def depth_normals(depth: np.ndarray, usable: np.ndarray, intrinsics: Intrinsics)
     slope_x = _one_sided_slopes(disparity, usable, axis=1) * np.float32(intrinsics.fx)
     slope_y = _one_sided_slopes(disparity, usable, axis=0) * np.float32(intrinsics.fy)
     ray_x, ray_y = pixel_rays(intrinsics)
-    normals = np.empty((*depth.shape, 3), dtype=np.float32)
-    normals[:, :, 0] = -slope_x
-    normals[:, :, 1] = -slope_y
-    normals[:, :, 2] = ray_x[None, :] * slope_x + ray_y[:, None] * slope_y - disparity
-    length = np.sqrt((normals * normals).sum(axis=-1, keepdims=True))
-    normals /= np.where(length > 0, length, 1.0)
-    normals[~usable | (length[:, :, 0] == 0)] = (0.0, 0.0, -1.0)
+    along_z = ray_x[None, :] * slope_x + ray_y[:, None] * slope_y - disparity
+    length = np.sqrt(slope_x * slope_x + slope_y * slope_y + along_z * along_z)
+    facing = usable & (length > 0)
+    scale = np.divide(np.float32(1.0), length, out=np.zeros_like(length), where=facing)
+    normals = np.empty((*depth.shape, 3), dtype=np.float32)  # one component plane at a time
+    np.multiply(slope_x, -scale, out=normals[:, :, 0])
+    np.multiply(slope_y, -scale, out=normals[:, :, 1])
+    normals[:, :, 2] = np.where(facing, along_z * scale, np.float32(-1.0))
     return normals
 
 
@@ -81,11 +82,14 @@ def lift(depth: np.ndarray, intrinsics: Intrinsics, rgb: Optional[np.ndarray] = 
     mask = discontinuity_mask(depth, rgb, edge_strength)
     keep = valid & ~mask
     index = np.flatnonzero(keep)
-    colors = rgb.reshape(-1, 3)[index] if rgb is not None else np.full((index.size, 3), 128, np.uint8)
+
+    def gather(values: np.ndarray) -> np.ndarray:  # rows of an (H, W, C) map at `index`
+        return np.take(values.reshape(-1, values.shape[-1]), index, axis=0)
+
     return PixelCloud(
-        points=unproject(depth, intrinsics).reshape(-1, 3)[index],
-        colors=np.ascontiguousarray(colors),
-        normals=depth_normals(depth, keep, intrinsics).reshape(-1, 3)[index],
+        points=gather(unproject(depth, intrinsics)),
+        colors=gather(rgb) if rgb is not None else np.full((index.size, 3), 128, np.uint8),
+        normals=gather(depth_normals(depth, keep, intrinsics)),
         pixel_index=index.astype(np.int64),
         valid=keep,
         discontinuity=mask,
