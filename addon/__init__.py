@@ -12,9 +12,9 @@ import atexit
 
 import bpy
 
-from . import operators, panel, preferences, properties, session
+from . import backend_ops, operators, panel, preferences, properties, session, weights_ops
 
-MODULES = (preferences, properties, operators, panel)
+MODULES = (backend_ops, weights_ops, preferences, properties, operators, panel)
 
 
 @bpy.app.handlers.persistent

@@ -5,7 +5,8 @@ Frames: an "opencv" result (metres; x right, y down, z forward) becomes Blender 
 coordinates (x, -y, -z): a 180° turn about X, so a camera at the origin with identity
 rotation (looking down -Z, +Y up) sees the mesh exactly as the photo's camera did, and
 triangle winding (counter-clockwise seen from the camera) is kept. A "print_mm" result
-(millimetres, z up) is used as is, with the scene's length unit set to millimetres.
+(millimetres, z up) keeps its vertices in millimetres on an object scaled to metres, so it
+comes in at its true size without changing the scene's unit settings.
 
 Everything is created with numpy `foreach_set`; if anything fails, every data-block
 created so far is removed again, so an error never leaves a partial import behind.
@@ -45,7 +46,7 @@ def short_name(name: str, limit: int = NAME_BYTES) -> str:
 
 
 def metres_to_scene_units(scene: bpy.types.Scene) -> float:
-    """Blender units per metre in `scene` (1000 after a print solid set millimetre units)."""
+    """Blender units per metre in `scene` (1000 in a scene whose unit scale is 0.001)."""
     units = scene.unit_settings
     if units.system == "NONE" or units.scale_length <= 0.0:
         return 1.0
@@ -92,13 +93,6 @@ def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, uvs=None, col
     return mesh
 
 
-def set_millimetre_units(scene: bpy.types.Scene) -> None:
-    """Metric units where one Blender unit reads as one millimetre."""
-    scene.unit_settings.system = "METRIC"
-    scene.unit_settings.scale_length = 0.001
-    scene.unit_settings.length_unit = "MILLIMETERS"
-
-
 def _point_radius(vertices_cv: np.ndarray, camera) -> float:
     """About half the spacing of neighbouring pixels at the median depth."""
     depth = float(np.median(np.abs(vertices_cv[:, 2]))) if len(vertices_cv) else 1.0
@@ -107,10 +101,8 @@ def _point_radius(vertices_cv: np.ndarray, camera) -> float:
     return max(depth * 1e-3, 1e-5)
 
 
-# Scene settings an import changes (units, render size, scene camera), restored on failure.
-# The unit system comes before the length unit, whose choices depend on it.
+# Scene settings an import changes (render size, scene camera), restored on failure.
 SCENE_SETTINGS = (
-    ("unit_settings", "system"), ("unit_settings", "scale_length"), ("unit_settings", "length_unit"),
     ("render", "resolution_x"), ("render", "resolution_y"), ("render", "resolution_percentage"),
     ("render", "pixel_aspect_x"), ("render", "pixel_aspect_y"),
 )
@@ -202,11 +194,11 @@ def _create(scene, result: ResultFile, created: _Created, *, name, image, shadin
     obj = bpy.data.objects.new(label, mesh)
     collection.objects.link(obj)
     imported.objects.append(obj)
-    # Metric results keep their true size in a scene whose unit scale is not 1 (for
-    # example millimetres after a print solid): the object is scaled, the camera at the
-    # origin sees the same picture, since scaling about the camera centre keeps projections.
-    to_scene = metres_to_scene_units(scene) if kind != "solid" else 1.0
-    obj.scale = (to_scene,) * 3
+    # Every result comes in at its true size in the scene's own units, whatever they are: the
+    # object is scaled (a solid's millimetres by 0.001 first), and the scene's unit settings are
+    # left alone. Scaling about the camera centre keeps what the photo's camera sees.
+    to_scene = metres_to_scene_units(scene)
+    obj.scale = ((0.001 if kind == "solid" else 1.0) * to_scene,) * 3
 
     photo = _photo_image(result, image, created) if kind != "solid" else None
     if kind == "mesh":
@@ -224,7 +216,6 @@ def _create(scene, result: ResultFile, created: _Created, *, name, image, shadin
         modifier = obj.modifiers.new("Mesh to Points", "NODES")
         modifier.node_group = group
     else:
-        set_millimetre_units(scene)
         material = materials.color_attribute_material(f"{name} solid", "Col", "PRINCIPLED")
         mesh.materials.append(material)
 

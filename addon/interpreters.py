@@ -12,6 +12,27 @@ from .backend_setup import venv_python
 PROBE = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('ppd_core') else 3)"
 
 
+def resolve(python: str) -> str:
+    """The interpreter file a setting names: a path, or a bare name on PATH (as Check finds it).
+    Raises ValueError with the fix when there is none."""
+    python = python.strip()
+    if not python:
+        raise ValueError("No Python interpreter set: open Preferences > Add-ons > Depth from Image and use "
+                         "Set up backend (or Detect)")
+    if os.path.isdir(python):
+        raise ValueError(f"The Python interpreter is a folder: {python}; choose the python executable inside "
+                         f"it ({os.path.join(python, 'Scripts' if os.name == 'nt' else 'bin', 'python')})")
+    if os.sep not in python and (os.altsep is None or os.altsep not in python):
+        found = shutil.which(python)
+        if found is None:
+            raise ValueError(f"Python interpreter not found: {python} is not on PATH; set its full path in the "
+                             "add-on preferences")
+        return found
+    if not os.path.isfile(python):
+        raise ValueError(f"Python interpreter not found: {python} (set it in the add-on preferences)")
+    return python
+
+
 def candidate_interpreters(setup_venv: str | None = None, environ: dict | None = None) -> list:
     """Existing interpreters, most likely first: the set-up environment, the active venv or
     conda environment, then python3 / python on PATH (not the Microsoft Store alias).
@@ -47,7 +68,8 @@ def has_worker_package(python: str, timeout: float = 15.0) -> bool:
 
 
 def detect(setup_venv: str | None = None) -> tuple:
-    """(best interpreter or "", every candidate with whether it has the package)."""
+    """(the first interpreter that has Depth from Image installed, or "" when none has;
+    every candidate with whether it has it)."""
     report = [(path, has_worker_package(path)) for path in candidate_interpreters(setup_venv)]
-    best = next((path for path, ok in report if ok), report[0][0] if report else "")
+    best = next((path for path, ok in report if ok), "")
     return best, report

@@ -6,10 +6,11 @@ the Cancel button asks the run to stop. Only one run at a time (see `poll`).
 
 from __future__ import annotations
 
+import fnmatch
 import os
 
 import bpy
-from bpy.props import BoolProperty, StringProperty
+from bpy.props import BoolProperty, CollectionProperty, StringProperty
 
 from . import session
 
@@ -132,7 +133,45 @@ class DEPTH_OT_choose_photo(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (DEPTH_OT_from_image, DEPTH_OT_cancel, DEPTH_OT_choose_photo)
+def _is_photo(name: str) -> bool:
+    return any(fnmatch.fnmatch(name.lower(), pattern) for pattern in PHOTO_GLOB.split(";"))
+
+
+class DEPTH_OT_choose_photos(bpy.types.Operator):
+    """Choose several photos (select them in the file browser) or a folder of photos, for one queue"""
+
+    bl_idname = "depth_from_image.choose_photos"
+    bl_label = "Choose Photos"
+    bl_options = {"REGISTER", "UNDO"}
+
+    directory: StringProperty(subtype="DIR_PATH", options={"SKIP_SAVE"})
+    files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})
+    filter_image: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    filter_folder: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    filter_glob: StringProperty(default=PHOTO_GLOB, options={"HIDDEN", "SKIP_SAVE"})
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        folder = bpy.path.abspath(self.directory)
+        names = [item.name for item in self.files if item.name]
+        if not names and os.path.isdir(folder):  # a folder chosen without files: every photo in it
+            names = sorted(name for name in os.listdir(folder) if _is_photo(name))
+        paths = [os.path.join(folder, name) for name in names if os.path.isfile(os.path.join(folder, name))]
+        if not paths:
+            self.report({"ERROR"}, f"No photos chosen (none in {folder})")
+            return {"CANCELLED"}
+        settings = context.scene.depth_from_image
+        settings.photo_files.clear()
+        for path in paths:
+            settings.photo_files.add().path = path
+        settings.photo_source = "FILES"
+        return {"FINISHED"}
+
+
+CLASSES = (DEPTH_OT_from_image, DEPTH_OT_cancel, DEPTH_OT_choose_photo, DEPTH_OT_choose_photos)
 
 
 def register() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import bpy
 
-from . import session
-from .operators import DEPTH_OT_cancel, DEPTH_OT_choose_photo, DEPTH_OT_from_image
+from . import session, status
+from .operators import DEPTH_OT_cancel, DEPTH_OT_choose_photo, DEPTH_OT_choose_photos, DEPTH_OT_from_image
 from .ui_text import chars_per_line, wrapped_label
 
 
@@ -21,6 +21,7 @@ class VIEW3D_PT_depth_from_image(bpy.types.Panel):
         layout.use_property_decorate = False
         settings = context.scene.depth_from_image
         state = context.window_manager.depth_from_image
+        status.draw(layout, context, chars_per_line(context))
 
         col = layout.column()
         col.prop(settings, "photo_source", expand=True)
@@ -28,6 +29,11 @@ class VIEW3D_PT_depth_from_image(bpy.types.Panel):
             row = col.row(align=True)
             row.prop(settings, "photo_path", text="File")
             row.operator(DEPTH_OT_choose_photo.bl_idname, text="", icon="FILEBROWSER")
+        elif settings.photo_source == "FILES":
+            row = col.row(align=True)
+            count = len(settings.photo_files)
+            row.label(text=f"{count} photo{'s' if count != 1 else ''}" if count else "No photos chosen")
+            row.operator(DEPTH_OT_choose_photos.bl_idname, text="Choose", icon="FILEBROWSER")
         else:
             col.template_ID(settings, "photo_image", open="image.open")
 

@@ -88,18 +88,32 @@ def _packed_copy(image: bpy.types.Image, folder: str) -> str:
     return path
 
 
+def _photo_file(path: str) -> SourcePhoto:
+    """A photo file the user named ("//" relative to the saved .blend)."""
+    if path.startswith("//") and not bpy.data.is_saved:
+        raise PhotoError(f"{path} is relative to the .blend file, which is not saved yet: save it, or choose the "
+                         "photo again")
+    path = os.path.abspath(bpy.path.abspath(path))
+    if not os.path.isfile(path):
+        raise PhotoError(f"Photo not found: {path}")
+    return SourcePhoto(path=path, image_name="", name=display_name(path))
+
+
+def resolve_photos(settings, temp_folder: str) -> list:
+    """The photos named by the sidebar settings (one, or the chosen files); raises PhotoError with the fix."""
+    if settings.photo_source == "FILES":
+        if not len(settings.photo_files):
+            raise PhotoError("No photos chosen: pick photo files or a folder in the Depth panel")
+        return [_photo_file(item.path) for item in settings.photo_files]
+    return [resolve_photo(settings, temp_folder)]
+
+
 def resolve_photo(settings, temp_folder: str) -> SourcePhoto:
-    """The photo named by the sidebar settings; raises PhotoError with the fix."""
+    """The one photo named by the sidebar settings (a file or a Blender image); raises PhotoError with the fix."""
     if settings.photo_source == "FILE":
         if not settings.photo_path:
             raise PhotoError("No photo chosen: pick a photo file in the Depth panel")
-        if settings.photo_path.startswith("//") and not bpy.data.is_saved:
-            raise PhotoError(f"{settings.photo_path} is relative to the .blend file, which is not saved yet: "
-                             "save it, or choose the photo again")
-        path = os.path.abspath(bpy.path.abspath(settings.photo_path))
-        if not os.path.isfile(path):
-            raise PhotoError(f"Photo not found: {path}")
-        return SourcePhoto(path=path, image_name="", name=display_name(path))
+        return _photo_file(settings.photo_path)
 
     image = settings.photo_image
     if image is None:

@@ -10,6 +10,7 @@ import bpy
 import numpy as np
 from bpy.props import (
     BoolProperty,
+    CollectionProperty,
     EnumProperty,
     FloatProperty,
     IntProperty,
@@ -24,7 +25,9 @@ from .materials import SHADING_ITEMS
 RESOLUTIONS = {"PREVIEW": 256 * 192, "FAST": 512 * 384, "STANDARD": DEFAULT_RESOLUTION, "HIGH": 1536 * 1152}
 PRESET_WORDS = {"tabletop": ("Tabletop", "Objects on a table"), "indoor": ("Indoor", "A room"),
                 "outdoor": ("Outdoor", "Streets and landscapes")}
-PRESET_ITEMS = (*((key, PRESET_WORDS[key][0], f"{PRESET_WORDS[key][1]}, about {near:g} to {far:g} m away")
+PRESET_ITEMS = (("auto", "Auto", f"MoGe-2's metric scale when its weights are there, else "
+                                 f"{PRESET_WORDS[DEFAULT_PRESET][0]}"),
+                *((key, PRESET_WORDS[key][0], f"{PRESET_WORDS[key][1]}, about {near:g} to {far:g} m away")
                   for key, (near, far) in PRESETS.items()),
                 ("custom", "Custom", "Set the nearest and farthest depth yourself"))
 INT32 = (-(2**31), 2**31 - 1)  # what an IntProperty holds
@@ -69,6 +72,12 @@ def auto_resolution(device: str, handshake: dict) -> int:
     return RESOLUTIONS["STANDARD"]
 
 
+class PhotoFile(bpy.types.PropertyGroup):
+    """One photo of a queue."""
+
+    path: StringProperty(name="Path", subtype="FILE_PATH")
+
+
 class DepthFromImageSettings(bpy.types.PropertyGroup):
     """What to make from which photo: Scene.depth_from_image."""
 
@@ -77,9 +86,13 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
         items=(
             ("FILE", "File", "A photo file on disk"),
             ("IMAGE", "Image", "An image already loaded in Blender (packed images too)"),
+            ("FILES", "Several", "Several photo files or a folder of photos, run one after another, each into "
+                                 "its own collection"),
         ),
         default="FILE",
     )
+    photo_files: CollectionProperty(type=PhotoFile, name="Photos",
+                                     description="The photos of a queue (Choose Photos or Choose Folder)")
     # A plain string browsed with DEPTH_OT_choose_photo, whose file browser shows images only
     # (a FILE_PATH property's own browser shows every file); "//" paths still work.
     photo_path: StringProperty(
@@ -130,7 +143,7 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
     preset: EnumProperty(
         name="Depth Range", description="How far the nearest and farthest surfaces are, in metres",
         items=PRESET_ITEMS,
-        default=DEFAULT_PRESET,
+        default="auto",
     )
     # Plain numbers in metres: a LENGTH unit would follow the scene's unit scale, so after a
     # print solid set millimetres, "0.8" would read as 0.8 mm yet be sent as 0.8 m.
@@ -139,10 +152,10 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
     fov_source: EnumProperty(
         name="Field of View", description="Where the camera's field of view comes from",
         items=(
-            ("EXIF", "From EXIF", "Use the photo's focal length from EXIF (a default when it has none)"),
+            ("AUTO", "Auto", f"The photo's EXIF focal length, else MoGe-2's estimate, else {DEFAULT_HFOV_DEG:g} degrees"),
             ("MANUAL", "Manual", "Set the horizontal field of view"),
         ),
-        default="EXIF",
+        default="AUTO",
     )
     fov: option_property("fov", "Horizontal FOV", default=DEFAULT_HFOV_DEG)
     edge_strength: option_property("edge_strength", "Edge Strength", subtype="FACTOR")
@@ -176,12 +189,13 @@ def job_options(settings: DepthFromImageSettings, prefs) -> dict:
         "resolution": RESOLUTIONS.get(settings.resolution),  # None: Auto, chosen once the worker is up
         "device": prefs.device,
         "precision": prefs.precision,
+        "semantics": prefs.semantics,
         "seed": settings.seed,
     }
     if settings.preset == "custom":
         options["near"] = settings.near
         options["far"] = settings.far
-    else:
+    elif settings.preset != "auto":
         options["preset"] = settings.preset
     if settings.fov_source == "MANUAL":
         options["fov"] = settings.fov
@@ -190,7 +204,7 @@ def job_options(settings: DepthFromImageSettings, prefs) -> dict:
     return options
 
 
-CLASSES = (DepthFromImageSettings, DepthFromImageRunState)
+CLASSES = (PhotoFile, DepthFromImageSettings, DepthFromImageRunState)
 
 
 def register() -> None:

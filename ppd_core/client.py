@@ -1,8 +1,8 @@
 """Start and talk to the inference worker (`python -m ppd_core.worker`) from any Python.
 
-Standard library only, and no import from the rest of `ppd_core`: the Blender add-on ships
-this one file, and Blender's Python has neither torch nor this package. The worker runs
-with the interpreter the user chose; the two speak JSON lines (see docs/protocol.md).
+Standard library only (with `ppd_core.worker_process`, the process side): the Blender
+add-on imports it from the wheel it carries, and Blender's Python has no torch. The worker
+runs with the interpreter the user chose; the two speak JSON lines (see docs/protocol.md).
 Events are read on a background thread, so `poll()` never blocks Blender's UI.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import signal
 import subprocess
 import tempfile
 import threading
@@ -19,55 +18,15 @@ import time
 import uuid
 from typing import Any, Optional
 
+from ppd_core.worker_process import (PACKAGE_PIP_NAME, WorkerError, describe_exit, read_log_tail, spawn_worker,
+                                     stop_process)
+
 PROTOCOL_VERSION = 2
 """Both ends' version of the wire format (the worker reads it from here): 2 since the job
 option "depth" became "depth_file"."""
-WORKER_MODULE = "ppd_core.worker"
-PACKAGE_PIP_NAME = "depth-from-image"
 DEFAULT_EVENT_TIMEOUT = 600.0
-LOG_TAIL_LINES = 12
 
 _EOF = object()
-
-
-class WorkerError(Exception):
-    """The worker could not be started or used; `kind` says why, the message how to fix it.
-
-    Kinds: interpreter_not_found, package_missing, torch_missing, protocol_mismatch,
-    start_failed, start_timeout, not_running. `log_tail` holds the last lines of the
-    worker's log when they help.
-    """
-
-    def __init__(self, kind: str, message: str, log_tail: Optional[list] = None) -> None:
-        super().__init__(" ".join(message.split()))
-        self.kind = kind
-        self.log_tail = list(log_tail or [])
-
-
-def read_log_tail(path: str, lines: int = LOG_TAIL_LINES, start: int = 0) -> list:
-    """Return the last `lines` non-empty lines of a log file written after byte `start`
-    ([] if it cannot be read): a shared, appended log also holds earlier workers' lines."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(start, size - 16384))
-            text = handle.read().decode("utf-8", errors="replace")
-    except OSError:
-        return []
-    return [line.rstrip() for line in text.splitlines() if line.strip()][-lines:]
-
-
-def describe_exit(code: Optional[int]) -> str:
-    """Say how a process ended, naming the signal when it was killed by one."""
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            return f"killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
 
 
 def with_absolute_paths(job: dict) -> dict:
@@ -147,7 +106,7 @@ class WorkerClient:
         """Start the worker and wait for its handshake; return the handshake event."""
         if self._proc is not None or self._stopped:
             raise WorkerError("not_running", "this worker client was already started or closed; make a new one")
-        self._proc = self._spawn()
+        self._proc, self._log_start = spawn_worker(self.python, self.env, self.log_path)
         self._reader = threading.Thread(target=self._read_events, name="ppd-worker-events", daemon=True)
         self._reader.start()
         try:
@@ -157,53 +116,6 @@ class WorkerClient:
             raise
         self._last_sign = time.monotonic()
         return self.handshake
-
-    def _spawn(self) -> subprocess.Popen:
-        env = dict(os.environ)
-        for key, value in self.env.items():
-            if value is None:
-                env.pop(key, None)
-            else:
-                env[key] = str(value)
-        env["PYTHONIOENCODING"] = "utf-8"
-        platform_args: dict = {}
-        if os.name == "nt":
-            platform_args["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0) | getattr(
-                subprocess, "CREATE_NEW_PROCESS_GROUP", 0
-            )
-        else:
-            # Its own session: a Ctrl-C in Blender's terminal must not kill a running job.
-            platform_args["start_new_session"] = True
-        try:
-            log = open(self.log_path, "ab")
-        except OSError as exc:
-            raise WorkerError("start_failed", f"cannot write the worker log {self.log_path}: {exc.strerror}") from exc
-        self._log_start = log.tell()
-        try:
-            return subprocess.Popen(
-                [self.python, "-m", WORKER_MODULE],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env=env,
-                # A neutral folder: `-m` puts the working folder on sys.path.
-                cwd=tempfile.gettempdir(),
-                **platform_args,
-            )
-        except FileNotFoundError as exc:
-            raise WorkerError(
-                "interpreter_not_found",
-                f"Python interpreter not found: {self.python}; set the path of a Python 3.10+ "
-                f"that has torch and {PACKAGE_PIP_NAME} installed",
-            ) from exc
-        except OSError as exc:
-            raise WorkerError(
-                "interpreter_not_found",
-                f"cannot run the Python interpreter {self.python}: {exc.strerror or exc}; "
-                "set the path of a Python executable (a file, not a folder)",
-            ) from exc
-        finally:
-            log.close()
 
     def _await_handshake(self, timeout: float) -> dict:
         deadline = time.monotonic() + timeout
@@ -240,7 +152,7 @@ class WorkerClient:
         if "No module named" in text and "ppd_core" in text:
             return WorkerError(
                 "package_missing",
-                f"{self.python} does not have the {PACKAGE_PIP_NAME} package (ppd_core); install it with: "
+                f"{self.python} does not have Depth from Image installed; install it with: "
                 f'"{self.python}" -m pip install {PACKAGE_PIP_NAME}',
                 tail,
             )
@@ -288,9 +200,9 @@ class WorkerClient:
     def poll(self) -> list:
         """Return the events received since the last call, without blocking; never raises.
 
-        A dead worker yields one {"type": "error", "kind": "worker_crashed"} event, and a
-        job silent for longer than `event_timeout` yields kind "timeout" (the worker is
-        then stopped, as it is hung).
+        A dead worker yields a {"type": "error", "kind": "worker_crashed"} event for every job
+        still waiting for an answer, and a job silent for longer than `event_timeout` yields
+        kind "timeout" for every waiting job (the worker is then stopped, as it is hung).
         """
         events = []
         while True:
@@ -299,22 +211,20 @@ class WorkerClient:
             except queue.Empty:
                 break
             if event is _EOF:
-                crash = self._crash_event()
-                if crash is not None:
-                    events.append(crash)
+                events.extend(self._crash_events())
                 continue
             self._last_sign = time.monotonic()
             if event.get("type") in ("result", "error") and event.get("id") in self._pending:
                 self._pending.remove(event["id"])
             events.append(event)
-        timeout = self._timeout_event()
-        if timeout is not None:
-            events.append(timeout)
+        events.extend(self._timeout_events())
         return events
 
-    def _crash_event(self) -> Optional[dict]:
+    def _crash_events(self) -> list:
+        """One worker_crashed error per job still waiting for an answer (one with id None when
+        none was), so every queued job learns its fate, not only the running one."""
         if self._stopped or self._proc is None:
-            return None
+            return []
         try:
             code = self._proc.wait(timeout=1)
         except subprocess.TimeoutExpired:  # it closed its stdout but lives on: it cannot talk, stop it
@@ -322,34 +232,23 @@ class WorkerClient:
             code = self._proc.returncode
         self._stopped = True
         tail = read_log_tail(self.log_path, start=self._log_start)
-        job_id = self._pending[0] if self._pending else None
-        self._pending.clear()
-        return {
-            "type": "error",
-            "id": job_id,
-            "kind": "worker_crashed",
-            "message": f"the worker stopped unexpectedly ({describe_exit(code)}); "
-            f"its log {self.log_path} ends: {' | '.join(tail[-3:]) or '(empty)'}",
-            "exit_code": code,
-            "log_tail": tail,
-        }
+        pending, self._pending = self._pending or [None], []
+        message = (f"the worker stopped unexpectedly ({describe_exit(code)}); "
+                   f"its log {self.log_path} ends: {' | '.join(tail[-3:]) or '(empty)'}")
+        return [{"type": "error", "id": job_id, "kind": "worker_crashed", "message": message, "exit_code": code,
+                 "log_tail": tail} for job_id in pending]
 
-    def _timeout_event(self) -> Optional[dict]:
+    def _timeout_events(self) -> list:
+        """A timeout error for every waiting job once the worker has been silent too long."""
         if not self._pending or self._stopped:
-            return None
+            return []
         silent = time.monotonic() - self._last_sign
         if silent <= self.event_timeout:
-            return None
-        job_id = self._pending[0]
-        self._pending.clear()
+            return []
+        pending, self._pending = self._pending, []
         self._stop_process(1.0)
-        return {
-            "type": "error",
-            "id": job_id,
-            "kind": "timeout",
-            "message": f"the worker gave no sign of life for {silent:.0f} s and was stopped; "
-            f"see its log {self.log_path}",
-        }
+        message = f"the worker gave no sign of life for {silent:.0f} s and was stopped; see its log {self.log_path}"
+        return [{"type": "error", "id": job_id, "kind": "timeout", "message": message} for job_id in pending]
 
     # -- requests ------------------------------------------------------------------------
 
@@ -409,27 +308,16 @@ class WorkerClient:
 
     def _stop_process(self, timeout: float) -> None:
         self._stopped = True
-        proc = self._proc
         with self._write_lock:
             try:
-                proc.stdin.close()
+                self._proc.stdin.close()
             except (OSError, ValueError):
                 pass
-        for stop in (None, proc.terminate, proc.kill):
-            if stop is not None:
-                try:
-                    stop()
-                except OSError:
-                    pass
-            try:
-                proc.wait(timeout=timeout)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop_process(self._proc, timeout)
         if self._reader is not None:
             self._reader.join(timeout=timeout)
         try:
-            proc.stdout.close()
+            self._proc.stdout.close()
         except (OSError, ValueError):
             pass
 

@@ -25,6 +25,8 @@ USER_DIR = tempfile.mkdtemp(prefix="ppd-blender-user-")
 atexit.register(shutil.rmtree, USER_DIR, ignore_errors=True)
 if "bpy" not in sys.modules:
     os.environ["BLENDER_USER_RESOURCES"] = USER_DIR
+# The add-on keeps its backend, weights and logs in the user's data folder: a private one here.
+os.environ.setdefault("XDG_DATA_HOME", os.path.join(USER_DIR, "data"))
 
 bpy = pytest.importorskip("bpy", reason="bpy (Blender as a module) is needed for the add-on tests")
 
@@ -244,11 +246,26 @@ def worker_env() -> dict:
     return dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
 
 
-def write_small_weights(folder: Path) -> Path:
-    """The small random-weight checkpoint of tests/checkpoints.py, written by WORKER_PYTHON."""
-    code = "import sys; from tests.checkpoints import write_small_weights; write_small_weights(sys.argv[1])"
+def write_small_weights(folder: Path, writer: str = "write_small_weights") -> Path:
+    """A small random-weight checkpoint of tests/checkpoints.py (`writer` names which), written by WORKER_PYTHON."""
+    code = f"import sys; from tests.checkpoints import {writer}; {writer}(sys.argv[1])"
     done = subprocess.run([WORKER_PYTHON, "-c", code, str(folder)], capture_output=True, text=True,
                           cwd=REPO, env=worker_env(), check=False)
     if done.returncode != 0:
         pytest.skip(f"no worker Python with torch: {done.stderr.strip().splitlines()[-1:]}")
     return folder
+
+
+def drive(session, timeout=240.0, on_step=None):
+    """Call the add-on's timer step until the run ends; return the outcome."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        outcome = session.SESSION.step(bpy.context)
+        if on_step is not None:
+            on_step()
+        if outcome != session.RUNNING:
+            return outcome
+        assert time.monotonic() < deadline, "the run did not finish in time"
+        time.sleep(0.02)

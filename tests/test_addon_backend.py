@@ -50,13 +50,51 @@ def test_macos_uses_the_default_index_for_mps(setup_mod):
 
 def test_setup_commands_create_the_venv_then_install_torch_then_the_package(setup_mod, tmp_path):
     venv = str(tmp_path / "env")
-    commands = setup_mod.setup_commands("/usr/bin/python3", venv, "https://download.pytorch.org/whl/cpu")
+    commands = setup_mod.setup_commands("/usr/bin/python3", venv, "https://download.pytorch.org/whl/cpu",
+                                        ["/ext/wheels/depth_from_image-0.1.0-py3-none-any.whl"])
     python = setup_mod.venv_python(venv)
     assert commands[0] == ["/usr/bin/python3", "-m", "venv", venv]
     assert commands[2] == [python, "-m", "pip", "install", "torch", "--index-url",
                            "https://download.pytorch.org/whl/cpu"]
-    assert commands[3] == [python, "-m", "pip", "install", "depth-from-image==0.1.0"]
+    assert commands[3] == [python, "-m", "pip", "install", "/ext/wheels/depth_from_image-0.1.0-py3-none-any.whl"]
+    shared = setup_mod.setup_commands("/usr/bin/python3", venv, None, ["x"], system_site_packages=True)
+    assert shared[0] == ["/usr/bin/python3", "-m", "venv", "--system-site-packages", venv]
     assert setup_mod.format_command(["/a b/python", "-m", "venv"]) == '"/a b/python" -m venv'
+
+
+def test_the_package_is_the_bundled_wheel_unless_overridden(setup_mod, tmp_path):
+    (tmp_path / "wheels").mkdir()
+    assert setup_mod.bundled_wheel(str(tmp_path)) is None
+    with pytest.raises(ValueError, match="carries no wheel"):
+        setup_mod.package_arguments("", None)
+    wheel = tmp_path / "wheels" / "depth_from_image-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"")
+    assert setup_mod.package_arguments("", setup_mod.bundled_wheel(str(tmp_path))) == [str(wheel)]
+    assert setup_mod.package_arguments(f"  {tmp_path}  ", str(wheel)) == [str(tmp_path)]  # a source folder
+    assert setup_mod.package_arguments("depth-from-image>=0.2", str(wheel)) == ["depth-from-image>=0.2"]
+    assert setup_mod.package_arguments("other.whl", None) == [os.path.abspath("other.whl")]
+
+
+def test_the_backend_lives_outside_the_extension(setup_mod):
+    assert setup_mod.backend_home("Linux", {"XDG_DATA_HOME": "/data"}) == "/data/depth-from-image"
+    assert setup_mod.backend_home("Windows", {"LOCALAPPDATA": r"C:\\Users\\me\\AppData\\Local"}).endswith(
+        "depth-from-image")
+    assert "Application Support" in setup_mod.backend_home("Darwin", {})
+
+
+@pytest.mark.parametrize("lines, cause", [
+    (["Looking in indexes: https://pypi.org/simple",
+      "WARNING: Retrying ... NewConnectionError('<pip._vendor.urllib3.connection.HTTPSConnection>: Failed to "
+      "establish a new connection: [Errno -2] Name or service not known')",
+      "ERROR: Could not find a version that satisfies the requirement filelock (from torch)",
+      "ERROR: No matching distribution found for filelock"], "Name or service not known"),
+    (["Collecting torch", "ERROR: Could not install packages due to an OSError: [Errno 28] No space left on device"],
+     "No space left on device"),
+    (["Collecting nothing", "ERROR: Invalid requirement: 'depth from image'"], "ERROR: Invalid requirement"),
+    (["something went wrong"], "something went wrong"),
+])
+def test_the_root_cause_of_a_failed_step_is_its_telling_line(setup_mod, lines, cause):
+    assert cause in setup_mod.root_cause(lines)
 
 
 def test_failed_setup_reports_the_command_and_logs_it(setup_mod, tmp_path):
@@ -65,14 +103,15 @@ def test_failed_setup_reports_the_command_and_logs_it(setup_mod, tmp_path):
     failing = tmp_path / "python-that-fails"
     failing.write_text("#!/bin/sh\necho 'venv: permission denied' >&2\nexit 3\n")
     failing.chmod(failing.stat().st_mode | stat.S_IXUSR)
-    setup = setup_mod.BackendSetup(str(tmp_path / "env"), str(log), base_python=str(failing))
+    setup = setup_mod.BackendSetup(str(tmp_path / "env"), str(log), package=["x"], base_python=str(failing))
     setup.start()
     deadline = time.monotonic() + 60
     while not setup.status().done:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     status = setup.status()
-    assert "failed with exit code 3" in status.error and str(failing) in status.error
+    assert "Creating the environment failed (exit code 3)" in status.error and str(failing) in status.error
+    assert status.cause == "venv: permission denied" and status.reason  # why these wheels, kept
     assert status.commands[0].startswith(str(failing)) and len(status.commands) == 4
     text = log.read_text()
     assert f"$ {failing} -m venv" in text and "venv: permission denied" in text
@@ -112,12 +151,12 @@ def _installed() -> bool:
 
 
 def test_check_shows_versions_and_devices_or_the_problem(tmp_path, monkeypatch):
-    preferences = addon("preferences")
-    client = addon("preferences").worker_client
+    preferences = addon("backend_ops")
+    client = preferences.worker_client
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     handshake = client.check_interpreter(WORKER_PYTHON, 120, log_path=str(tmp_path / "w.log"))
     ok, text = preferences.check_result_text(handshake)
-    assert ok and text.startswith("OK: depth-from-image 0.1.0, torch ") and "devices: cpu (" in text
+    assert ok and text.startswith("OK: Depth from Image 0.1.0, torch ") and "devices: cpu (" in text
     try:
         client.check_interpreter(str(tmp_path / "missing" / "python"), 10)
     except client.WorkerError as error:

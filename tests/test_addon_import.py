@@ -14,7 +14,6 @@ from tests.blender_harness import (
     WORKER_PYTHON,
     addon,
     bpy,
-    clear_scene,
     datablock_counts,
     grid_result,
     projected_pixels,
@@ -111,16 +110,23 @@ def test_point_cloud_has_colours_and_mesh_to_points(importer, tmp_path):
     assert rendered == [200]
 
 
-def test_print_solid_sets_millimetres(importer, tmp_path):
+def test_print_solid_comes_in_at_its_true_size_and_leaves_the_scene_units_alone(importer, tmp_path):
     arrays = grid_result(width=8, height=6)
     arrays["vertices"] = arrays["vertices"] * 1000.0
     npz = write_result_npz(tmp_path / "s.npz", arrays, kind="solid")
     scene = bpy.context.scene
+    units = (scene.unit_settings.system, scene.unit_settings.scale_length, scene.unit_settings.length_unit)
     result = importer.import_result(scene, str(npz), name="relief")
     obj = result.objects[0]
     assert obj.name == "relief solid" and result.camera is None
-    assert scene.unit_settings.length_unit == "MILLIMETERS" and scene.unit_settings.scale_length == pytest.approx(0.001)
-    np.testing.assert_allclose(np.array(obj.data.vertices[7].co), arrays["vertices"][7], rtol=1e-6)
+    assert (scene.unit_settings.system, scene.unit_settings.scale_length, scene.unit_settings.length_unit) == units
+    np.testing.assert_allclose(np.array(obj.data.vertices[7].co), arrays["vertices"][7], rtol=1e-6)  # millimetres
+    bpy.context.view_layer.update()
+    world = obj.matrix_world @ obj.data.vertices[7].co
+    np.testing.assert_allclose(np.array(world), arrays["vertices"][7] / 1000.0, rtol=1e-5)  # metres in the scene
+    mesh = write_result_npz(tmp_path / "m.npz", grid_result(width=6, height=4))
+    later = importer.import_result(scene, str(mesh), name="later").objects[0]
+    assert tuple(later.scale) == (1.0, 1.0, 1.0)  # later imports keep their own scale
 
 
 def test_bad_npz_leaves_nothing_behind(importer, tmp_path):
@@ -277,10 +283,11 @@ def test_odd_photo_names_and_repeated_imports_never_clobber(importer, tmp_path):
 
 
 def test_mesh_keeps_its_true_size_in_a_millimetre_scene(importer, tmp_path):
-    """After a print solid switched the scene to millimetres, a metric mesh still measures
-    in metres (scaled object) and still lines up with its pixels through the camera."""
+    """In a scene the user set to millimetres, a metric mesh still measures in metres (scaled
+    object) and still lines up with its pixels through the camera."""
     scene = bpy.context.scene
-    importer.set_millimetre_units(scene)
+    scene.unit_settings.system, scene.unit_settings.scale_length = "METRIC", 0.001
+    scene.unit_settings.length_unit = "MILLIMETERS"
     arrays = grid_result(width=32, height=24, fx=40.0, cx=15.0, cy=12.5, seed=9)
     result = importer.import_result(scene, str(write_result_npz(tmp_path / "r.npz", arrays)), name="room")
     obj = result.objects[0]
@@ -296,7 +303,7 @@ def test_mesh_keeps_its_true_size_in_a_millimetre_scene(importer, tmp_path):
     scene.unit_settings.scale_length, scene.unit_settings.length_unit = 1.0, "METERS"
 
 
-def test_units_change_only_for_solids_and_imports_become_the_selection(importer, tmp_path):
+def test_imports_never_change_units_and_become_the_selection(importer, tmp_path):
     scene = bpy.context.scene
     scene.unit_settings.system, scene.unit_settings.scale_length = "METRIC", 1.0
     scene.unit_settings.length_unit = "METERS"
@@ -304,7 +311,7 @@ def test_units_change_only_for_solids_and_imports_become_the_selection(importer,
     scene.collection.objects.link(other)
     other.select_set(True)
     view_layer = bpy.context.view_layer
-    for kind in ("mesh", "points"):
+    for kind in ("mesh", "points", "solid"):
         npz = write_result_npz(tmp_path / f"{kind}.npz", grid_result(width=6, height=4), kind=kind)
         result = importer.import_result(scene, str(npz), name=kind, view_layer=view_layer)
         assert scene.unit_settings.length_unit == "METERS" and scene.unit_settings.scale_length == 1.0

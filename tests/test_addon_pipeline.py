@@ -13,7 +13,6 @@ from tests.blender_harness import (
     WORKER_PYTHON,
     addon,
     bpy,
-    clear_scene,
     projected_pixels,
     render_through_camera,
     worker_env,
@@ -133,11 +132,10 @@ def test_print_solid_from_the_cli(importer, outputs):
     scene = bpy.context.scene
     result = importer.import_result(scene, str(outputs["solid"]), name="photo")
     obj = result.objects[0]
-    assert obj.name == "photo solid" and result.camera is None and tuple(obj.scale) == (1.0, 1.0, 1.0)
+    assert obj.name == "photo solid" and result.camera is None and tuple(obj.scale) == pytest.approx((0.001,) * 3)
     xs = np.empty(len(obj.data.vertices) * 3, np.float32)
     obj.data.vertices.foreach_get("co", xs)
     assert np.ptp(xs.reshape(-1, 3)[:, 0]) == pytest.approx(100.0, abs=0.05)  # the CLI's default width
-    assert (scene.unit_settings.length_unit, scene.unit_settings.scale_length) == ("MILLIMETERS", pytest.approx(0.001))
+    assert scene.unit_settings.scale_length == pytest.approx(1.0)  # the scene's units are left alone
     assert any(node.type == "ATTRIBUTE" and node.attribute_name == "Col"
                for node in obj.data.materials[0].node_tree.nodes)
-    scene.unit_settings.scale_length, scene.unit_settings.length_unit = 1.0, "METERS"

@@ -20,26 +20,14 @@ from tests.blender_harness import (
     WORKER_PYTHON,
     addon,
     bpy,
-    clear_scene,
     datablock_counts,
+    drive,
     grid_result,
     prefs,
     write_photo,
     write_result_npz,
     write_small_weights,
 )
-
-
-@pytest.fixture
-def session():
-    module = addon("session")
-    clear_scene()
-    state = bpy.context.window_manager.depth_from_image
-    state.last_error = state.last_result = ""
-    yield module
-    module.SESSION.request_cancel()
-    drive(module)
-    clear_scene()
 
 
 @pytest.fixture(scope="module")
@@ -62,19 +50,6 @@ def worker_env(monkeypatch, weights):
     p.python, p.weights_folder, p.device, p.precision = saved
 
 
-def drive(session, timeout=240.0, on_step=None):
-    """Call the timer step until the run ends; return the outcome."""
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = session.SESSION.step(bpy.context)
-        if on_step is not None:
-            on_step()
-        if outcome != session.RUNNING:
-            return outcome
-        assert time.monotonic() < deadline, "the run did not finish in time"
-        time.sleep(0.02)
-
-
 def test_bad_interpreter_path_is_a_clear_message_in_the_panel(session, tmp_path):
     prefs().python = "/nonexistent/bin/python3"
     bpy.context.scene.depth_from_image.photo_path = str(write_photo(tmp_path / "a.png", 8, 6))
@@ -95,7 +70,8 @@ def test_interpreter_without_the_package_fails_with_the_fix(session, tmp_path, m
     session.SESSION.start_run(bpy.context)
     assert drive(session, timeout=60) == session.FAILED
     error = bpy.context.window_manager.depth_from_image.last_error
-    assert "does not have the depth-from-image package" in error and "pip install" in error
+    assert "does not have Depth from Image installed" in error and "Set up backend" in error
+    assert "pip" not in error
 
 
 def test_missing_photo_and_bad_range_are_refused_before_any_work(session, tmp_path):
@@ -122,6 +98,21 @@ def test_missing_photo_and_bad_range_are_refused_before_any_work(session, tmp_pa
     settings.photo_source = "FILE"
 
 
+def test_end_to_end_with_moge_semantics_points_say_where_scale_and_camera_came_from(session, worker_env, tmp_path):
+    moge = write_small_weights(tmp_path / "moge", "write_small_ppd_moge")
+    prefs().weights_folder = str(moge)
+    photo = write_photo(tmp_path / "street.png", 64, 48, seed=4)
+    settings = bpy.context.scene.depth_from_image
+    settings.photo_source, settings.photo_path, settings.output = "FILE", str(photo), "POINTS"
+    settings.preset, settings.fov_source = "auto", "AUTO"
+    session.SESSION.start_run(bpy.context)
+    state = bpy.context.window_manager.depth_from_image
+    assert drive(session) == session.FINISHED, state.last_error
+    cloud = bpy.data.objects["street points"]
+    assert 0 < len(cloud.data.vertices) <= 64 * 48
+    assert "Scale: MoGe-2" in state.last_result and "camera: MoGe-2" in state.last_result
+
+
 def test_end_to_end_solid_then_packed_photo_with_one_worker(session, worker_env, tmp_path):
     """A random network's depth is noise, which a scene mesh would cut to nothing; print
     solids keep every pixel, so they carry the end-to-end runs (mesh import: test_addon_import)."""
@@ -145,7 +136,7 @@ def test_end_to_end_solid_then_packed_photo_with_one_worker(session, worker_env,
     assert state.last_result.startswith("garden solid: ") and not state.last_error
     xs = [v.co.x for v in solid.data.vertices]
     assert max(xs) - min(xs) == pytest.approx(80.0, abs=0.05)  # millimetres, as asked
-    assert bpy.context.scene.unit_settings.length_unit == "MILLIMETERS"
+    assert tuple(solid.scale) == pytest.approx((0.001,) * 3)  # 80 mm = 0.08 m in the scene, units untouched
     pid = session.SESSION.client.pid
 
     bpy.ops.ed.undo()
@@ -156,7 +147,7 @@ def test_end_to_end_solid_then_packed_photo_with_one_worker(session, worker_env,
     settings = bpy.context.scene.depth_from_image
     settings.photo_source, settings.photo_image = "IMAGE", packed
     session.SESSION.start_run(bpy.context)
-    copy = session.SESSION.run.photo.path
+    copy = session.SESSION.run.photos[0].photo.path
     assert copy.startswith(session.SESSION.run.temp_dir) and os.path.isfile(copy)
     assert drive(session) == session.FINISHED, state.last_error
     assert len(bpy.data.objects["packed solid"].data.polygons) > 0 and not os.path.exists(copy)
@@ -227,7 +218,7 @@ def test_interpreter_folder_says_which_file_to_pick(session, tmp_path):
 
 
 def test_unwritable_worker_log_is_a_message_not_a_stuck_run(session, tmp_path, monkeypatch):
-    preferences = addon("preferences")
+    preferences = addon("backend_ops")
 
     def no_log():
         raise PermissionError(13, "Permission denied", "/locked/worker.log")
@@ -300,18 +291,35 @@ def test_worker_respects_blenders_online_access(session, online, tmp_path):
     """Blender's "Allow Online Access" off: the worker runs with Hugging Face offline, and a
     change of the setting starts a new worker rather than reusing the old one."""
     log = str(tmp_path / "w.log")
+    p = prefs()
+    saved, p.weights_folder = p.weights_folder, ""
     online.use_online_access = False
-    session.SESSION._ensure_worker(WORKER_PYTHON, log, session.worker_environment())
+    session.SESSION._ensure_worker(WORKER_PYTHON, log, addon("backend_ops").worker_env(p))
     offline_client = session.SESSION.starter.client
     assert offline_client.env == {"HF_HUB_OFFLINE": "1"}
     message = session.error_text({"kind": "weights_missing", "message": "ppd.pth not found"})
     assert message.startswith("ppd.pth not found") and "online access is off" in message
+    assert "Download Weights" in message
     online.use_online_access = True
-    session.SESSION._ensure_worker(WORKER_PYTHON, log, session.worker_environment())
-    assert session.SESSION.starter.client is not offline_client and session.SESSION.starter.client.env == {}
-    assert session.error_text({"kind": "weights_missing", "message": "ppd.pth not found"}) == "ppd.pth not found"
+    p.weights_folder = str(tmp_path)
+    session.SESSION._ensure_worker(WORKER_PYTHON, log, addon("backend_ops").worker_env(p))
+    started = session.SESSION.starter.client
+    assert started is not offline_client and started.env == {"PPD_WEIGHTS": str(tmp_path)}
+    message = session.error_text({"kind": "weights_missing", "message": "ppd.pth not found"}, str(tmp_path))
+    assert "Weights Folder lacks files" in message and "online access" not in message
+    p.weights_folder = saved
     session.SESSION.shutdown()
     assert not offline_client.alive and session.SESSION.starter is None
+
+
+def import_as_a_result(session, photo, npz, temp_dir, job_id: str, create_camera: bool = True) -> str:
+    """Feed `npz` to the session as the worker's result of a one-photo run; return the outcome."""
+    item = session.QueuedPhoto(photo, str(npz), job_id=job_id)
+    run = session.Run(scene_name=bpy.context.scene.name, photos=[item], options={}, shading="EMISSION",
+                      create_camera=create_camera, temp_dir=str(temp_dir), submitted=True)
+    session.SESSION.run = run
+    session.SESSION._handle(bpy.context, run, {"type": "result", "id": job_id, "outputs": {"npz": str(npz)}})
+    return session.SESSION._conclude(bpy.context, run)
 
 
 def test_import_survives_the_chosen_image_being_deleted_mid_run(session, tmp_path):
@@ -323,12 +331,9 @@ def test_import_survives_the_chosen_image_being_deleted_mid_run(session, tmp_pat
     temp_dir = tmp_path / "run"
     temp_dir.mkdir()
     npz = write_result_npz(temp_dir / "result.npz", grid_result(width=6, height=4), image_path=photo)
-    run = session.Run(scene_name=bpy.context.scene.name, photo=photos.SourcePhoto(str(photo), image.name, "desk"),
-                     options={}, shading="EMISSION", create_camera=True, temp_dir=str(temp_dir),
-                     npz_path=str(npz), job_id="job-1")
-    session.SESSION.run = run
+    source = photos.SourcePhoto(str(photo), image.name, "desk")
     bpy.data.images.remove(image)
-    outcome = session.SESSION._import(bpy.context, run, {"type": "result", "id": "job-1", "outputs": {"npz": str(npz)}})
+    outcome = import_as_a_result(session, source, npz, temp_dir, "job-1")
     assert outcome == session.FINISHED, bpy.context.window_manager.depth_from_image.last_error
     assert bpy.context.window_manager.depth_from_image.last_result.startswith("desk: 24 vertices, 30 faces in ")
     texture = next(n for n in bpy.data.objects["desk"].data.materials[0].node_tree.nodes if n.type == "TEX_IMAGE")
@@ -341,11 +346,8 @@ def test_a_point_cloud_result_is_counted_in_points(session, tmp_path):
     temp_dir = tmp_path / "run"
     temp_dir.mkdir()
     npz = write_result_npz(temp_dir / "result.npz", grid_result(width=6, height=4), kind="points")
-    run = session.Run(scene_name=bpy.context.scene.name, photo=photos.SourcePhoto(str(tmp_path / "x.png"), "", "cloud"),
-                     options={}, shading="EMISSION", create_camera=False, temp_dir=str(temp_dir),
-                     npz_path=str(npz), job_id="job-2")
-    session.SESSION.run = run
-    assert session.SESSION._import(bpy.context, run, {"type": "result", "id": "job-2"}) == session.FINISHED
+    source = photos.SourcePhoto(str(tmp_path / "x.png"), "", "cloud")
+    assert import_as_a_result(session, source, npz, temp_dir, "job-2", create_camera=False) == session.FINISHED
     assert bpy.context.window_manager.depth_from_image.last_result.startswith("cloud points: 24 points in ")
 
 
@@ -356,11 +358,8 @@ def test_the_result_line_carries_the_importers_warning(session, tmp_path):
     temp_dir = tmp_path / "run"
     temp_dir.mkdir()
     npz = write_result_npz(temp_dir / "result.npz", grid_result(width=6, height=4), image_path=heic)
-    run = session.Run(scene_name=bpy.context.scene.name, photo=photos.SourcePhoto(str(heic), "", "IMG_7"),
-                     options={}, shading="EMISSION", create_camera=True, temp_dir=str(temp_dir),
-                     npz_path=str(npz), job_id="job-3")
-    session.SESSION.run = run
-    assert session.SESSION._import(bpy.context, run, {"type": "result", "id": "job-3"}) == session.FINISHED
+    source = photos.SourcePhoto(str(heic), "", "IMG_7")
+    assert import_as_a_result(session, source, npz, temp_dir, "job-3") == session.FINISHED
     result = bpy.context.window_manager.depth_from_image.last_result
     assert result.startswith("IMG_7: 24 vertices, 30 faces in ") and result.endswith(
         "Blender cannot read IMG_7.heic as a texture: the mesh shows its vertex colours")

@@ -12,11 +12,11 @@ import pytest
 from tests.blender_harness import DrawSelf, addon, bpy, prefs, write_photo
 
 
-def _drain_timers(preferences, timeout=60.0) -> None:
+def _drain_timers(backend_ops, timeout=60.0) -> None:
     """Background Blender runs no timers: call the preferences' poll functions until done."""
     deadline = time.monotonic() + timeout
-    while any(bpy.app.timers.is_registered(f) for f in preferences._timers):
-        for function in list(preferences._timers):
+    while any(bpy.app.timers.is_registered(f) for f in backend_ops._timers):
+        for function in list(backend_ops._timers):
             if bpy.app.timers.is_registered(function) and function() is None:
                 bpy.app.timers.unregister(function)
         assert time.monotonic() < deadline, "a background task did not finish"
@@ -51,8 +51,35 @@ def test_panel_shows_progress_and_cancel_while_running(monkeypatch):
     state.progress, state.stage = 0.4, "Depth: diffusion step 2/4"
     layout = _draw_panel()
     assert ("progress", "Depth: diffusion step 2/4", pytest.approx(0.4)) in layout.log
-    assert [b.idname for b in layout.operators()] == ["depth_from_image.choose_photo", "depth_from_image.cancel"]
+    ids = [b.idname for b in layout.operators()]
+    assert ids[-2:] == ["depth_from_image.choose_photo", "depth_from_image.cancel"] and "depth_from_image.run" not in ids
     assert "Esc also cancels" in layout.labels()
+
+
+def test_status_block_says_what_is_missing_with_its_fix(monkeypatch, tmp_path):
+    backend_ops, session = addon("backend_ops"), addon("session")
+    monkeypatch.setattr(session.SESSION, "client", None)
+    p = prefs()
+    saved = (p.python, p.weights_folder)
+    p.python, p.weights_folder = "", ""
+    monkeypatch.setitem(backend_ops.STATUS, "handshake", {})
+    layout = _draw_panel()
+    shown, ids = " ".join(layout.labels()), [b.idname for b in layout.operators()]
+    assert "Backend: not set up" in shown and "depth_from_image.setup_backend" in ids
+    assert "Weights: the Hugging Face cache (not checked yet)" in shown
+    p.python = "/usr/bin/python3"
+    monkeypatch.setitem(backend_ops.STATUS, "handshake", {
+        "python": "3.11.7", "torch": "2.13.0", "devices": [{"id": "cpu"}],
+        "weights": {"ready": False, "problem": "model weights missing: ppd.pth not in the Hugging Face cache"}})
+    layout = _draw_panel()
+    shown, ids = " ".join(layout.labels()), [b.idname for b in layout.operators()]
+    assert "Backend: Python 3.11.7, torch 2.13.0, devices cpu" in shown and "depth_from_image.setup_backend" not in ids
+    assert "Weights: model weights missing" in shown and "preferences.addon_show" in ids
+    backend_ops.STATUS["handshake"]["weights"] = {"ready": True, "model": "PPD with MoGe-2 semantics and MoGe-2 "
+                                                  "geometry", "folder": str(tmp_path)}
+    shown = "".join("".join(_draw_panel().labels()).split())  # long lines wrap: compare without blanks
+    assert "".join(f"Weights: PPD with MoGe-2 semantics and MoGe-2 geometry ({tmp_path})".split()) in shown
+    p.python, p.weights_folder = saved
 
 
 def test_progress_text_names_the_stage():
@@ -62,28 +89,30 @@ def test_progress_text_names_the_stage():
     assert session.progress_text({"stage": "lift"}) == "Points"
 
 
-def test_preferences_show_the_licences_and_both_model_cards():
-    preferences = addon("preferences")
+def test_preferences_show_every_weight_file_its_licence_and_model_card():
+    from ppd_core.weight_sources import SOURCES
+
+    addon("preferences")
     drawer = DrawSelf(prefs())
     type(prefs()).draw(drawer, bpy.context)
     text = " ".join(drawer.layout.labels())
-    assert "CC-BY-NC-4.0" in text and "non-commercial" in text
+    assert "CC-BY-NC-4.0" in text and "non-commercial" in text and "MIT" in text
+    assert all(source.name in text for source in SOURCES)
     urls = {getattr(b, "url", None) for b in drawer.layout.operators() if b.idname == "wm.url_open"}
-    assert urls == {"https://huggingface.co/gangweix/Pixel-Perfect-Depth",
-                    "https://huggingface.co/depth-anything/Depth-Anything-V2-Large"}
-    assert preferences.PPD_CARD in urls
+    assert {"https://huggingface.co/gangweix/Pixel-Perfect-Depth", "https://huggingface.co/Ruicheng/moge-2-vitl-normal",
+            "https://huggingface.co/depth-anything/Depth-Anything-V2-Large"} <= urls
 
 
 def test_check_with_a_bad_path_reports_it_in_the_preferences(tmp_path):
-    preferences = addon("preferences")
+    preferences, backend_ops = addon("preferences"), addon("backend_ops")
     prefs().python = str(tmp_path / "no" / "python")
     assert bpy.ops.depth_from_image.check_interpreter() == {"FINISHED"}
-    _drain_timers(preferences)
-    assert not preferences.STATUS["check_ok"]
-    assert preferences.STATUS["check"].startswith(f"Python interpreter not found: {tmp_path / 'no' / 'python'}")
+    _drain_timers(backend_ops)
+    assert not backend_ops.STATUS["check_ok"]
+    assert backend_ops.STATUS["check"].startswith(f"Python interpreter not found: {tmp_path / 'no' / 'python'}")
     drawer = DrawSelf(prefs())
     type(prefs()).draw(drawer, bpy.context)
-    _assert_shown_whole(drawer.layout, preferences.STATUS["check"], "ERROR", preferences.LABEL_WIDTH)
+    _assert_shown_whole(drawer.layout, backend_ops.STATUS["check"], "ERROR", preferences.LABEL_WIDTH)
 
 
 def _assert_shown_whole(layout, message: str, icon: str, width: int) -> None:
@@ -100,14 +129,14 @@ def _assert_shown_whole(layout, message: str, icon: str, width: int) -> None:
 
 
 def test_long_messages_wrap_in_the_panel_and_preferences(tmp_path):
-    preferences = addon("preferences")
-    message = (f'{tmp_path}/venv/bin/python does not have the depth-from-image package (ppd_core); install it '
+    preferences, backend_ops = addon("preferences"), addon("backend_ops")
+    message = (f'{tmp_path}/venv/bin/python does not have Depth from Image installed; install it '
                f'with: "{tmp_path}/venv/bin/python" -m pip install depth-from-image')
-    preferences.STATUS["check_ok"], preferences.STATUS["check"] = False, message
+    backend_ops.STATUS["check_ok"], backend_ops.STATUS["check"] = False, message
     drawer = DrawSelf(prefs())
     type(prefs()).draw(drawer, bpy.context)
     _assert_shown_whole(drawer.layout, message, "ERROR", preferences.LABEL_WIDTH)
-    preferences.STATUS["check"] = ""
+    backend_ops.STATUS["check"] = ""
     state = bpy.context.window_manager.depth_from_image
     state.last_error = message
     _assert_shown_whole(_draw_panel(), message, "ERROR", 60)
@@ -119,7 +148,7 @@ def test_long_messages_wrap_in_the_panel_and_preferences(tmp_path):
 
 def test_detect_returns_at_once_and_reports_later(tmp_path, monkeypatch):
     """Detect probes interpreters on a thread: a slow one does not hold the button."""
-    preferences = addon("preferences")
+    backend_ops = addon("backend_ops")
     slow = tmp_path / "bin" / "python3"
     slow.parent.mkdir()
     release = tmp_path / "release"
@@ -129,10 +158,10 @@ def test_detect_returns_at_once_and_reports_later(tmp_path, monkeypatch):
     monkeypatch.delenv("VIRTUAL_ENV", raising=False)
     monkeypatch.delenv("CONDA_PREFIX", raising=False)
     assert bpy.ops.depth_from_image.detect_interpreter() == {"FINISHED"}
-    assert "detect" in preferences._tasks and preferences._tasks["detect"].is_alive()  # still probing
+    assert "detect" in backend_ops._tasks and backend_ops._tasks["detect"].is_alive()  # still probing
     release.write_text("")
-    _drain_timers(preferences)
-    assert f"{slow}: lacks ppd_core" in preferences.STATUS["detect"]
+    _drain_timers(backend_ops)
+    assert f"{slow}: no Depth from Image" in backend_ops.STATUS["detect"]
 
 
 def test_preference_paths_never_stay_relative_to_the_open_blend(tmp_path):
@@ -194,17 +223,17 @@ def test_auto_resolution_is_preview_on_the_cpu_and_standard_on_a_gpu():
 
 
 def test_set_up_backend_refuses_without_online_access_and_says_so():
-    preferences = addon("preferences")
+    preferences, backend_ops = addon("preferences"), addon("backend_ops")
     system = bpy.context.preferences.system
-    before = system.use_online_access
+    before, earlier_setup = system.use_online_access, backend_ops.STATUS["setup"]
     system.use_online_access = False
     try:
         with pytest.raises(RuntimeError, match="allow online access in Preferences > System > Network"):
             bpy.ops.depth_from_image.setup_backend()
-        assert preferences.STATUS["setup"] is None  # nothing was started
+        assert backend_ops.STATUS["setup"] is earlier_setup  # nothing was started
         drawer = DrawSelf(prefs())
         type(prefs()).draw(drawer, bpy.context)
-        _assert_shown_whole(drawer.layout, preferences.OFFLINE_SETUP, "INTERNET_OFFLINE", preferences.LABEL_WIDTH)
+        _assert_shown_whole(drawer.layout, backend_ops.OFFLINE_SETUP, "INTERNET_OFFLINE", preferences.LABEL_WIDTH)
     finally:
         system.use_online_access = before
 
@@ -234,21 +263,29 @@ def test_one_run_at_a_time(monkeypatch):
     bpy.context.window_manager.depth_from_image.last_error = ""
 
 
-def test_detect_picks_the_first_python_that_has_the_package(tmp_path, monkeypatch):
-    preferences = addon("preferences")
+def test_detect_picks_the_first_python_that_has_the_package_and_never_one_without(tmp_path, monkeypatch):
+    backend_ops = addon("backend_ops")
     folder = tmp_path / "bin"
     folder.mkdir()
     for name, code in (("python3", 3), ("python", 0)):  # the probe's exit code: 0 = has ppd_core
         (folder / name).write_text(f"#!/bin/sh\nexit {code}\n")
         (folder / name).chmod(0o755)
     monkeypatch.setenv("PATH", str(folder))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # no set-up backend (another test makes one)
     monkeypatch.delenv("VIRTUAL_ENV", raising=False)
     monkeypatch.delenv("CONDA_PREFIX", raising=False)
     prefs().python = ""
     bpy.ops.depth_from_image.detect_interpreter()
-    _drain_timers(preferences)
+    _drain_timers(backend_ops)
     assert prefs().python == str(folder / "python")
-    assert preferences.STATUS["detect"] == [f"{folder / 'python3'}: lacks ppd_core", f"{folder / 'python'}: has ppd_core"]
+    assert backend_ops.STATUS["detect"] == [f"{folder / 'python3'}: no Depth from Image",
+                                            f"{folder / 'python'}: Depth from Image installed"]
+    (folder / "python").write_text("#!/bin/sh\nexit 3\n")
+    prefs().python = ""
+    bpy.ops.depth_from_image.detect_interpreter()
+    _drain_timers(backend_ops)
+    assert prefs().python == ""  # none has the package: nothing is filled in
+    assert backend_ops.STATUS["detect"][-1] == "No Python with Depth from Image found: use Set up backend"
 
 
 def test_message_lines_fit_the_region_width():
@@ -303,7 +340,7 @@ def test_create_camera_is_greyed_out_for_print_solids():
 
 
 def test_worker_log_rotates_and_a_log_in_use_is_kept(monkeypatch):
-    preferences = addon("preferences")
+    preferences = addon("backend_ops")
     path = preferences.worker_log_path()
     monkeypatch.setattr(preferences, "LOG_MAX_BYTES", 10)
     with open(path, "w") as handle:

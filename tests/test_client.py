@@ -19,18 +19,18 @@ from ppd_core import client
 from ppd_core.client import WorkerClient, WorkerError, check_interpreter
 
 REPO = Path(__file__).resolve().parents[1]
-CLIENT_FILE = REPO / "ppd_core" / "client.py"
 WITH_REPO = {"PYTHONPATH": str(REPO)}
 
 IMPORT_ALONE = f"""
-import importlib.util, sys
+import sys
+sys.path.insert(0, {str(REPO)!r})
 before = set(sys.modules)
-spec = importlib.util.spec_from_file_location("ppd_client", {str(CLIENT_FILE)!r})
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-loaded = {{name.split(".")[0] for name in set(sys.modules) - before}}
-foreign = sorted(loaded - set(sys.stdlib_module_names) - {{"ppd_client"}})
+import ppd_core.client as module
+new = set(sys.modules) - before
+foreign = sorted({{name.split(".")[0] for name in new}} - set(sys.stdlib_module_names) - {{"ppd_core"}})
 assert not foreign, foreign
+ours = sorted(name for name in new if name.startswith("ppd_core."))
+assert ours == ["ppd_core.client", "ppd_core.worker_process"], ours
 assert module.PROTOCOL_VERSION == 2
 assert issubclass(module.WorkerError, Exception)
 print("ok", sys.version_info[:2])

@@ -133,7 +133,7 @@ def test_folder_is_not_a_photo(tmp_path):
 def test_text_file_is_not_an_image(tmp_path):
     path = tmp_path / "notes.jpg"
     path.write_text("these are not pixels")
-    with pytest.raises(BadInputError, match=r"notes\.jpg: not an image"):
+    with pytest.raises(BadInputError, match=r"notes\.jpg: not a readable image file"):
         load_image(path)
 
 

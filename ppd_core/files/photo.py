@@ -142,7 +142,7 @@ def load_image(path: Union[str, Path]) -> Photo:
     except BadInputError:
         raise
     except UnidentifiedImageError:
-        raise BadInputError(f"{path}: not an image file Pillow can read") from None
+        raise BadInputError(f"{path}: not a readable image file (JPEG, PNG, TIFF, WebP, BMP, HEIC, ...)") from None
     except Image.DecompressionBombError as exc:
         raise BadInputError(f"{path}: refused as a decompression bomb ({exc})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
