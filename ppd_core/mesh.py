@@ -1,5 +1,9 @@
 """`python -m ppd_core.mesh PHOTO [PHOTO ...] --stl ...`: photos to meshes, point clouds and solids.
 
+PHOTO may also be a folder (`--recursive` for its subfolders), a quoted glob or `@list.txt` (a
+text file of photo paths, one a line); `--skip-existing` resumes a batch, `--ray` runs it on
+Ray (`ppd_core.batch`, `ppd_core.ray_batch`).
+
 Exit codes: 0 every photo done, 1 at least one photo failed (one line each; the others are
 still processed), 2 usage error, 128 + N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129
 SIGHUP). Nothing half-written is left behind; the photo is never overwritten, other files
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import io
 import os
 import signal
@@ -18,13 +23,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence, Union
 
+from ppd_core.batch import (MANIFEST_NAME, BatchCounts, LocalRunner, PhotoRecord, error_text, find_photos,
+                            is_batch_argument, plan_batch, run_batch)
 from ppd_core.client import WorkerClient, WorkerError
-from ppd_core.errors import BadInputError, OutputExistsError, PPDError
-from ppd_core.files.staging import check_targets
-from ppd_core.options import OPTIONS, OUTPUT_KINDS, JobOptions, Option, output_files
+from ppd_core.errors import BadInputError, PPDError
+from ppd_core.options import OPTIONS, OUTPUT_KINDS, JobOptions, Option
 from ppd_core.progress import JOB_STAGES, JobFraction
+from ppd_core.ray_batch import RAY_MISSING, RayRunner
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -53,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The command's arguments: photos, output kinds, the run's own flags, then every job option."""
     parser = argparse.ArgumentParser(
         prog="ppd-mesh", description="Photo to depth, point cloud, mesh or printable solid (Pixel-Perfect Depth).")
-    parser.add_argument("photos", nargs="+", metavar="PHOTO", help="photo file(s)")
+    parser.add_argument("photos", nargs="+", metavar="PHOTO",
+                        help="photo files, folders, quoted globs ('shoot/*.jpg') or @list.txt (one path a line)")
     out = parser.add_argument_group("outputs (several at once; default names next to the photo)")
     for kind in OUTPUT_KINDS.values():
         out.add_argument(kind.flag, dest=f"want_{kind.name}", action="store_true",
@@ -63,6 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--quiet", action="store_true", help="no progress, only failures")
     out.add_argument("--subprocess", action="store_true",
                      help="run the photos in a worker process (python -m ppd_core.worker), as Blender does")
+    many = parser.add_argument_group("many photos")
+    many.add_argument("-r", "--recursive", action="store_true", help="look into the subfolders of folder arguments")
+    many.add_argument("--skip-existing", action="store_true",
+                      help="skip a photo whose outputs are all there, to resume a batch")
+    many.add_argument("--manifest", type=Path, metavar="FILE",
+                      help=f"append one JSON line per photo as it finishes (default for folders, globs, lists "
+                           f"and --ray: {MANIFEST_NAME} in the -o folder, else in the current folder)")
+    many.add_argument("--no-manifest", action="store_true", help="write no manifest")
+    many.add_argument("--ray", action="store_true",
+                      help="run on Ray with Ray Data: joins a local `ray start`, else starts one")
+    many.add_argument("--ray-address", metavar="ADDRESS",
+                      help="the Ray cluster to run on (implies --ray): auto, HOST:PORT or ray://HOST:10001")
+    many.add_argument("--ray-actors", type=int, metavar="N",
+                      help="Ray actors, each with one model (default: one per GPU, else 1)")
     groups = {}
     for row in OPTIONS.values():
         if row.spec.group not in groups:
@@ -74,19 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
 def job_options(args: argparse.Namespace) -> JobOptions:
     """The pipeline's JobOptions from parsed arguments (every option is a flag of the same name)."""
     return JobOptions(**{name: getattr(args, name) for name in OPTIONS})
-
-
-def output_paths(photo: Path, kinds: list[str], output: Optional[Path], single: bool) -> dict[str, Path]:
-    """Where each output goes: -o FILE (one photo, one output), -o FOLDER, or next to the photo."""
-    if output is not None and not output.is_dir() and output.suffix and single and len(kinds) == 1:
-        kind = OUTPUT_KINDS[kinds[0]]
-        if output.suffix.lower() != kind.extension:
-            raise BadInputError(f"{output}: a {kind.flag} output needs a {kind.extension} file name")
-        return {kinds[0]: output}
-    if output is not None and output.suffix and not output.is_dir():
-        raise BadInputError(f"{output}: -o names a file, but there are several photos or outputs; give a folder")
-    folder = output if output is not None else photo.parent
-    return {kind: folder / (photo.stem + OUTPUT_KINDS[kind].suffix) for kind in kinds}
 
 
 def say(text: str, stream=None) -> None:
@@ -140,8 +149,17 @@ class Progress:
             self.bar.close()
 
 
+def depth_line(info: dict) -> str:
+    """Where the depth's scale and the camera came from, and what MoGe-2's mask removed."""
+    masked = f"; {info['masked_px']} px of sky or no surface left out" if info.get("masked_px") else ""
+    reused = "; network result reused" if info.get("network_reused") else ""
+    model = f" ({info['model']})" if info.get("model") else ""
+    return f"  depth scale: {info['scale']}; camera: {info['camera']}{masked}{reused}{model}"
+
+
 def summary_lines(stats: dict) -> list[str]:
-    """One line per output: path, vertices, faces, size, watertight; plus the solid check."""
+    """One line per output: path, vertices, faces, size, watertight; the solid check; then
+    where the depth's scale and the camera came from."""
     lines = []
     for kind, path in stats["outputs"].items():
         detail = stats["details"][kind]
@@ -151,9 +169,13 @@ def summary_lines(stats: dict) -> list[str]:
             note = f"; {clipped} px beyond 65.535 m stored as 65.535 m" if clipped else ""
             lines.append(f"{path}: depth map {width}x{height} px (+ preview){note}")
             continue
+        if OUTPUT_KINDS[kind].picture:
+            width, height = detail["size_px"]
+            lines.append(f"{path}: preview {width}x{height} px ({detail['renderer']})")
+            continue
         if "size_mm" in detail:
             size = " x ".join(f"{v:.2f}" for v in detail["size_mm"]) + " mm"
-        elif kind in ("stl", "3mf"):  # a scene, turned z up and written in millimetres
+        elif OUTPUT_KINDS[kind].z_up_mm:  # a scene, turned z up and written in millimetres
             width, height, depth = detail["size_m"]
             size = " x ".join(f"{1000 * v:.1f}" for v in (width, depth, height)) + " mm (z up)"
         else:
@@ -163,47 +185,48 @@ def summary_lines(stats: dict) -> list[str]:
                      f"watertight {watertight}")
         if "check" in detail:
             lines.append(f"  check: {detail['check']}")
+    if stats.get("depth"):
+        lines.append(depth_line(stats["depth"]))
     return lines
 
 
-def failure_line(photo: Path, error: BaseException) -> str:
-    """One line for a failed photo: our errors as they are, anything else with its type."""
-    if isinstance(error, OutputExistsError):
-        text = f"{error} (use --force to overwrite)"
-    elif isinstance(error, PPDError):
-        text = str(error)
-    elif isinstance(error, MemoryError):
-        text = "out of memory: lower --resolution (or use --precision fp16/bf16 on a GPU)"
-    else:
-        text = f"internal error ({type(error).__name__}: {error}); please report it"
+def failure_line(photo: Union[str, Path], error: Union[BaseException, str]) -> str:
+    """One line for a failed photo (or argument): an exception, or a record's error text."""
+    text = error if isinstance(error, str) else error_text(error)
     return f"ppd-mesh: {text}" if str(photo) in text else f"ppd-mesh: {photo}: {text}"
 
 
-def run_in_process(jobs: list, options, quiet: bool, force: bool = False) -> int:
-    """Run each (photo, outputs) here, one model kept loaded; return the number of failures."""
-    # numpy, OpenCV and the meshers load in seconds: not for --help or a usage error
-    from ppd_core.photo_depth import ModelCache
-    from ppd_core.pipeline import run_photo
+class PhotoDisplay:
+    """The progress of the photo in flight here: a `Progress` made when it starts, closed when
+    its record arrives; it also knows which photo an interrupt stopped."""
 
-    models = ModelCache()
-    failures = 0
-    for photo, outputs in jobs:
-        progress = Progress(photo.name, quiet)
-        try:
-            stats = run_photo(photo, outputs, options, models=models, on_progress=progress, replace=force)
-        except KeyboardInterrupt:
-            progress.close()
-            say(f"ppd-mesh: {photo}: interrupted; nothing written for it", sys.stderr)
-            raise
-        except Exception as error:
-            progress.close()
-            say(failure_line(photo, error), sys.stderr)
-            failures += 1
-            continue
-        progress.close()
-        for line in summary_lines(stats):
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.photo: Optional[Path] = None
+        self.progress: Optional[Progress] = None
+
+    def start(self, photo: Path) -> Progress:
+        self.photo, self.progress = photo, Progress(photo.name, self.quiet)
+        return self.progress
+
+    def finish(self) -> Optional[Path]:
+        """Close the display; return the photo that was in flight, if any."""
+        if self.progress is not None:
+            self.progress.close()
+        photo, self.photo, self.progress = self.photo, None, None
+        return photo
+
+
+def show_record(record: PhotoRecord, quiet: bool) -> None:
+    """A done photo's summary lines (stdout), a failed photo's one line (stderr), a skipped
+    photo's note (stdout, unless quiet)."""
+    if record.status == "failed":
+        say(failure_line(record.photo, record.error), sys.stderr)
+    elif record.status == "skipped" and not quiet:
+        say(f"{record.photo}: skipped, its outputs are all there")
+    elif record.stats:
+        for line in summary_lines(record.stats):
             say(line)
-    return failures
 
 
 def run_in_worker(jobs: list, options, quiet: bool) -> int:
@@ -300,38 +323,78 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BadInputError as error:
         say(f"ppd-mesh: error: {error}", sys.stderr)
         return EXIT_USAGE
-    if options.depth_file is not None and len(args.photos) > 1:
-        say("ppd-mesh: error: --depth gives the depth of one photo; pass exactly one photo", sys.stderr)
+    args.ray = args.ray or args.ray_address is not None
+    usage = batch_usage_error(args)
+    photos, problems = find_photos(args.photos, args.recursive)
+    if usage is None and options.depth_file is not None and len(photos) > 1:
+        usage = "--depth gives the depth of one photo; pass exactly one photo"
+    if usage is not None:
+        say(f"ppd-mesh: error: {usage}", sys.stderr)
         return EXIT_USAGE
-
-    failures = 0
-    jobs = []
-    claimed: dict[Path, Path] = {}
-    for name in args.photos:
-        photo = Path(name)
-        try:
-            if not photo.is_file():
-                raise BadInputError(f"{photo}: {'not a file' if photo.exists() else 'no such file'}")
-            outputs = output_paths(photo, kinds, args.output, single=len(args.photos) == 1)
-            inputs = {photo: "the photo itself"}
-            if options.depth_file is not None:
-                inputs[options.depth_file] = "the depth file"
-            targets = [target for kind, path in outputs.items() for target in output_files(kind, path)]
-            check_targets(targets, inputs, args.force, claimed=claimed, owner=photo)
-        except PPDError as error:
-            say(failure_line(photo, error), sys.stderr)
-            failures += 1
-            continue
-        jobs.append((photo, outputs))
+    for argument, error in problems:
+        say(failure_line(argument, error), sys.stderr)
+    batch = args.ray or any(is_batch_argument(argument) for argument in args.photos)
+    counts = BatchCounts()
     try:
         with stop_signals_unwind():
-            if args.subprocess:
-                failures += run_in_worker(jobs, options, args.quiet) if jobs else 0
-            else:
-                failures += run_in_process(jobs, options, args.quiet, args.force) if jobs else 0
+            failures = run_photos(args, photos, kinds, options, counts, batch)
     except KeyboardInterrupt as interrupt:
         return 128 + getattr(interrupt, "signum", signal.SIGINT)
-    return EXIT_FAILED if failures else EXIT_OK
+    except PPDError as error:  # the manifest cannot be written, or Ray cannot run
+        say(f"ppd-mesh: error: {error}", sys.stderr)
+        return EXIT_USAGE
+    if (batch or len(photos) > 1) and not args.subprocess:  # the worker's photos are not counted
+        say(counts.line())
+    return EXIT_FAILED if failures or problems else EXIT_OK
+
+
+def batch_usage_error(args: argparse.Namespace) -> Optional[str]:
+    """What is wrong with the run's batch flags, or None."""
+    if args.subprocess and (args.ray or args.manifest is not None):
+        return "--subprocess runs one worker here, without a manifest: leave out --ray and --manifest"
+    if args.ray_actors is not None and args.ray_actors < 1:
+        return f"--ray-actors must be at least 1, got {args.ray_actors}"
+    if args.ray and importlib.util.find_spec("ray") is None:
+        return RAY_MISSING
+    return None
+
+
+def manifest_path(args: argparse.Namespace, batch: bool) -> Optional[Path]:
+    """--manifest FILE; for a batch (folders, globs, lists, --ray) by default MANIFEST_NAME in
+    the -o folder, else in the current folder; none with --no-manifest."""
+    if args.no_manifest or (args.manifest is None and not batch):
+        return None
+    if args.manifest is not None:
+        return args.manifest
+    return (args.output if args.output is not None and args.output.is_dir() else Path()) / MANIFEST_NAME
+
+
+def run_photos(args: argparse.Namespace, photos: list[Path], kinds: list[str], options: JobOptions,
+               counts: BatchCounts, batch: bool) -> int:
+    """Run the photos here, on Ray, or in a worker (--subprocess); show each as it finishes;
+    return the number of failed photos."""
+    if args.subprocess:
+        plan = plan_batch(photos, kinds, options, output=args.output, replace=args.force,
+                          skip_existing=args.skip_existing)
+        for record in plan.settled:
+            counts.add(record)
+            show_record(record, args.quiet)
+        return counts.failed + (run_in_worker(plan.jobs, options, args.quiet) if plan.jobs else 0)
+    display = PhotoDisplay(args.quiet)
+    runner = RayRunner(args.ray_actors, args.ray_address, args.quiet) if args.ray else LocalRunner(
+        progress_for=display.start)
+    try:
+        for record in run_batch(photos, kinds, options, output=args.output, replace=args.force,
+                                skip_existing=args.skip_existing, manifest=manifest_path(args, batch), runner=runner):
+            display.finish()
+            counts.add(record)
+            show_record(record, args.quiet)
+    except KeyboardInterrupt:
+        stopped = display.finish()
+        if stopped is not None:
+            say(f"ppd-mesh: {stopped}: interrupted; nothing written for it", sys.stderr)
+        raise
+    return counts.failed
 
 
 if __name__ == "__main__":

@@ -14,3 +14,26 @@ def importer():
     clear_scene()
     yield module
     clear_scene()
+
+
+@pytest.fixture
+def session():
+    """The Blender add-on's session module: an empty scene, no run left over, before and after."""
+    from tests.blender_harness import addon, bpy, clear_scene, drive
+
+    module = addon("session")
+    clear_scene()
+    state = bpy.context.window_manager.depth_from_image
+    state.last_error = state.last_result = ""
+    yield module
+    module.SESSION.request_cancel()
+    drive(module)
+    clear_scene()
+
+
+@pytest.fixture(scope="session")
+def small_weights(tmp_path_factory):
+    """`ppd.pth` of the small random network (tests/checkpoints.py), written once per run."""
+    from tests.checkpoints import write_small_weights
+
+    return write_small_weights(tmp_path_factory.mktemp("small_weights"))

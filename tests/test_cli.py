@@ -333,8 +333,8 @@ def test_two_photos_never_write_the_same_file_and_inputs_are_never_overwritten(s
     before = made.read_bytes()
     assert main([str(photo), "--depth", str(made), "--depth-png", "--force", "--quiet"]) == 1
     assert "refusing to overwrite the depth file" in capsys.readouterr().err and made.read_bytes() == before
-    assert main([str(tmp_path), "--stl", "--quiet"]) == 1
-    assert f"{tmp_path}: not a file" in capsys.readouterr().err
+    assert main(["/dev/null", "--stl", "--quiet"]) == 1
+    assert "/dev/null: not a file" in capsys.readouterr().err
 
 
 def test_depth_of_a_photo_turned_by_exif_says_how_to_fix_it(scene, tmp_path, capsys):
@@ -404,3 +404,22 @@ def test_a_file_made_by_another_run_meanwhile_is_not_overwritten_without_force(s
     assert "photo.ply: already exists" in capsys.readouterr().err
     assert photo.with_suffix(".ply").read_bytes() == b"another run's" and not photo.with_suffix(".stl").exists()
     assert [p.name for p in photo.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_saved_result_remeshes_with_its_depth_camera_and_scale(scene, tmp_path, capsys):
+    photo, depth, _ = scene
+    assert main([str(photo), "--depth", str(depth), "--fov", "47", "--npz", "--quiet"]) == 0
+    saved = photo.with_suffix(".npz")
+    capsys.readouterr()
+    assert main([str(photo), "--depth", str(saved), "--ply", "--stl", "--edge-strength", "0.9", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "depth scale: saved result (depth file (metric))" in out and "camera: saved result (given field of view)" in out
+    with np.load(saved) as first:
+        np.testing.assert_array_equal(first["depth"], np.load(depth))
+        fx = float(first["intrinsics"][0])
+    again = tmp_path / "again.npz"
+    assert main([str(photo), "--depth", str(saved), "--npz", "-o", str(again), "--quiet"]) == 0
+    with np.load(again) as second:
+        assert float(second["intrinsics"][0]) == pytest.approx(fx)
+    assert main([str(photo), "--depth", str(saved), "--depth-kind", "normalized", "--stl", "--force", "--quiet"]) == 1
+    assert "result file holds metric depth" in capsys.readouterr().err
