@@ -8,7 +8,7 @@ cancel at any point leaves the user's folders as they were.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -19,17 +19,18 @@ from mesh.data import MeshData
 from mesh.export import glb_bytes, obj_files, ply_bytes, stl_bytes, threemf_bytes
 from ppd_core.errors import OutputError
 from ppd_core.files.depth_file import DEPTH_PNG_MAX_M, depth_png_bytes
+from ppd_core.files.preview import preview_png, preview_size, renderer_for
 from ppd_core.files.result_file import result_bytes
 from ppd_core.files.staging import make_staging, move_into_place
 from ppd_core.geometry.camera import CameraRecord
-from ppd_core.options import output_files
+from ppd_core.options import OUTPUT_KINDS, output_files
 from ppd_core.progress import ProgressCallback, report
 
 
 @dataclass
 class OutputSource:
     """What an output is made of: its geometry ("mesh", "points", "solid" or "depth"), that
-    geometry, the metric depth map, the photo and its camera."""
+    geometry, the metric depth map (on the mesh grid), the photo and its camera."""
 
     geometry: str
     shape: Optional[MeshData]
@@ -37,6 +38,7 @@ class OutputSource:
     photo_rgb: np.ndarray
     photo_path: str
     camera: CameraRecord
+    depth_info: dict = field(default_factory=dict)  # where the depth's scale and the camera came from
 
 
 #: Output kind -> the bytes of each of its files (in the order of `options.output_files`).
@@ -46,8 +48,11 @@ ENCODERS: dict[str, Callable[[OutputSource, list[Path]], list[bytes]]] = {
     "ply": lambda source, files: [ply_bytes(source.shape)],
     "obj": lambda source, files: list(obj_files(source.shape, source.photo_rgb, files[1].name, files[2].name)),
     "glb": lambda source, files: [glb_bytes(source.shape, source.photo_rgb)],
-    "npz": lambda source, files: [result_bytes(source.shape, source.geometry, source.camera, source.photo_path)],
+    "npz": lambda source, files: [result_bytes(source.shape, source.geometry, source.camera, source.photo_path,
+                                               source.depth, source.depth_info)],
     "depth_png": lambda source, files: list(depth_png_bytes(source.depth)),
+    "preview": lambda source, files: [preview_png(source.geometry, source.shape, source.depth, source.photo_rgb,
+                                                  source.camera)],
 }
 
 
@@ -72,6 +77,12 @@ def describe(source: OutputSource, checks: dict[int, MeshReport]) -> dict:
     else:
         stats.update(size_m=size, watertight=None)
     return stats
+
+
+def describe_picture(source: OutputSource) -> dict:
+    """Stats of a preview: its size and what it shows (an Open3D render or the shaded depth)."""
+    return {"size_px": list(preview_size(source.camera.width, source.camera.height)),
+            "renderer": renderer_for(source.geometry)}
 
 
 def write_outputs(outputs: dict[str, Path], sources: dict[str, OutputSource], *, replace: bool = True,
@@ -101,7 +112,8 @@ def write_outputs(outputs: dict[str, Path], sources: dict[str, OutputSource], *,
                 except OSError as error:  # a full disk, a vanished folder: said plainly, naming the user's file
                     raise OutputError(f"{final}: cannot write ({error.strerror or error})") from None
                 moves.append((staged, final))
-            details[kind] = describe(sources[kind], checks)
+            details[kind] = (describe_picture(sources[kind]) if OUTPUT_KINDS[kind].picture
+                             else describe(sources[kind], checks))
         report(on_progress, "export", 1.0, "moving files into place")
         move_into_place(moves, replace)
     finally:
