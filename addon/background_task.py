@@ -6,12 +6,13 @@ lock, the UI's timer reads copies of it, and cancel stops the child process.
 
 from __future__ import annotations
 
+import abc
 import copy
 import subprocess
 import threading
 
 
-class BackgroundTask:
+class BackgroundTask(abc.ABC):
     """Subclasses implement `_run` (on the thread); `status()` and `cancel()` are safe from the UI."""
 
     def __init__(self, status, name: str) -> None:
@@ -41,5 +42,6 @@ class BackgroundTask:
             for key, value in values.items():
                 setattr(self._status, key, value)
 
+    @abc.abstractmethod
     def _run(self) -> None:
-        raise NotImplementedError
+        """The work, on the task's thread: update the status, honour `_cancelled`."""

@@ -30,7 +30,7 @@ new = set(sys.modules) - before
 foreign = sorted({{name.split(".")[0] for name in new}} - set(sys.stdlib_module_names) - {{"ppd_core"}})
 assert not foreign, foreign
 ours = sorted(name for name in new if name.startswith("ppd_core."))
-assert ours == ["ppd_core.client", "ppd_core.worker_process"], ours
+assert ours == ["ppd_core.client"], ours
 assert module.PROTOCOL_VERSION == 2
 assert issubclass(module.WorkerError, Exception)
 print("ok", sys.version_info[:2])
@@ -57,6 +57,11 @@ def test_client_file_imports_alone_with_the_standard_library(python, tmp_path):
     done = subprocess.run([python, "-I", "-S", "-c", IMPORT_ALONE], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok")
+    shutil.copy(REPO / "ppd_core" / "client.py", tmp_path / "client_copy.py")  # the file alone, no package
+    copied = "import sys; sys.path.insert(0, '.'); import client_copy; print(client_copy.PROTOCOL_VERSION)"
+    done = subprocess.run([python, "-I", "-S", "-c", copied], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(client.PROTOCOL_VERSION)
 
 
 def test_a_bare_newest_python_drives_a_worker_with_the_client_file_alone(tmp_path):
