@@ -1,6 +1,7 @@
 """A stand-in for the Hugging Face hub on 127.0.0.1: the two requests huggingface-hub makes to
 download a file (HEAD for its size and ETag, GET with an optional Range to resume), slowly
-enough that progress, cancel and resume can be watched. For the tests only."""
+enough that progress, cancel and resume can be watched; optionally redirecting to a "CDN" on
+another host (localhost instead of 127.0.0.1), as the real hub does. For the tests only."""
 
 from __future__ import annotations
 
@@ -17,12 +18,17 @@ CHUNK = 64 * 1024
 
 class FakeHub:
     """Serves `files` {"repo/id/filename": bytes} under /{repo}/resolve/{revision}/{filename};
-    `ranges` records the Range header of every GET (None when absent)."""
+    `ranges` records the Range header of every GET that sends bytes (None when absent), `gets`
+    the (path, Authorization header) of every GET. The methods in `cdn_redirects` ("HEAD",
+    "GET") are answered with a 302 to the same file under /cdn/ on localhost, with the size and
+    ETag in the hub's X-Linked-* headers."""
 
-    def __init__(self, files: dict, seconds_per_chunk: float = 0.01) -> None:
+    def __init__(self, files: dict, seconds_per_chunk: float = 0.01, cdn_redirects: tuple = ()) -> None:
         self.files = files
         self.seconds_per_chunk = seconds_per_chunk
+        self.cdn_redirects = cdn_redirects
         self.ranges: list = []
+        self.gets: list = []
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -30,8 +36,21 @@ class FakeHub:
                 pass
 
             def _file(self) -> Optional[bytes]:
-                match = re.fullmatch(r"/(.+)/resolve/[^/]+/(.+)", self.path.split("?")[0])
+                match = re.fullmatch(r"/(?:cdn/)?(.+)/resolve/[^/]+/(.+)", self.path.split("?")[0])
                 return hub.files.get(f"{match.group(1)}/{match.group(2)}") if match else None
+
+            def _redirected(self, data: bytes) -> bool:
+                """Answer with a redirect to the CDN when this request is to be redirected."""
+                if self.command not in hub.cdn_redirects or self.path.startswith("/cdn/"):
+                    return False
+                self.send_response(302)
+                self.send_header("Location", f"http://localhost:{hub.server.server_address[1]}/cdn{self.path}")
+                self.send_header("X-Linked-Etag", f'"{hashlib.sha256(data).hexdigest()}"')
+                self.send_header("X-Linked-Size", str(len(data)))
+                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
 
             def _headers(self, data: bytes, status: int, start: int = 0) -> None:
                 self.send_response(status)
@@ -46,13 +65,16 @@ class FakeHub:
                 data = self._file()
                 if data is None:
                     self.send_error(404)
-                    return
-                self._headers(data, 200)
+                elif not self._redirected(data):
+                    self._headers(data, 200)
 
             def do_GET(self) -> None:
+                hub.gets.append((self.path, self.headers.get("Authorization")))
                 data = self._file()
                 if data is None:
                     self.send_error(404)
+                    return
+                if self._redirected(data):
                     return
                 requested = self.headers.get("Range")
                 hub.ranges.append(requested)

@@ -99,6 +99,20 @@ def test_hugging_face_cache_is_searched(tmp_path, monkeypatch):
     assert weights.find_weights().semantics == "moge2"
 
 
+def hub_environment(hub, tmp_path, **extra: str) -> dict:
+    """The environment of a `ppd-weights` run against the stand-in hub, downloads on."""
+    import os
+
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_CACHE": str(tmp_path / "cache"), **extra}
+    env.pop("HF_HUB_OFFLINE", None)
+    return env
+
+
+def download_command(folder) -> list:
+    return [sys.executable, "-m", "ppd_core.model.weights", "download", "--dir", str(folder), "--only", "moge2.pt",
+            "--json"]
+
+
 def test_download_into_a_folder_resumes_and_uses_the_folder_names(tmp_path):
     """`ppd-weights download --dir` against a stand-in hub: stopped mid-file, run again, it asks
     only for the rest; MoGe-2's model.pt arrives as moge2.pt."""
@@ -108,22 +122,76 @@ def test_download_into_a_folder_resumes_and_uses_the_folder_names(tmp_path):
     from tests.hub_server import FakeHub
 
     data = os.urandom(25_000_000)
+    folder = tmp_path / "w"
     with FakeHub({"Ruicheng/moge-2-vitl-normal/model.pt": data}, seconds_per_chunk=0.02) as hub:  # ~8 s
-        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_CACHE": str(tmp_path / "cache")}
-        env.pop("HF_HUB_OFFLINE", None)
-        command = [sys.executable, "-m", "ppd_core.model.weights", "download", "--dir", str(tmp_path / "w"),
-                   "--only", "moge2.pt", "--json"]
-        first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        env = hub_environment(hub, tmp_path)
+        first = subprocess.Popen(download_command(folder), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=env)
         report = json.loads(first.stdout.readline())  # the first progress report: part of it is there
         first.kill()
         first.wait(timeout=30)
-        part = tmp_path / "w" / ".moge2.pt.part"
+        [part] = folder.glob(".moge2.pt.*.part")  # named after the file's ETag
         assert report["file"] == "moge2.pt" and report["total"] == len(data) and 0 < part.stat().st_size < len(data)
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        done = subprocess.run(download_command(folder), capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "w" / "moge2.pt").read_bytes() == data and not part.exists()
+    assert (folder / "moge2.pt").read_bytes() == data and not part.exists()
     assert hub.ranges[0] is None and hub.ranges[-1].startswith("bytes=") and int(hub.ranges[-1][6:-1]) > 0
-    assert json.loads(done.stdout.splitlines()[-1]) == {"done": str(tmp_path / "w" / "moge2.pt")}
+    assert json.loads(done.stdout.splitlines()[-1]) == {"done": str(folder / "moge2.pt")}
+
+
+def test_a_partial_file_of_another_etag_is_not_resumed(tmp_path):
+    """Leftovers of another revision (or of a version that did not name them by ETag) are
+    removed, and the file is fetched whole."""
+    import os
+
+    from tests.hub_server import FakeHub
+
+    data = os.urandom(300_000)
+    folder = tmp_path / "w"
+    folder.mkdir()
+    stale = [folder / ".moge2.pt.part", folder / ".moge2.pt.0123456789abcdef.part"]
+    for path in stale:
+        path.write_bytes(os.urandom(100_000))
+    with FakeHub({"Ruicheng/moge-2-vitl-normal/model.pt": data}, seconds_per_chunk=0) as hub:
+        done = subprocess.run(download_command(folder), capture_output=True, text=True,
+                              env=hub_environment(hub, tmp_path), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (folder / "moge2.pt").read_bytes() == data and hub.ranges == [None]
+    assert not any(path.exists() for path in stale) and not list(folder.glob(".*part"))
+
+
+@pytest.mark.parametrize("cdn_redirects, authorizations", [
+    ((), ["Bearer hf_secret"]),                        # the file comes from the hub itself: token sent
+    (("HEAD", "GET"), [None]),                         # the hub names a CDN URL on another host: no token there
+    (("GET",), ["Bearer hf_secret", None]),            # the hub redirects the download there: dropped on the way
+])
+def test_the_token_goes_only_to_the_hub_host(tmp_path, cdn_redirects, authorizations):
+    """A Hugging Face token is for the hub: a signed CDN URL on another host must not see it."""
+    from tests.hub_server import FakeHub
+
+    data = b"weights" * 1000
+    with FakeHub({"Ruicheng/moge-2-vitl-normal/model.pt": data}, seconds_per_chunk=0,
+                 cdn_redirects=cdn_redirects) as hub:
+        done = subprocess.run(download_command(tmp_path / "w"), capture_output=True, text=True,
+                              env=hub_environment(hub, tmp_path, HF_TOKEN="hf_secret"), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "w" / "moge2.pt").read_bytes() == data
+    file_gets = [(path, authorization) for path, authorization in hub.gets if "/resolve/" in path]
+    assert [authorization for _, authorization in file_gets] == authorizations, file_gets
+    assert file_gets[-1][0].startswith("/cdn/" if cdn_redirects else "/Ruicheng/")
+
+
+def test_a_file_not_on_the_hub_is_named_with_its_repository_variable(monkeypatch):
+    """ppd_moge.pth has no hub repository; moge2.pt has one and is not blamed."""
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("PPD_MOGE_REPO", raising=False)
+    monkeypatch.setattr(weights, "download_source", lambda *a, **k: pytest.fail("download attempted"))
+    with pytest.raises(WeightsMissingError) as info:
+        weights.find_weights(semantics="moge2", download=True)
+    message = str(info.value)
+    assert message.startswith("model weights missing: ppd_moge.pth is neither in the Hugging Face cache nor on the "
+                              "hub (name a repository in PPD_MOGE_REPO); ")
+    assert "moge2.pt" not in message and "\n" not in message
 
 
 def test_download_refused_is_not_attempted(monkeypatch):

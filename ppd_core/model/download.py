@@ -5,14 +5,18 @@ partial file (`*.incomplete` in the cache's blobs) is the progress. Into a folde
 download --dir`, the Blender add-on's "Download weights") the file is fetched here instead, from
 the URL and ETag huggingface-hub resolves: since huggingface-hub 1.0 every download starts over
 (each process writes its own temporary file), while a multi-GB file on a home connection must
-resume where it stopped. The partial file is kept as `.<name>.part` beside the final name, the
-next run asks only for the rest (an HTTP Range request), and the finished file is checked
-against the size the hub gave before it takes its name.
+resume where it stopped. The partial file is kept as `.<name>.<etag hash>.part` beside the final
+name, the next run asks only for the rest (an HTTP Range request) when the hub still serves the
+same ETag, and the finished file is checked against the size the hub gave before it takes its
+name; a partial file of another ETag (an older revision) is removed, never continued. The
+token goes only to the hub's own host: the file itself usually comes from a signed CDN URL,
+which must not see it (as huggingface-hub does).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import threading
@@ -21,6 +25,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
+from urllib.parse import urlsplit
 
 from huggingface_hub import constants as hub_constants
 from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
@@ -103,9 +108,10 @@ class _Reporter:
         self.on_progress, self.on_transfer = on_progress, on_transfer
         self.last_bytes, self.last_time = done, time.monotonic()
 
-    def __call__(self, done: int, final: bool = False) -> None:
+    def __call__(self, done: int, force: bool = False) -> None:
+        """Report `done` bytes if HEARTBEAT_S has passed since the last report, or now when `force`."""
         now = time.monotonic()
-        if not final and now - self.last_time < HEARTBEAT_S:
+        if not force and now - self.last_time < HEARTBEAT_S:
             return
         transfer = Transfer(self.name, done, self.total, max(0.0, (done - self.last_bytes) / max(now - self.last_time,
                                                                                                  1e-9)))
@@ -116,20 +122,59 @@ class _Reporter:
             self.on_transfer(transfer)
 
 
-def _into_folder(source: WeightSource, folder: Path, on_progress, on_transfer) -> Path:
-    """The file fetched into `folder`, resuming `.<name>.part` when there is one."""
-    metadata = get_hf_file_metadata(hf_hub_url(source.repo(), source.repo_filename))
-    final, part = folder / source.name, folder / f".{source.name}.part"
-    folder.mkdir(parents=True, exist_ok=True)
-    start = part.stat().st_size if part.exists() else 0
-    if metadata.size is not None and start > metadata.size:
-        start = 0  # another file's leftovers
-    headers = dict(build_hf_headers())
+def _origin(url: str) -> tuple[str, str]:
+    """The scheme and host:port of `url`: two URLs with the same origin reach the same server."""
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc.lower()
+
+
+def _on_hub(url: str) -> bool:
+    """Whether `url` is on the hub endpoint's own host and port, the only place the token is for."""
+    return _origin(url) == _origin(hub_constants.ENDPOINT)
+
+
+class _TokenStaysOnHub(urllib.request.HTTPRedirectHandler):
+    """Follows redirects like urllib, which would carry the Authorization header to any host,
+    but drops it when the redirect leaves the hub's host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        request = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if request is not None and not _on_hub(request.full_url):
+            request.remove_header("Authorization")
+        return request
+
+
+def _request(url: str, start: int) -> urllib.request.Request:
+    """A GET of `url` from byte `start` on, with huggingface-hub's headers; the token only for the hub's host."""
+    headers = {key: value for key, value in build_hf_headers().items()
+               if key.lower() != "authorization" or _on_hub(url)}
     if start:
         headers["Range"] = f"bytes={start}-"
-    request = urllib.request.Request(metadata.location, headers=headers)
+    return urllib.request.Request(url, headers=headers)
+
+
+def _partial_file(folder: Path, name: str, etag: Optional[str]) -> Path:
+    """Where the download of `name` at `etag` collects, other partial files of `name` removed:
+    an older revision's bytes must not be continued with this one's."""
+    tag = hashlib.sha256((etag or "").encode()).hexdigest()[:16]
+    part = folder / f".{name}.{tag}.part"
+    for stale in folder.glob(f".{name}.*part"):
+        if stale != part:
+            stale.unlink()
+    return part
+
+
+def _into_folder(source: WeightSource, folder: Path, on_progress, on_transfer) -> Path:
+    """The file fetched into `folder`, resuming its partial file when it is of the same ETag."""
+    metadata = get_hf_file_metadata(hf_hub_url(source.repo(), source.repo_filename))
+    folder.mkdir(parents=True, exist_ok=True)
+    final, part = folder / source.name, _partial_file(folder, source.name, metadata.etag)
+    start = part.stat().st_size if part.exists() else 0
+    if metadata.size is not None and start > metadata.size:
+        start = 0  # not this file's bytes
     reporter = _Reporter(source.name, metadata.size, start, on_progress, on_transfer)
-    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+    opener = urllib.request.build_opener(_TokenStaysOnHub)
+    with opener.open(_request(metadata.location, start), timeout=TIMEOUT_S) as response:
         if start and response.status != 206:  # the server sent the whole file: start over
             start = 0
         done = start
@@ -138,7 +183,7 @@ def _into_folder(source: WeightSource, folder: Path, on_progress, on_transfer) -
                 out.write(chunk)
                 done += len(chunk)
                 reporter(done)
-    reporter(done, final=True)
+    reporter(done, force=True)
     if metadata.size is not None and done != metadata.size:
         raise OSError(f"the download ended after {done} of {metadata.size} bytes; run it again to resume")
     os.replace(part, final)
@@ -162,10 +207,10 @@ def _into_cache(source: WeightSource, on_progress, on_transfer) -> Path:
     while worker.is_alive():
         worker.join(HEARTBEAT_S)
         if worker.is_alive():
-            reporter(_partial_bytes(repo), final=True)
+            reporter(_partial_bytes(repo), force=True)
     if "error" in outcome:
         raise outcome["error"]
-    reporter(reporter.total or 0, final=True)
+    reporter(reporter.total or 0, force=True)
     return outcome["path"]
 
 

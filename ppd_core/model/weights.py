@@ -91,6 +91,13 @@ def _names(sources) -> str:
     return " and ".join(source.name for source in sources)
 
 
+def _not_on_hub(sources) -> str:
+    """Those of `sources` with no hub repository, each with the variable that names one (the others
+    were downloaded, or not tried because one of these was missing)."""
+    return "; ".join(f"{source.name} is neither in the Hugging Face cache nor on the hub (name a repository "
+                     f"in {source.repo_variable})" for source in sources if source.repo() is None)
+
+
 def find_weights(
     folder: Union[str, Path, None] = None,
     *,
@@ -123,10 +130,11 @@ def find_weights(
         absent = [source for source in sources if found[source] is None]
         if where is not None:
             place = f"weights folder {where} lacks {_names(absent)}"
-        else:
-            why = ("downloads are off (HF_HUB_OFFLINE)" if offline() else "downloading was not allowed") \
-                if not allowed else "they are not on the Hugging Face hub (name a repository in PPD_MOGE_REPO)"
+        elif not allowed:
+            why = "downloads are off (HF_HUB_OFFLINE)" if offline() else "downloading was not allowed"
             place = f"model weights missing: {_names(absent)} not in the Hugging Face cache and {why}"
+        else:  # a download was allowed: what is still absent has no hub repository
+            place = f"model weights missing: {_not_on_hub(absent)}"
         return WeightsMissingError(f"{place}; {DOWNLOAD_HINT}")
 
     moge_ready = found[PPD_MOGE] is not None and found[MOGE2] is not None
