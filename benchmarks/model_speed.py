@@ -22,42 +22,49 @@ import resource
 import subprocess
 import sys
 import time
-from typing import Callable
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ppd_core.model import PixelPerfectDepth
-from ppd_core.model.device import DTYPES, MATMUL_LAYERS, auto_precision, cpu_name
+from ppd_core.model.device import DTYPES, MATMUL_LAYERS, cpu_name, resolve_precision
 from ppd_core.model.inference import DepthModel, working_size
 from ppd_core.options import DEFAULT_RESOLUTION
 
 TARGET_SPEEDUP = {196608: 2.5, 786432: 2.0}  # the issue's auto / fp32 targets at 512x384 and 1024x768
 TARGET_MEMORY = 1.40  # peak memory at most the bf16 weights + 40 %
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def random_released_model(dtype: torch.dtype, device: str = "cpu") -> PixelPerfectDepth:
-    """Released-size network on `device`, small seeded random weights, matmul layers held in `dtype`.
+def fill_random(model: M, device: str = "cpu", seed: int = 0) -> M:
+    """A network built on the meta device -> on `device` with N(0, 0.02) weights (eval, no grad).
 
-    Built on the meta device and filled parameter by parameter from float32 draws, so the
-    weights are the same (rounded) whatever `dtype`, and never exist twice in memory.
+    Filled parameter by parameter from seeded float32 draws, so the weights are the same
+    (rounded) whatever dtype each is held in, and never exist twice in memory. Buffers are
+    left uninitialised: the caller sets any the network has.
     """
+    model = model.to_empty(device=device)
+    g = torch.Generator(device=device).manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.empty(p.shape, device=device).normal_(0.0, 0.02, generator=g))
+    return model.eval().requires_grad_(False)
+
+
+def random_released_model(dtype: torch.dtype, device: str = "cpu") -> PixelPerfectDepth:
+    """Released-size network on `device`, small seeded random weights, matmul layers held in `dtype`."""
     with torch.device("meta"):
         model = PixelPerfectDepth()
     for module in model.modules():
         if isinstance(module, MATMUL_LAYERS):
             module.to(dtype)
-    model = model.to_empty(device=device)
-    g = torch.Generator(device=device).manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.empty(p.shape, device=device).normal_(0.0, 0.02, generator=g))
-    return model.eval().requires_grad_(False)
+    return fill_random(model, device)
 
 
 def matmul_flops_per_second(dtype: torch.dtype, clock: Callable[[], float], n: int = 4096, repeats: int = 3) -> float:
@@ -85,7 +92,7 @@ def dit_flops(H: int, W: int) -> int:
 
 def one_run(precision: str, resolution: int, steps: int, clock: Callable[[], float]) -> dict:
     """Build the network at `precision` ("fp32" or "auto") and time one photo by `clock`; the figures as a dict."""
-    chosen = precision if precision != "auto" else auto_precision(torch.device("cpu"))[0]
+    chosen, why = resolve_precision(precision, torch.device("cpu"))
     base_rss = peak_rss_gb()
     model = random_released_model(DTYPES[chosen])
     weights_gb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1024**3
@@ -105,6 +112,7 @@ def one_run(precision: str, resolution: int, steps: int, clock: Callable[[], flo
     depth_model.predict(photo, steps=steps, resolution=resolution, on_progress=on_progress)
     return {
         "precision": chosen,
+        "why": why,
         "total": clock() - marks["start"],
         "encoder": marks["encoded"] - marks["start"],
         "steps": step_times,
@@ -157,7 +165,7 @@ def main() -> None:
         print(f"{label:30s} {fmt.format(a)} {fmt.format(b)}")
 
     print(f"{cpu_name()}, {args.threads} threads, torch {torch.__version__}; "
-          f"auto = {auto['precision']} ({auto_precision(torch.device('cpu'))[1]})")
+          f"auto = {auto['precision']} ({auto['why']})")
     print(f"input {W}x{H}, {args.steps} steps, {args.clock} clock, best of {args.repeats} alternating runs each; "
           f"load average {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end\n")
     print(f"{'':30s} {'fp32':>10s} {auto['precision']:>10s}")

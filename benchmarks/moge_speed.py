@@ -21,10 +21,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.model_speed import fill_random  # noqa: E402
 from benchmarks.timing import seconds  # noqa: E402
 from ppd_core.model import MoGe2  # noqa: E402
+from ppd_core.model.dinov2 import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from ppd_core.model.inference import image_to_tensor, resize_for_network  # noqa: E402
-from ppd_core.model.moge2_camera import metric_depth  # noqa: E402
 from ppd_core.options import DEFAULT_RESOLUTION  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "tests" / "data" / "keys_moge2_vitl.json"
@@ -35,14 +36,10 @@ def released_moge() -> MoGe2:
     config = json.loads(CONFIG.read_text())["model_config"]
     with torch.device("meta"):
         model = MoGe2(**config)
-    model = model.to_empty(device="cpu")
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.normal_(0.0, 0.02, generator=generator)
-        model.encoder.image_mean.copy_(torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        model.encoder.image_std.copy_(torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
-    return model.eval().requires_grad_(False)
+    model = fill_random(model)
+    model.encoder.image_mean.copy_(torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))  # its buffers
+    model.encoder.image_std.copy_(torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+    return model
 
 
 def main() -> None:
@@ -59,8 +56,7 @@ def main() -> None:
     rows, cols = H // 16, W // 16
 
     def shared() -> None:
-        outputs = model.forward_grid(image, rows, cols)
-        metric_depth(outputs["points"], outputs["mask"] > 0.5, outputs["metric_scale"])
+        model.geometry(model.forward_grid(image, rows, cols))
 
     with torch.inference_mode():
         semantics, _ = seconds(lambda: model.forward_semantics(image), args.repeat)

@@ -406,6 +406,22 @@ def test_small_moge_geometry_is_plausible(small_files):
     assert intrinsics[0, 0] > 0 and intrinsics[1, 1] > 0
 
 
+def test_bf16_held_moge_infers_close_to_fp32(small_files):
+    """Weights held in bf16 run `infer` under bf16 autocast (fp32 cannot multiply them); the
+    bounds are those of the bf16 estimates in tests/test_precision.py (measured: depth 1-2 %)."""
+    exact = load_moge2(small_files / "moge2.pt")
+    low = load_moge2(small_files / "moge2.pt", dtype=torch.bfloat16)
+    assert low.encoder.backbone.patch_embed.proj.weight.dtype == torch.bfloat16
+    image = smooth_image(3, 48, 64)
+    depth, mask, intrinsics = exact.infer(image, num_tokens=24)
+    low_depth, low_mask, low_intrinsics = low.infer(image, num_tokens=24)
+    assert low_depth.dtype == np.float32 and low_mask.dtype == bool and low_intrinsics.dtype == np.float32
+    both = mask & low_mask
+    assert both.mean() > 0.9 and np.isfinite(low_depth[low_mask]).all()
+    assert np.abs(low_depth[both] / depth[both] - 1).max() < 0.05
+    np.testing.assert_allclose(low_intrinsics, intrinsics, rtol=0.05, atol=1e-3)
+
+
 def save_moge(path: Path, state: dict, config) -> Path:
     torch.save({"model": state, "model_config": config}, path)
     return path

@@ -11,12 +11,12 @@ second bf16 matmul applies it to the values: 0.55-0.65 of a bf16 matmul, ~1.5x S
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 
-HEADS_PER_BLOCK = 4  # heads per matmul: with 256 queries, 4 x 256 x 12,288 bf16 scores (25 MB)
+# Heads per matmul, here and in DINOv2's explicit attention: with 256 queries, 4 x 256 x 12,288
+# bf16 scores (25 MB).
+HEADS_PER_BLOCK = 4
 # Per core within 5-10 % of the fastest measured (1 head x 512 queries), in half the ops, each of
 # which waits for every thread (a thread that lost its core stalls them all).
 QUERY_BLOCK = 256
@@ -34,9 +34,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     return F.scaled_dot_product_attention(q, k, v)
 
 
-def blocked_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Optional[float] = None, block: int = QUERY_BLOCK
-) -> torch.Tensor:
+def blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block: int = QUERY_BLOCK) -> torch.Tensor:
     """Attention `HEADS_PER_BLOCK` heads and `block` queries at a time: never more than that many rows of scores.
 
     q (B, heads, N, d), k and v (B, heads, M, d) -> (B, heads, N, d) in q's dtype. The scores
@@ -45,7 +43,7 @@ def blocked_attention(
     """
     B, H, N, d = q.shape
     M = k.shape[-2]
-    scale = d**-0.5 if scale is None else scale  # 1/8 at d = 64: exact in bf16
+    scale = d**-0.5  # 1/8 at d = 64: exact in bf16
     q, k, v = (x.flatten(0, 1) for x in (q, k, v))  # (BH, N or M, d), views of the caller's tensors
     out = q.new_empty(B * H, N, d)
     scores = q.new_empty(min(HEADS_PER_BLOCK, B * H), min(block, N), M)

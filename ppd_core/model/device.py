@@ -156,11 +156,11 @@ def auto_precisions() -> dict[str, dict[str, str]]:
     return choices
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """The precision to run: the one asked for, or `auto_precision`'s choice for "auto"."""
+def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
+    """(precision, why) to run: the one asked for ("as asked"), or `auto_precision`'s choice for "auto"."""
     if precision not in PRECISIONS:
         raise BadInputError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    return auto_precision(device)[0] if precision == "auto" else precision
+    return auto_precision(device) if precision == "auto" else (precision, "as asked")
 
 
 def autocast(device: torch.device, precision: str):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import attention, blocked_attention, runs_blocked
+from .attention import HEADS_PER_BLOCK, attention, runs_blocked
 from .layers import Mlp, PatchEmbed
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -43,14 +43,12 @@ class DinoConfig:
 class Attention(nn.Module):
     """Self-attention with the arithmetic of the encoder whose weights are loaded.
 
-    "explicit" (Depth Anything V2): softmax((q / sqrt(d)) k^T) v, heads processed in groups so
-    that the (N x N) matrices of a whole 1024x768 image never all exist at once.
+    "explicit" (Depth Anything V2): softmax((q / sqrt(d)) k^T) v, `HEADS_PER_BLOCK` heads at a
+    time so that the (N x N) matrices of a whole 1024x768 image never all exist at once.
     "sdpa" (MoGe-2): F.scaled_dot_product_attention; the two differ by ~1e-6.
-    In bf16 on a CPU both take `attention.blocked_attention` (the "explicit" arithmetic, one
-    block of queries at a time), which is faster there than either.
+    In bf16 on a CPU both take `attention.attention`'s blocked path (the "explicit"
+    arithmetic, one block of queries at a time), which is faster there than either.
     """
-
-    heads_per_chunk = 4
 
     def __init__(self, dim: int, num_heads: int, kind: str = "explicit"):
         super().__init__()
@@ -65,15 +63,13 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
-        if self.kind == "sdpa":
+        if self.kind == "sdpa" or runs_blocked(qkv):
             out = attention(*qkv.unbind(0))  # (B, heads, N, head_dim)
-        elif runs_blocked(qkv):
-            out = blocked_attention(*qkv.unbind(0), scale=self.scale)
         else:
             q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
             outs = []
-            for h in range(0, self.num_heads, self.heads_per_chunk):
-                s = slice(h, h + self.heads_per_chunk)
+            for h in range(0, self.num_heads, HEADS_PER_BLOCK):
+                s = slice(h, h + HEADS_PER_BLOCK)
                 attn = (q[:, s] @ k[:, s].transpose(-2, -1)).softmax(dim=-1)
                 outs.append(attn @ v[:, s])
             out = torch.cat(outs, dim=1)

@@ -16,9 +16,8 @@ from ..errors import BadInputError
 from ..options import DEFAULT_RESOLUTION, check_option
 from ..progress import ProgressCallback, report
 from .checkpoint import load_moge2, load_pixel_perfect_depth, load_ppd_moge
-from .device import DTYPES, auto_precision, autocast, compile_mode, compile_network, resolve_device, resolve_precision
+from .device import DTYPES, autocast, compile_mode, compile_network, resolve_device, resolve_precision
 from .moge2 import MoGe2, token_grid, tokens_for_level
-from .moge2_camera import metric_depth
 from .ppd import PixelPerfectDepth, timesteps
 from .weights import find_weights
 
@@ -110,8 +109,7 @@ class DepthModel:
         are nowhere to be found and CheckpointError when a file does not fit its network.
         """
         torch_device = resolve_device(device)
-        chosen = resolve_precision(precision, torch_device)
-        why = auto_precision(torch_device)[1] if precision == "auto" else "as asked"
+        chosen, why = resolve_precision(precision, torch_device)
         compiled = compile_mode(torch_compile, torch_device)
         dtype = DTYPES[chosen]
         report(on_progress, "model", 0.0, "finding weights")
@@ -199,25 +197,15 @@ class DepthModel:
                 rows, cols = image.shape[-2] // 16, image.shape[-1] // 16
                 outputs = moge.forward_grid(image, rows, cols)
                 semantics = outputs["semantics"]
-                found = _geometry_of(outputs, fov_x, (rows, cols))
+                found = MoGeGeometry(*moge.geometry(outputs, fov_x), (rows, cols))
             else:
                 semantics = self.network.sem_encoder.forward_semantics(image)
             report(on_progress, "encode", 1.0, "semantic encoder done")
             report(on_progress, "diffusion", 0.0, f"diffusion step 0/{len(schedule)}")
             depth = self.network.sample(image, noise, schedule=schedule, semantics=semantics, on_step=on_step)
-        if moge is not None and found is None:  # MoGe-2's own pass at 3600 tokens, at the model's precision
+        if moge is not None and found is None:  # MoGe-2's own pass at 3600 tokens, in its weights' dtype
             report(on_progress, "geometry", 0.0, "MoGe-2 geometry")
-            num_tokens = tokens_for_level(9, moge.num_tokens_range)
-            with torch.inference_mode(), autocast(self.device, self.precision):
-                outputs = moge(image, num_tokens)  # `infer`'s forward: `infer` runs fp32, which bf16 weights cannot
-            found = _geometry_of(outputs, fov_x, token_grid(*image.shape[-2:], num_tokens))
+            num_tokens = tokens_for_level(9, moge.num_tokens_range)  # the official operating point
+            found = MoGeGeometry(*moge.infer(image, num_tokens, fov_x=fov_x), token_grid(*image.shape[-2:], num_tokens))
             report(on_progress, "geometry", 1.0, "MoGe-2 geometry done")
         return DepthEstimate(depth[0, 0].float().cpu().numpy(), found)
-
-
-def _geometry_of(outputs: dict, fov_x: Optional[float], tokens: tuple[int, int]) -> MoGeGeometry:
-    """`infer`'s post-processing (fp32) of a forward's geometry outputs."""
-    with torch.autocast(outputs["points"].device.type, enabled=False):
-        depth, mask, intrinsics = metric_depth(outputs["points"].float(), outputs["mask"].float() > 0.5,
-                                               outputs["metric_scale"].float(), fov_x)
-    return MoGeGeometry(depth[0].cpu().numpy(), mask[0].cpu().numpy(), intrinsics[0].cpu().numpy(), tokens)

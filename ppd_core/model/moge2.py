@@ -231,10 +231,10 @@ class MoGe2(nn.Module):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Metric depth, validity mask and normalised intrinsics of image (3, H, W) or (B, 3, H, W) in [0, 1].
 
-        Returns depth (H, W) float32 in the model's metric unit, +inf outside the mask when
-        `apply_mask`; mask (H, W) bool; intrinsics (3, 3) with fx, cx divided by W and fy, cy
-        by H (pixel (i, j) at ((j + 0.5) / W, (i + 0.5) / H)). A batch of B > 1 keeps its
-        leading dimension. Float32 throughout (autocast off), unlike the official fp16 default.
+        Returns what `geometry` does. The network runs in the dtype its Linear and Conv weights
+        are held in (`load_moge2`'s dtype): float32 with autocast off when they are float32
+        (unlike the official fp16 default), else under autocast in theirs, which they need;
+        the focal / shift fit after it is float32 either way.
         `num_tokens` defaults to the budget of `resolution_level` (9 -> 3600 tokens); `fov_x`
         (degrees, a number or (B,)) fixes the focal instead of recovering it.
         `force_projection` only affects the official point map, which is not returned; it is
@@ -246,10 +246,26 @@ class MoGe2(nn.Module):
         image = image.to(self.encoder.image_mean.device, torch.float32)
         if num_tokens is None:
             num_tokens = tokens_for_level(resolution_level, self.num_tokens_range)
-        with torch.autocast(image.device.type, enabled=False):
+        weight = self.encoder.backbone.patch_embed.proj.weight  # held as every Linear and Conv weight is
+        with torch.autocast(weight.device.type, dtype=weight.dtype, enabled=weight.dtype != torch.float32):
             out = self.forward(image, num_tokens)
-            mask = out["mask"] > 0.5
-            depth, mask, intrinsics = metric_depth(out["points"], mask, out["metric_scale"], fov_x, apply_mask)
-        if image.shape[0] == 1:
+        return self.geometry(out, fov_x, apply_mask)
+
+    @staticmethod
+    def geometry(
+        out: Mapping[str, torch.Tensor], fov_x: FovX = None, apply_mask: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`infer`'s float32 post-processing (autocast off) of the outputs of `forward` or `forward_grid`.
+
+        Returns depth (H, W) float32 in the model's metric unit, +inf outside the mask when
+        `apply_mask`; mask (H, W) bool; intrinsics (3, 3) with fx, cx divided by W and fy, cy
+        by H (pixel (i, j) at ((j + 0.5) / W, (i + 0.5) / H)). A batch of B > 1 keeps its
+        leading dimension.
+        """
+        points = out["points"]
+        with torch.autocast(points.device.type, enabled=False):
+            mask = out["mask"].float() > 0.5
+            depth, mask, intrinsics = metric_depth(points.float(), mask, out["metric_scale"].float(), fov_x, apply_mask)
+        if points.shape[0] == 1:
             depth, mask, intrinsics = depth[0], mask[0], intrinsics[0]
         return depth.cpu().numpy(), mask.cpu().numpy(), intrinsics.cpu().numpy()
