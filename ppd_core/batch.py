@@ -18,16 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Sequence, Union
 
-from ppd_core.errors import BadInputError, OutputExistsError, PPDError
-from ppd_core.files.staging import check_targets, remove_stale_staging
-from ppd_core.options import OUTPUT_KINDS, JobOptions, output_files
+from ppd_core.errors import BadInputError, OutputExistsError, PPDError, brief, is_out_of_memory, out_of_memory_text
+from ppd_core.files.staging import check_targets
+from ppd_core.options import OUTPUT_KINDS, PHOTO_SUFFIXES, JobOptions, output_files
 from ppd_core.progress import ProgressCallback
 
 if TYPE_CHECKING:  # numpy and the model code load only once photos run
     from ppd_core.photo_depth import ModelCache
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".heic", ".heif")
-"""File endings a folder or glob is searched for (any case); files named directly need none."""
 LIST_PREFIX = "@"
 """`@shoot.txt` names a text file of photo paths, one a line."""
 MANIFEST_NAME = "ppd-mesh-manifest.jsonl"
@@ -60,9 +58,9 @@ def error_text(error: BaseException) -> str:
         return f"{error} (use --force to overwrite)"
     if isinstance(error, PPDError):
         return str(error)
-    if isinstance(error, MemoryError):
-        return "out of memory: lower --resolution (or use --precision fp16/bf16 on a GPU)"
-    return f"internal error ({type(error).__name__}: {error}); please report it"
+    if is_out_of_memory(error):
+        return out_of_memory_text(error)
+    return f"internal error ({type(error).__name__}: {brief(error, 300)}); please report it"
 
 
 def is_batch_argument(argument: str) -> bool:
@@ -172,12 +170,9 @@ def check_job(photo: Path, outputs: dict[str, Path], options: JobOptions, *, rep
     are all there and `skip_existing`). Raises `PPDError` for a job that cannot run."""
     if not photo.is_file():
         raise BadInputError(f"{photo}: {'not a file' if photo.exists() else 'no such file'}")
-    inputs = {photo: "the photo itself"}
-    if options.depth_file is not None:
-        inputs[options.depth_file] = "the depth file"
     targets = [target for kind, path in outputs.items() for target in output_files(kind, path)]
     complete = skip_existing and outputs_complete(outputs)
-    check_targets(targets, inputs, replace or complete, claimed=claimed, owner=photo)
+    check_targets(targets, options.input_files(photo), replace or complete, claimed=claimed, owner=photo)
     return complete
 
 
@@ -204,16 +199,17 @@ def plan_batch(photos: Iterable[Union[str, Path]], kinds: Sequence[str], options
             outputs = output_paths(photo, kinds, output, single=len(photos) == 1)
             skip = check_job(photo, outputs, options, replace=replace, skip_existing=skip_existing, claimed=claimed)
         except PPDError as error:
-            plan.settled.append(PhotoRecord(str(photo), _strings(outputs), "failed", error=error_text(error)))
+            plan.settled.append(PhotoRecord(str(photo), output_strings(outputs), "failed", error=error_text(error)))
             continue
         if skip:
-            plan.settled.append(PhotoRecord(str(photo), _strings(outputs), "skipped"))
+            plan.settled.append(PhotoRecord(str(photo), output_strings(outputs), "skipped"))
         else:
             plan.jobs.append((photo, outputs))
     return plan
 
 
-def _strings(outputs: dict[str, Path]) -> dict[str, str]:
+def output_strings(outputs: dict[str, Path]) -> dict[str, str]:
+    """{kind: path} with the paths as strings, as records and the manifest hold them."""
     return {kind: str(path) for kind, path in outputs.items()}
 
 
@@ -228,8 +224,8 @@ def run_job(photo: Path, outputs: dict[str, Path], options: JobOptions, *, model
     try:
         stats = pipeline.run_photo(photo, outputs, options, models=models, on_progress=on_progress, replace=replace)
     except Exception as error:
-        return PhotoRecord(str(photo), _strings(outputs), "failed", time.perf_counter() - start, error_text(error))
-    return PhotoRecord(str(photo), _strings(outputs), "done", time.perf_counter() - start, stats=stats)
+        return PhotoRecord(str(photo), output_strings(outputs), "failed", time.perf_counter() - start, error_text(error))
+    return PhotoRecord(str(photo), output_strings(outputs), "done", time.perf_counter() - start, stats=stats)
 
 
 Runner = Callable[[Sequence[Job], JobOptions, bool], Iterable[PhotoRecord]]
@@ -318,8 +314,6 @@ def run_batch(photos: Iterable[Union[str, Path]], kinds: Sequence[str], options:
     finally:
         if log is not None:
             log.close()
-        for folder in {path.parent for _, outputs in plan.jobs for path in outputs.values()}:
-            remove_stale_staging(folder)  # left by a photo whose process was killed outright
 
 
 def _note(log: Optional[Manifest], record: PhotoRecord) -> None:

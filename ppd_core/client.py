@@ -141,7 +141,6 @@ def stop_process(process: subprocess.Popen, timeout: float) -> None:
             continue
 
 
-
 def with_absolute_paths(job: dict) -> dict:
     """A copy of `job` whose photo, output and depth/weights paths are absolute."""
     def absolute(path: Any) -> Any:

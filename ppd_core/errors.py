@@ -13,6 +13,27 @@ def brief(text: object, limit: int) -> str:
     return cut if cut != "…" else line[: limit - 1] + "…"
 
 
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an error's message, `brief`ed ("" for an empty message): the rest of
+    a library's message is usually its traceback-like detail."""
+    text = str(error).strip()
+    return brief(text.splitlines()[0], limit) if text else ""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for host, CUDA and MPS out-of-memory errors (torch's are RuntimeErrors by message
+    or its OutOfMemoryError, recognised by name so that this module needs no torch)."""
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def out_of_memory_text(error: BaseException) -> str:
+    """One line for an out-of-memory failure: what ran out and what to lower."""
+    return (f"out of memory ({brief(error, 160)}); lower the resolution, use precision bf16 or fp16 "
+            "(on a GPU, or a CPU with fast bf16), or run on the CPU")
+
+
 class PPDError(Exception):
     """Base of every error the product reports as one clear line."""
 

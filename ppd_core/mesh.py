@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
 from ppd_core.batch import (MANIFEST_NAME, BatchCounts, LocalRunner, PhotoRecord, error_text, find_photos,
-                            is_batch_argument, plan_batch, run_batch)
+                            is_batch_argument, output_strings, plan_batch, run_batch)
 from ppd_core.client import WorkerClient, WorkerError
 from ppd_core.errors import BadInputError, PPDError
 from ppd_core.options import OPTIONS, OUTPUT_KINDS, JobOptions, Option
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"{kind.help}: <photo>{kind.suffix}")
     out.add_argument("-o", "--output", type=Path, help="output file (one photo, one output) or folder")
     out.add_argument("--force", action="store_true", help="overwrite existing output files")
-    out.add_argument("--quiet", action="store_true", help="no progress, only failures")
+    out.add_argument("--quiet", action="store_true", help="no progress bars or stage lines (results, failures and the summary still print)")
     out.add_argument("--subprocess", action="store_true",
                      help="run the photos in a worker process (python -m ppd_core.worker), as Blender does")
     many = parser.add_argument_group("many photos")
@@ -238,9 +238,9 @@ def run_in_worker(jobs: list, options, quiet: bool) -> int:
         except WorkerError as error:
             say(f"ppd-mesh: worker: {error}", sys.stderr)
             return len(jobs)
-        for photo, outputs in jobs:
+        for number, (photo, outputs) in enumerate(jobs):
             progress = Progress(photo.name, quiet)
-            job_id = client.submit({"photo": str(photo), "outputs": {k: str(v) for k, v in outputs.items()},
+            job_id = client.submit({"photo": str(photo), "outputs": output_strings(outputs),
                                     "options": dataclasses.asdict(options)})
             try:
                 outcome = _await_result(client, job_id, progress)
@@ -254,10 +254,10 @@ def run_in_worker(jobs: list, options, quiet: bool) -> int:
                 for line in summary_lines({**outcome["stats"], "outputs": outcome["outputs"]}):
                     say(line)
             else:
-                say(failure_line(photo, PPDError(outcome.get("message", "the worker failed"))), sys.stderr)
+                say(failure_line(photo, outcome.get("message", "the worker failed")), sys.stderr)
                 failures += 1
                 if outcome.get("kind") in ("worker_crashed", "timeout"):
-                    return failures + len(jobs) - [p for p, _ in jobs].index(photo) - 1
+                    return failures + len(jobs) - number - 1  # the photos after it never ran
     return failures
 
 

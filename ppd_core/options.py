@@ -56,6 +56,9 @@ SCALE_SOURCES = ("auto", "moge2", "range")
 MOGE_PASSES = ("shared", "official")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".heic", ".heif", ".avif")
+"""Photo file endings (any case) that folders and globs are searched for and the add-on's file
+browser shows; a file named directly is read whatever its name. HEIC/HEIF/AVIF need pillow-heif."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,8 @@ class JobOptions:
     fov: Optional[float] = option(None, "horizontal field of view (default: EXIF, else MoGe-2's, else "
                                   f"{DEFAULT_HFOV_DEG:g})", DEPTH, label="field of view", unit="degrees",
                                   minimum=FOV_DEG[0], maximum=FOV_DEG[1])
-    depth_file: Optional[str] = option(None, "use this depth map instead of the network", DEPTH, flag="--depth",
+    depth_file: Optional[str] = option(None, "use this depth map (or an --npz result, to re-mesh it) instead of the "
+                                       "network", DEPTH, flag="--depth",
                                        label="depth file", metavar="FILE")
     depth_kind: str = option("metric", "what the depth file holds", DEPTH, label="depth kind", choices=DEPTH_KINDS)
     steps: int = option(4, "diffusion sampling steps (the sampler has 1000 timesteps)", MODEL, minimum=1,
@@ -154,10 +158,22 @@ class JobOptions:
         if self.align_to is not None and self.depth_file is not None and self.depth_kind != "normalized":
             raise BadInputError("--align-to scales relative depth: the network's, or a --depth file of "
                                 "--depth-kind normalized")
+        if str(self.depth_file).lower().endswith(".npz") and (self.range_given() or self.scale_from != "auto"):
+            raise BadInputError("a saved result (--depth FILE.npz) keeps its own scale: it cannot be combined "
+                                "with --preset, --near, --far or --scale-from")
         if self.scale_from == "moge2" and (self.depth_file is not None or self.align_to is not None
                                            or self.range_given()):
             raise BadInputError("--scale-from moge2 takes the scale from the network's MoGe-2: it cannot be combined "
                                 "with --depth, --align-to, --preset, --near or --far")
+
+    def input_files(self, photo: Union[str, Path]) -> dict[Path, str]:
+        """The files a job with these options reads, which no output may replace: {path: what it is}."""
+        inputs = {Path(photo): "the photo itself"}
+        if self.depth_file is not None:
+            inputs[Path(self.depth_file)] = "the depth file"
+        if self.align_to is not None:
+            inputs[Path(self.align_to)] = "the metric reference (--align-to)"
+        return inputs
 
     def range_given(self) -> bool:
         """True when the options name a depth range (a preset, near or far)."""

@@ -24,11 +24,11 @@ import numpy as np
 from ppd_core.errors import BadInputError
 from ppd_core.files.depth_file import read_depth_file
 from ppd_core.files.photo import Photo
-from ppd_core.files.result_file import read_result
+from ppd_core.files.result_file import read_saved_depth
 from ppd_core.geometry.align import LogDepthFit, align_to_reference, fit_log_depth, metric_from_fit
-from ppd_core.geometry.camera import Intrinsics, intrinsics_from_fov, intrinsics_from_normalized, known_intrinsics
+from ppd_core.geometry.camera import Intrinsics, camera_for_photo, intrinsics_from_normalized, known_intrinsics
 from ppd_core.geometry.depth import MAX_DEPTH_M, MIN_DEPTH_M, depth_to_metric, metric_from_normalized
-from ppd_core.options import DEFAULT_HFOV_DEG, DEFAULT_PRESET, JobOptions
+from ppd_core.options import DEFAULT_PRESET, JobOptions
 from ppd_core.progress import ProgressCallback, report
 
 ESTIMATES_KEPT = 4
@@ -136,9 +136,7 @@ def _range_words(options: JobOptions) -> str:
 
 def _aligned(p: np.ndarray, options: JobOptions) -> tuple[np.ndarray, LogDepthFit]:
     """p fitted to the metric reference file `options.align_to`."""
-    reference = read_depth_file(options.align_to, "metric")
-    metric, fit = align_to_reference(p, reference, seed=options.seed)
-    return metric, fit
+    return align_to_reference(p, read_depth_file(options.align_to, "metric"), seed=options.seed)
 
 
 def depth_from_result(photo: Photo, options: JobOptions) -> PhotoDepth:
@@ -147,20 +145,16 @@ def depth_from_result(photo: Photo, options: JobOptions) -> PhotoDepth:
     path = options.depth_file
     if options.depth_kind != "metric":
         raise BadInputError(f"{path}: a result file holds metric depth: leave --depth-kind at metric")
-    saved = read_result(path)
-    if saved.depth is None:
+    depth, info, camera = read_saved_depth(path)
+    if depth is None:
         raise BadInputError(f"{path}: this result file holds no depth map (it was written without one): "
                             "run the photo again to get one")
-    _check_aspect(saved.depth, path, photo, "saved depth map")
-    info = saved.depth_info or {}
-    known, camera_source = known_intrinsics(photo, options.fov)
-    if known is None and saved.camera is not None:
-        known, camera_source = saved.camera.intrinsics.scaled(photo.width, photo.height), \
-            f"saved result ({info.get('camera', 'its camera')})"
-    intrinsics = known or intrinsics_from_fov(photo.width, photo.height, DEFAULT_HFOV_DEG)
-    return PhotoDepth(saved.depth, intrinsics, f"saved result ({info.get('scale', 'its scale')})",
-                      camera_source or f"default {DEFAULT_HFOV_DEG:g} degrees (a guess)", model=info.get("model", ""),
-                      masked_px=int(info.get("masked_px", 0)), reused=True)
+    _check_aspect(depth, path, photo, "saved depth map")
+    saved_camera = None if camera is None else (camera.intrinsics.scaled(photo.width, photo.height),
+                                                f"saved result ({info.get('camera', 'its camera')})")
+    intrinsics, camera_source = camera_for_photo(photo, options.fov, saved_camera)
+    return PhotoDepth(depth, intrinsics, f"saved result ({info.get('scale', 'its scale')})", camera_source,
+                      model=info.get("model", ""), masked_px=int(info.get("masked_px", 0)), reused=True)
 
 
 def depth_from_file(photo: Photo, options: JobOptions, on_progress: Optional[ProgressCallback] = None) -> PhotoDepth:
@@ -173,7 +167,6 @@ def depth_from_file(photo: Photo, options: JobOptions, on_progress: Optional[Pro
     report(on_progress, "model", 0.0, f"reading depth file {path}")
     values = read_depth_file(path, options.depth_kind)
     _check_aspect(values, path, photo, "depth map")
-    known, camera_source = known_intrinsics(photo, options.fov)
     fit = None
     if options.align_to is not None:
         metric, fit = _aligned(values, options)
@@ -183,19 +176,21 @@ def depth_from_file(photo: Photo, options: JobOptions, on_progress: Optional[Pro
         metric = depth_to_metric(values, options.depth_kind, near, far)
         scale = _range_words(options) if near is not None else f"depth file ({options.depth_kind})"
     report(on_progress, "diffusion", 1.0, "depth from file")
-    intrinsics = known or intrinsics_from_fov(photo.width, photo.height, DEFAULT_HFOV_DEG)
-    return PhotoDepth(_usable(metric, path, options.depth_kind), intrinsics, scale,
-                      camera_source or f"default {DEFAULT_HFOV_DEG:g} degrees (a guess)", fit=fit)
+    intrinsics, camera_source = camera_for_photo(photo, options.fov)
+    return PhotoDepth(_usable(metric, path, options.depth_kind), intrinsics, scale, camera_source, fit=fit)
 
 
 def depth_from_network(photo: Photo, options: JobOptions, models: ModelCache,
                        on_progress: Optional[ProgressCallback] = None) -> PhotoDepth:
     """Metric depth (metres, the network's working size) and camera of the photo from the networks."""
-    known, camera_source = known_intrinsics(photo, options.fov)
+    known, _ = known_intrinsics(photo, options.fov)
     estimate, reused = models.estimate(photo, options, known.hfov_deg if known else None, on_progress)
     geometry = estimate.geometry
     masked = 0
     if geometry is not None and geometry.mask.sum() < MIN_MASKED_PIXELS:
+        if options.scale_from == "moge2":
+            raise BadInputError(f"{photo.path}: MoGe-2 trusts fewer than {MIN_MASKED_PIXELS} of its pixels (all sky?), "
+                                "so it gives no scale: use --scale-from range with --preset, --near or --far")
         geometry = None  # MoGe-2 trusts nothing here (all sky?): the range it is
     fit = None
     if options.align_to is not None:
@@ -211,14 +206,9 @@ def depth_from_network(photo: Photo, options: JobOptions, models: ModelCache,
     if geometry is not None:
         metric = np.where(geometry.mask, metric, np.nan).astype(np.float32)
         masked = int(np.count_nonzero(~geometry.mask))
-    if known is not None:
-        intrinsics = known
-    elif geometry is not None:
-        intrinsics = intrinsics_from_normalized(geometry.intrinsics, photo.width, photo.height)
-        camera_source = "MoGe-2"
-    else:
-        intrinsics = intrinsics_from_fov(photo.width, photo.height, DEFAULT_HFOV_DEG)
-        camera_source = f"default {DEFAULT_HFOV_DEG:g} degrees (a guess)"
+    moge_camera = None if geometry is None else (
+        intrinsics_from_normalized(geometry.intrinsics, photo.width, photo.height), "MoGe-2")
+    intrinsics, camera_source = camera_for_photo(photo, options.fov, moge_camera)
     return PhotoDepth(metric, intrinsics, scale, camera_source, model=models.model.description, fit=fit,
                       masked_px=masked, reused=reused)
 

@@ -42,7 +42,6 @@ class PhotoJob:
     on_progress: Optional[ProgressCallback] = None
     image: Optional[Photo] = None                 # the photo, upright RGB
     depth_info: Optional[PhotoDepth] = None       # the photo's depth and camera, and where they came from
-    intrinsics: Optional[Intrinsics] = None       # its camera, in pixels of the photo
     depth: Optional[np.ndarray] = None            # metric depth on the mesh grid
     rgb: Optional[np.ndarray] = None              # the photo on the mesh grid
     grid: Optional[Intrinsics] = None             # the camera in pixels of the mesh grid
@@ -74,7 +73,6 @@ def depth_on_mesh_grid(job: PhotoJob, models: Optional[ModelCache]) -> None:
     across edges, sampled at each grid pixel's centre (a nearest-pixel pick would put the
     points half a pixel off the surface)."""
     job.depth_info = photo_depth(job.image, job.options, models, job.on_progress)
-    job.intrinsics = job.depth_info.intrinsics
     metric = job.depth_info.metric
     size = mesh_grid_size(job.image.width, job.image.height, job.options.resolution)
     job.rgb = job.image.rgb
@@ -83,7 +81,7 @@ def depth_on_mesh_grid(job: PhotoJob, models: Optional[ModelCache]) -> None:
     width, height = size
     job.depth = metric.astype(np.float32) if metric.shape == (height, width) else upsample_depth(
         metric, width, height, guide_rgb=job.rgb)
-    job.grid = job.intrinsics.scaled(*size)
+    job.grid = job.depth_info.intrinsics.scaled(*size)
 
 
 def lift_points(job: PhotoJob) -> None:
@@ -158,17 +156,15 @@ def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
     OBJ's MTL and texture). Nothing is written unless every output
     succeeds; a failure or cancel leaves the folders as they were. Existing files are
     replaced (`replace=False`: refused, even when they appear during the run), but never the
-    photo or depth file.
+    files it reads (`JobOptions.input_files`).
     """
     outputs = {kind: Path(path) for kind, path in outputs.items()}
     unknown = sorted(set(outputs) - set(OUTPUT_KINDS))
     if unknown or not outputs:
         raise BadInputError(f"outputs must be some of {', '.join(OUTPUT_KINDS)}; got {', '.join(unknown) or 'none'}")
     options.validate()
-    inputs = {photo: "the photo itself"}
-    if options.depth_file is not None:
-        inputs[options.depth_file] = "the depth file"
-    check_targets([f for kind, path in outputs.items() for f in output_files(kind, path)], inputs, replace)
+    check_targets([f for kind, path in outputs.items() for f in output_files(kind, path)],
+                  options.input_files(photo), replace)
     job = PhotoJob(Path(photo), outputs, options, on_progress)
     for kind in outputs:
         job.geometry(kind)  # refuses a point cloud in a mesh-only format before any work
@@ -178,19 +174,20 @@ def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
     try:
         lift_points(job)
         build_shapes(job)
-        camera = camera_record(job.intrinsics)
+        camera = camera_record(job.depth_info.intrinsics)
         info = job.depth_info.describe()
         sources = {kind: OutputSource(job.geometry(kind), job.shapes.get(job.geometry(kind)), job.depth,
                                       job.image.rgb, str(job.photo.resolve()), camera, info) for kind in outputs}
         details, written = write_outputs(outputs, sources, replace=replace, on_progress=on_progress)
     except MeshError as error:  # `mesh` speaks for itself; here it is bad input like any other
         raise BadInputError(str(error)) from None
-    return job_stats(outputs, details, written, camera, job.depth_info)
+    return job_stats(outputs, details, written, camera, info)
 
 
-def job_stats(outputs: dict[str, Path], details: dict, written: list[Path], camera, depth: PhotoDepth) -> dict:
+def job_stats(outputs: dict[str, Path], details: dict, written: list[Path], camera, depth: dict) -> dict:
     """The stats `run_photo` returns: the main (first neither depth map nor picture) output's,
-    plus per output, and where the depth's scale and the camera came from."""
+    plus per output, and `depth`: where the depth's scale and the camera came from
+    (`PhotoDepth.describe`)."""
     shapes = [kind for kind in outputs if not (OUTPUT_KINDS[kind].depth_map or OUTPUT_KINDS[kind].picture)]
     main = details[shapes[0]] if shapes else {}
     stats = {key: main[key] for key in ("vertices", "faces", "bounds", "size_mm", "size_m") if key in main}
@@ -199,5 +196,5 @@ def job_stats(outputs: dict[str, Path], details: dict, written: list[Path], came
     stats.setdefault("bounds", None)
     stats.update(outputs={kind: str(path) for kind, path in outputs.items()}, camera=dataclasses.asdict(camera),
                  watertight=main.get("watertight"), details=details, files=[str(path) for path in written],
-                 depth=depth.describe())
+                 depth=depth)
     return stats

@@ -19,8 +19,9 @@ import warnings
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
-from ppd_core.batch import Job, PhotoRecord, outputs_complete, run_job
-from ppd_core.errors import BadInputError
+from ppd_core.batch import Job, PhotoRecord, output_strings, outputs_complete, run_job
+from ppd_core.errors import BadInputError, first_line
+from ppd_core.files.staging import remove_stale_staging
 from ppd_core.options import JobOptions
 
 PHOTO_RETRIES = 3
@@ -68,14 +69,10 @@ def pool_shape(resources: dict, actors: Optional[int]) -> tuple[int, float, floa
     return count, max(1.0, float(int(cpus // count))), min(1.0, gpus / count) if gpus else 0.0
 
 
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [""])[0]
-
-
 def _record(row: dict, photo: Path, outputs: dict[str, Path]) -> PhotoRecord:
     """An actor's result as the record of the photo and outputs the caller named (the actor
     saw them as absolute paths)."""
-    named = {kind: str(path) for kind, path in outputs.items()}
+    named = output_strings(outputs)
     stats = json.loads(row["stats"])
     if stats:
         stats["outputs"] = named
@@ -126,12 +123,14 @@ class RayRunner:
                 ray.init(address=self.address, **quiet)
             except Exception as error:  # Ray says why in many ways (ConnectionError, RuntimeError...)
                 where = f" at {self.address}" if self.address else ""
-                raise BadInputError(f"cannot start or join Ray{where}: {_first_line(error)}") from None
+                raise BadInputError(f"cannot start or join Ray{where}: {first_line(error)}") from None
         try:
             yield from self._run(ray, jobs, options, replace)
         finally:
             if started:
                 ray.shutdown()
+            for folder in {path.parent for _, outputs in jobs for path in outputs.values()}:
+                remove_stale_staging(folder)  # left by an actor killed mid-photo (its retry wrote anew)
 
     def _run(self, ray, jobs: Sequence[Job], options: JobOptions, replace: bool) -> Iterator[PhotoRecord]:
         actors, cpus, gpus = pool_shape(ray.cluster_resources(), self.actors)
@@ -152,8 +151,8 @@ class RayRunner:
                     if row["photo"] in by_path:  # (a result delivered twice, after a retry, counts once)
                         yield _record(row, *by_path.pop(row["photo"]))
             except Exception as failure:  # the run as a whole broke (no actor could start): the rest fail with it
-                error = f"Ray: {type(failure).__name__}: {_first_line(failure)}"
+                error = f"Ray: {type(failure).__name__}: {first_line(failure)}"
         for photo, outputs in by_path.values():
-            yield PhotoRecord(str(photo), {kind: str(path) for kind, path in outputs.items()}, "failed",
+            yield PhotoRecord(str(photo), output_strings(outputs), "failed",
                               error=error or f"no result after {PHOTO_RETRIES + 1} attempts: the Ray actor running "
                                              f"it died each time (out of memory? see Ray's logs)")

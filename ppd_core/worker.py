@@ -20,7 +20,7 @@ import traceback
 from typing import Any, BinaryIO, Callable, Optional
 
 import ppd_core
-from ppd_core.errors import BadInputError, Cancelled, PPDError, brief
+from ppd_core.errors import BadInputError, Cancelled, PPDError, brief, is_out_of_memory, out_of_memory_text
 from ppd_core.options import JobOptions
 from ppd_core.progress import JOB_STAGES, JobFraction
 from ppd_core.protocol import (
@@ -185,25 +185,12 @@ def watch_parent(board: JobBoard, parent: int) -> None:
 # -- jobs --------------------------------------------------------------------------------
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for CUDA/MPS/host out-of-memory errors."""
-    if isinstance(exc, MemoryError):
-        return True
-    if type(exc).__name__ == "OutOfMemoryError":
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
 def error_for(exc: BaseException, job_id: str) -> dict:
     """Map an exception to an error event with a one-line message."""
     if isinstance(exc, PPDError):
         kind, message = exc.kind, one_line(exc)
     elif is_out_of_memory(exc):
-        kind = "out_of_memory"
-        message = (
-            f"out of memory ({brief(exc, 160)}); lower the resolution option, "
-            "use precision bf16 or fp16 (on a GPU, or a CPU with native bf16), or run on the CPU"
-        )
+        kind, message = "out_of_memory", out_of_memory_text(exc)
     elif isinstance(exc, ImportError):
         kind = "internal"
         message = (

@@ -134,3 +134,27 @@ def test_batch_usage_errors_exit_2(tmp_path, monkeypatch, capsys):
     assert main([str(tmp_path / "shoot"), "--stl", "--manifest", str(tmp_path / "no" / "m.jsonl")]) == 2
     assert "cannot write the manifest" in capsys.readouterr().err
     assert sorted(path.name for path in (tmp_path / "shoot").iterdir()) == ["corrupt.jpg", "img00.png"]
+
+
+def test_a_photo_that_runs_out_of_gpu_memory_is_recorded_with_advice_on_one_line():
+    from ppd_core.batch import error_text
+
+    class OutOfMemoryError(RuntimeError):  # torch.cuda's, by name
+        pass
+
+    text = error_text(OutOfMemoryError("CUDA out of memory.\nTried to allocate 2.00 GiB"))
+    assert text.startswith("out of memory (CUDA out of memory. Tried") and "resolution" in text and "\n" not in text
+    assert "internal error" not in text
+    internal = error_text(ValueError("first\nsecond"))
+    assert internal.startswith("internal error (ValueError: first second)") and "\n" not in internal
+
+
+def test_a_batch_never_plans_an_output_over_the_align_to_reference(tmp_path):
+    from ppd_core.batch import plan_batch
+
+    photo = tmp_path / "p.jpg"
+    Image.new("RGB", (8, 8)).save(photo)
+    reference = tmp_path / "p_depth.png"
+    reference.write_bytes(b"scan")
+    plan = plan_batch([photo], ["depth_png"], JobOptions(align_to=str(reference)), replace=True)
+    assert not plan.jobs and "refusing to overwrite the metric reference" in plan.settled[0].error

@@ -129,3 +129,15 @@ def test_the_worker_reports_the_variant_and_the_sources(moge_weights, photo, tmp
             time.sleep(0.05)
     assert result is not None and result["type"] == "result", json.dumps(result)
     assert "MoGe-2 semantics" in result["stats"]["depth"]["model"] and result["stats"]["depth"]["camera"] == "MoGe-2"
+
+
+def test_when_moge_trusts_too_few_pixels_auto_says_it_guessed_and_an_explicit_moge2_refuses(
+        da2_moge_weights, photo, tmp_path, capsys, monkeypatch):
+    from ppd_core import photo_depth
+
+    monkeypatch.setattr(photo_depth, "MIN_MASKED_PIXELS", H * W + 1)  # more than any mask holds: all sky
+    common = [str(photo), "--weights", str(da2_moge_weights), "--npz", "-o", str(tmp_path), *SMALL]
+    assert main(common) == 0
+    assert "(a guess); no MoGe-2" in capsys.readouterr().out
+    assert main([*common, "--force", "--scale-from", "moge2"]) == 1
+    assert "MoGe-2 trusts fewer than" in capsys.readouterr().err

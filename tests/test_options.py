@@ -90,3 +90,17 @@ def test_the_addon_properties_take_their_defaults_and_limits_from_the_table():
         items = {item.identifier for item in type(prefs).bl_rna.properties[name].enum_items}
         assert items == set(choices)
         assert type(prefs).bl_rna.properties[name].default == OPTIONS[name].default
+
+
+def test_a_saved_result_keeps_its_scale_and_says_so_when_given_another():
+    JobOptions(depth_file="photo.npz").validate()
+    for given in ({"preset": "indoor"}, {"near": 1.0}, {"scale_from": "range"}):
+        with pytest.raises(BadInputError, match="keeps its own scale"):
+            JobOptions(depth_file="photo.NPZ", **given).validate()
+    JobOptions(depth_file="photo.npy", preset="indoor").validate()  # a plain depth map takes a range
+
+
+def test_the_files_a_job_reads_are_the_photo_the_depth_file_and_the_reference():
+    inputs = JobOptions(depth_file="d.npy", depth_kind="normalized", align_to="lidar.png").input_files("p.jpg")
+    assert {str(path): what for path, what in inputs.items()} == {
+        "p.jpg": "the photo itself", "d.npy": "the depth file", "lidar.png": "the metric reference (--align-to)"}

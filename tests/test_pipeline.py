@@ -164,3 +164,8 @@ def test_run_photo_never_writes_over_its_inputs(photo_and_depth, tmp_path):
             run_photo(photo, outputs, JobOptions(depth_file=depth))
     assert (photo.read_bytes(), (tmp_path / "depth.npy").read_bytes()) == before
     assert not (tmp_path / "a.stl").exists()
+    reference = tmp_path / "lidar.png"
+    reference.write_bytes(b"the user's scan")
+    with pytest.raises(OutputError, match="refusing to overwrite the metric reference"):
+        run_photo(photo, {"depth_png": reference}, JobOptions(align_to=str(reference)))
+    assert reference.read_bytes() == b"the user's scan"

@@ -82,7 +82,7 @@ def describe(source: OutputSource, checks: dict[int, MeshReport]) -> dict:
 def describe_picture(source: OutputSource) -> dict:
     """Stats of a preview: its size and what it shows (an Open3D render or the shaded depth)."""
     return {"size_px": list(preview_size(source.camera.width, source.camera.height)),
-            "renderer": renderer_for(source.geometry)}
+            "renderer": renderer_for(source.geometry, source.shape)}
 
 
 def write_outputs(outputs: dict[str, Path], sources: dict[str, OutputSource], *, replace: bool = True,

@@ -16,10 +16,12 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from ppd_core.errors import BadInputError
+from ppd_core.options import PHOTO_SUFFIXES
 
 MAX_PIXELS = 100_000_000
 """Largest photo accepted (100 MP); bigger headers are refused before decoding."""
 
+READABLE = ", ".join(PHOTO_SUFFIXES)
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif")
 
 try:
@@ -142,7 +144,7 @@ def load_image(path: Union[str, Path]) -> Photo:
     except BadInputError:
         raise
     except UnidentifiedImageError:
-        raise BadInputError(f"{path}: not a readable image file (JPEG, PNG, TIFF, WebP, BMP, HEIC, ...)") from None
+        raise BadInputError(f"{path}: not a readable image file ({READABLE})") from None
     except Image.DecompressionBombError as exc:
         raise BadInputError(f"{path}: refused as a decompression bomb ({exc})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:

@@ -49,9 +49,12 @@ def preview_size(width: int, height: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def renderer_for(geometry: str) -> str:
-    """What the previews of `geometry` are in this process: the oblique view, or the shaded depth."""
-    return SHADED_DEPTH if geometry == "depth" or _renderer_problem is not None else RENDERED
+def renderer_for(geometry: str, shape: Optional[MeshData]) -> str:
+    """What the preview of `geometry` (`shape`) is in this process: the oblique view, or the
+    shaded depth (for a depth map, an empty shape, or once the ray caster has failed)."""
+    if geometry == "depth" or shape is None or not len(shape.vertices) or _renderer_problem is not None:
+        return SHADED_DEPTH
+    return RENDERED
 
 
 def preview_png(geometry: str, shape: Optional[MeshData], depth: np.ndarray, rgb: np.ndarray,
@@ -62,7 +65,7 @@ def preview_png(geometry: str, shape: Optional[MeshData], depth: np.ndarray, rgb
     global _renderer_problem
     size = preview_size(camera.width, camera.height)
     picture = None
-    if renderer_for(geometry) == RENDERED and shape is not None and len(shape.vertices):
+    if renderer_for(geometry, shape) == RENDERED:
         try:
             picture = render_oblique(shape, size)
         except Exception as error:  # a preview must never fail the job: fall back, say why once

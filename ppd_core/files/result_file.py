@@ -135,18 +135,37 @@ def _depth(data, path: str) -> dict:
     return {"depth": depth, "depth_info": info if isinstance(info, dict) else {}}
 
 
-def read_result(path: str) -> ResultFile:
-    """Load and check a result file; BadInputError names the file and what is wrong."""
-    path = os.fspath(path)
+def _open(path: str):
+    """The result file's arrays, each read when first asked for; BadInputError when the file
+    is not a result file. The caller closes it (`with`)."""
     if not os.path.isfile(path):
         raise BadInputError(f"{path}: result file not found")
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise BadInputError(f"{path}: not a readable NPZ file ({error})") from None
-    with data:
+    try:
         if _text(data, "format", path) != RESULT_FORMAT:
             raise BadInputError(f"{path}: format is not {RESULT_FORMAT}")
+    except BadInputError:
+        data.close()
+        raise
+    return data
+
+
+def read_saved_depth(path: str) -> tuple[Optional[np.ndarray], dict, Optional[CameraRecord]]:
+    """(depth map or None, its info, camera or None) of a result file, without reading its
+    mesh: re-meshing a saved result needs only these."""
+    path = os.fspath(path)
+    with _open(path) as data:
+        saved = _depth(data, path)
+        return saved.get("depth"), saved.get("depth_info", {}), _camera(data, path)
+
+
+def read_result(path: str) -> ResultFile:
+    """Load and check a result file; BadInputError names the file and what is wrong."""
+    path = os.fspath(path)
+    with _open(path) as data:
         kind = _text(data, "kind", path)
         if kind not in KINDS:
             raise BadInputError(f"{path}: unknown kind '{kind}'")

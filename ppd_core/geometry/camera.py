@@ -116,11 +116,24 @@ def known_intrinsics(photo: Photo, fov_deg: Optional[float] = None) -> tuple[Opt
     return Intrinsics(focal_px, focal_px, width / 2.0, height / 2.0, int(width), int(height)), "EXIF"
 
 
+DEFAULT_CAMERA = f"default {DEFAULT_HFOV_DEG:g} degrees (a guess)"
+"""Where the camera came from when nothing told: the words every result uses."""
+
+
+def camera_for_photo(photo: Photo, fov_deg: Optional[float] = None,
+                     fallback: Optional[tuple[Intrinsics, str]] = None) -> tuple[Intrinsics, str]:
+    """(intrinsics, where they came from) for `photo`: explicit horizontal `fov_deg`, else EXIF
+    (`known_intrinsics`), else `fallback` (another source's camera and its name), else
+    `DEFAULT_HFOV_DEG`."""
+    known, source = known_intrinsics(photo, fov_deg)
+    if known is not None:
+        return known, source
+    return fallback or (intrinsics_from_fov(photo.width, photo.height, DEFAULT_HFOV_DEG), DEFAULT_CAMERA)
+
+
 def intrinsics_for_photo(photo: Photo, fov_deg: Optional[float] = None) -> Intrinsics:
-    """Intrinsics for `photo`: explicit horizontal `fov_deg`, else EXIF (`known_intrinsics`),
-    else `DEFAULT_HFOV_DEG`."""
-    known, _ = known_intrinsics(photo, fov_deg)
-    return known or intrinsics_from_fov(photo.width, photo.height, DEFAULT_HFOV_DEG)
+    """Intrinsics for `photo`: explicit horizontal `fov_deg`, else EXIF, else `DEFAULT_HFOV_DEG`."""
+    return camera_for_photo(photo, fov_deg)[0]
 
 
 def intrinsics_from_normalized(matrix, width: int, height: int) -> Intrinsics:

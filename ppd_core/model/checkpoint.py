@@ -17,7 +17,7 @@ from typing import Mapping
 import torch
 from safetensors.torch import load_file as load_safetensors
 
-from ..errors import CheckpointError, brief
+from ..errors import CheckpointError, brief, first_line
 from .device import autocast_parameters
 from .dinov2 import DinoConfig
 from .dit import DiTConfig
@@ -54,9 +54,9 @@ def _read(path: Path) -> object:
             raise CheckpointError(
                 f"{path}: not a readable checkpoint (it is not a PyTorch or safetensors file)"
             ) from None
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
         raise CheckpointError(
-            f"{path}: refused to load: the file holds more than plain tensors and could run code ({brief(reason, 120)})"
+            f"{path}: refused to load: the file holds more than plain tensors and could run code "
+            f"({first_line(exc, 120) or 'unsafe content'})"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, IndexError) as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint ({_read_problem(path, exc)})") from None
@@ -81,7 +81,7 @@ def _read_problem(path: Path, error: Exception) -> str:
         return "the file is empty"
     if not _is_torch_head(head):
         return "it is not a PyTorch or safetensors file"
-    detail = brief(str(error).strip().splitlines()[0], 120) if str(error).strip() else type(error).__name__
+    detail = first_line(error, 120) or type(error).__name__
     return f"truncated or corrupt: {detail}"
 
 
