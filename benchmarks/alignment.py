@@ -24,7 +24,6 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np

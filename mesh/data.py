@@ -42,7 +42,7 @@ class PixelCloud:
     normals:       (N, 3) float32 unit vectors, oriented toward the camera
     pixel_index:   (N,) int64 flat index y * width + x into the depth map's grid
     valid:         (H, W) bool, pixels with a finite positive depth that kept a point
-    discontinuity: (H, W) bool, the depth-discontinuity mask (the mesher cuts triangles here)
+    discontinuity: (H, W) bool, the depth-discontinuity mask (its pixels kept no point)
     """
 
     points: np.ndarray

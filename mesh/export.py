@@ -24,8 +24,8 @@ from mesh.data import MeshData, MeshError
 
 # Proper rotations (det +1), so faces keep their winding.
 _OPENCV_TO_GLTF = np.diag([1.0, -1.0, -1.0])
-_OPENCV_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
-_Z_UP_TO_GLTF = _OPENCV_TO_Z_UP  # (x, y, z) z-up -> (x, z, -y) y-up
+OPENCV_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+_Z_UP_TO_GLTF = OPENCV_TO_Z_UP  # (x, y, z) z-up -> (x, z, -y) y-up
 
 Texture = Union[np.ndarray, str, Path]  # an (H, W, 3) uint8 RGB array or an image file
 
@@ -41,7 +41,7 @@ def print_frame(mesh: MeshData) -> MeshData:
     """The mesh z up in millimetres (solids are already; a scene is turned and scaled)."""
     if mesh.frame == "print_mm":
         return mesh
-    return mesh.transformed(_OPENCV_TO_Z_UP, scale=1000.0, frame="print_mm")
+    return mesh.transformed(OPENCV_TO_Z_UP, scale=1000.0, frame="print_mm")
 
 
 def _texture_image(texture: Texture):
@@ -119,7 +119,7 @@ def stl_bytes(mesh: MeshData) -> bytearray:
     count = faces.shape[1]
     data = bytearray(len(STL_HEADER) + 4 + STL_RECORD.itemsize * count)
     data[:80] = STL_HEADER
-    data[80:84] = np.uint32(count).tobytes()
+    data[80:84] = np.array(count, dtype="<u4").tobytes()
     records = np.frombuffer(data, STL_RECORD, offset=84)
     starts = range(0, count, STL_BLOCK)
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1, len(starts))) as pool:

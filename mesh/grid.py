@@ -2,9 +2,9 @@
 
 Each pixel quad (x, y)-(x+1, y+1) whose four pixels kept a point gives two triangles,
 split along the (x+1, y)-(x, y+1) diagonal. A triangle is dropped when its relative depth
-span (max z / min z - 1) exceeds `max_jump`, or when it touches the discontinuity mask and
-its span exceeds `mask_jump` (a tighter test next to a detected edge, where a pixel kept
-on one side must never be joined to the other side). The photo is the texture: UVs come from pixel centres.
+span (max z / min z - 1) exceeds `max_jump`: it would bridge a depth edge that the lifter's
+discontinuity mask (whose pixels kept no point) did not cut. The photo is the texture: UVs
+come from pixel centres.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from mesh.data import MeshData, PixelCloud, pixel_uvs
 
 #: Default relative depth span above which a triangle is taken to cross a depth edge.
 DEFAULT_MAX_JUMP = 0.05
-#: Default relative depth span allowed for a triangle touching the discontinuity mask.
-DEFAULT_MASK_JUMP = 0.01
-#: Both spans grow to this many standard deviations of the depth's own pixel noise: the
+#: The span grows to this many standard deviations of the depth's own pixel noise: the
 #: depth range of three grainy samples is not an edge (a predicted map is never noise-free).
 NOISE_SPANS = 5.0
 
@@ -38,35 +36,31 @@ def relative_noise(disparity: np.ndarray, valid: np.ndarray) -> float:
     return float(np.median(bend[usable])) / (0.6745 * np.sqrt(6.0))
 
 
-def grid_faces(index_map: np.ndarray, depth_map: np.ndarray, cut_mask: np.ndarray,
-               max_jump: float = DEFAULT_MAX_JUMP, mask_jump: float = DEFAULT_MASK_JUMP) -> np.ndarray:
+def grid_faces(index_map: np.ndarray, depth_map: np.ndarray, max_jump: float = DEFAULT_MAX_JUMP) -> np.ndarray:
     """(F, 3) int32 triangles over a pixel grid, counter-clockwise seen from the camera.
 
     index_map: (H, W) int32 vertex index per pixel, -1 where the pixel has no point
     depth_map: (H, W) float z per pixel (ignored where index_map is -1)
-    cut_mask:  (H, W) bool discontinuity mask
     """
     tl, tr = index_map[:-1, :-1], index_map[:-1, 1:]
     bl, br = index_map[1:, :-1], index_map[1:, 1:]
     z = np.where(index_map >= 0, depth_map, np.float32(np.nan)).astype(np.float32, copy=False)
     ztl, ztr, zbl, zbr = z[:-1, :-1], z[:-1, 1:], z[1:, :-1], z[1:, 1:]
-    mtl, mtr = cut_mask[:-1, :-1], cut_mask[:-1, 1:]
-    mbl, mbr = cut_mask[1:, :-1], cut_mask[1:, 1:]
 
     # With x right, y down and z forward, (tl, bl, tr) and (tr, bl, br) have normals
     # pointing at the camera (-z).
     triangles = (
-        ((tl, bl, tr), (ztl, zbl, ztr), mtl | mbl | mtr),
-        ((tr, bl, br), (ztr, zbl, zbr), mtr | mbl | mbr),
+        ((tl, bl, tr), (ztl, zbl, ztr)),
+        ((tr, bl, br), (ztr, zbl, zbr)),
     )
     faces = []
     with np.errstate(invalid="ignore", divide="ignore"):
-        for corners, depths, on_mask in triangles:
+        for corners, depths in triangles:
             zmin = np.fmin(np.fmin(depths[0], depths[1]), depths[2])
             zmax = np.fmax(np.fmax(depths[0], depths[1]), depths[2])
             span = zmax / zmin - 1.0
             present = (corners[0] >= 0) & (corners[1] >= 0) & (corners[2] >= 0) & (zmin > 0)
-            keep = present & (span <= max_jump) & ~(on_mask & (span > mask_jump))
+            keep = present & (span <= max_jump)
             faces.append(np.stack([c[keep] for c in corners], axis=1))
     return np.concatenate(faces).astype(np.int32, copy=False)
 
@@ -88,12 +82,11 @@ def compact(mesh: MeshData) -> MeshData:
                     frame=mesh.frame)
 
 
-def grid_mesh(lift: PixelCloud, max_jump: float = DEFAULT_MAX_JUMP,
-              mask_jump: float = DEFAULT_MASK_JUMP) -> MeshData:
+def grid_mesh(lift: PixelCloud, max_jump: float = DEFAULT_MAX_JUMP) -> MeshData:
     """Triangulate a lifted point grid into a textured mesh in the OpenCV camera frame.
 
     Vertices are the lifted points (unused ones removed), with vertex colours, normals and
-    UVs into the photo the depth map was made for. On grainy depth both spans are raised to
+    UVs into the photo the depth map was made for. On grainy depth the span limit is raised to
     NOISE_SPANS times the map's noise level, so the grain does not punch holes in surfaces.
     """
     height, width = lift.shape
@@ -107,8 +100,7 @@ def grid_mesh(lift: PixelCloud, max_jump: float = DEFAULT_MAX_JUMP,
     with np.errstate(divide="ignore"):
         noise = relative_noise(np.where(valid, 1.0 / depth_map, 1.0), valid)
     floor = NOISE_SPANS * noise
-    faces = grid_faces(index_map.reshape(height, width), depth_map, np.asarray(lift.discontinuity, dtype=bool),
-                       max(max_jump, floor), max(mask_jump, floor))
+    faces = grid_faces(index_map.reshape(height, width), depth_map, max(max_jump, floor))
     mesh = MeshData(vertices=points, faces=faces, uvs=pixel_uvs(lift.pixel_index, (height, width)),
                     colors=lift.colors, normals=lift.normals)
     return compact(mesh)

@@ -31,19 +31,6 @@ def test_no_triangle_spans_a_depth_step():
     assert len(mesh.faces) == 2 * 47 * 31 + 2 * 47 * 31
 
 
-def test_snapped_edge_pixels_join_their_own_side_only():
-    depth = step_depth(near=1.0, far=1.04, column=32)  # small jump: under max_jump
-    mask = np.zeros(depth.shape, dtype=bool)
-    mask[:, 31:33] = True  # the lifter marked the edge; pixel 31 is near, 32 far
-    mesh = grid_mesh(lift_depth(depth, discontinuity=mask))
-    z = mesh.vertices[:, 2][mesh.faces]
-    assert not np.any((z.min(axis=1) < 1.02) & (z.max(axis=1) > 1.02))
-    # the near pixel on the mask still connects to its near neighbours
-    x = np.round(mesh.vertices[:, 0] / mesh.vertices[:, 2] * 100 + 32 - 0.5).astype(int)
-    assert 31 in set(x[mesh.faces].ravel())
-    assert 32 in set(x[mesh.faces].ravel())
-
-
 def test_invalid_pixels_make_holes_and_unused_vertices_go():
     depth = np.full((8, 8), 2.0)
     depth[3, 3] = np.nan

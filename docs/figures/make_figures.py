@@ -3,7 +3,7 @@
 Offline, on the CPU, without weights. A synthetic scene with exact depth
 (`benchmarks.scenes`) stands in for the network's output; the product's own pipeline lifts,
 meshes and closes it (`run_photo` with a depth file, as `ppd-mesh photo.png --depth
-depth.npy --npz --stl --depth-png` does); the edge benchmark's lifting methods
+depth.npy --fov 60 --relief-mm 12 --npz --stl --depth-png` does); the edge benchmark's lifting methods
 (`benchmarks.edge_quality`) make the comparison; Blender (bpy, the Workbench engine, which
 renders headless on the CPU) renders the 3D panels, and Pillow lays them out. So the
 pictures can never drift from the code: regenerate them after any change that shows.
@@ -33,6 +33,7 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from benchmarks.edge_quality import DEGRADATIONS, FLYING_TOLERANCE, METHODS  # noqa: E402
 from benchmarks.scenes import make_scene  # noqa: E402
 from mesh.data import MeshData  # noqa: E402
+from mesh.export import OPENCV_TO_Z_UP  # noqa: E402  (Blender's world is z up, as a print is)
 from ppd_core.files.preview import oblique_view  # noqa: E402
 from ppd_core.files.result_file import read_result  # noqa: E402
 from ppd_core.options import JobOptions  # noqa: E402
@@ -51,9 +52,6 @@ FIGURES = {
     "print.png": PRINT_SIZE,
 }
 """Every figure this script writes, with its size in pixels (width, height)."""
-
-WORLD_FROM_OPENCV = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
-"""The camera frame (x right, y down, z forward) into Blender's world (z up), the camera looking along +y."""
 
 INK = (40, 40, 40)
 RED, SLATE, GREY = (0.85, 0.1, 0.08, 1.0), (0.5, 0.56, 0.66, 1.0), (0.72, 0.72, 0.72, 1.0)
@@ -145,7 +143,7 @@ def blender_oblique(shape: MeshData, size: tuple[int, int], folder: Path, name: 
     """A mesh seen from the same oblique angle as the command's --preview (`oblique_view`): a
     scene in the photo's colours, a solid grey."""
     view = oblique_view(shape)
-    turn = WORLD_FROM_OPENCV if shape.frame == "opencv" else np.eye(3)
+    turn = OPENCV_TO_Z_UP if shape.frame == "opencv" else np.eye(3)
     scene = new_stage(size, "VERTEX" if shape.colors is not None else "OBJECT", cavity=shape.colors is None)
     add_object(scene, name, shape.vertices @ turn.T, shape.faces, shape.colors)
     look(scene, turn @ view["eye"], turn @ view["centre"], float(view["fov"]))
@@ -227,8 +225,8 @@ def flying_points_figure(folder: Path) -> Image.Image:
         points, pixels = lift_with(depth, truth.intrinsics, truth.rgb)
         flying = scene.distance_to_surface(points) > FLYING_TOLERANCE * truth.depth.ravel()[pixels]
         stage = new_stage(POINTS_PANEL, "OBJECT")
-        add_points(stage, "kept", points[~flying] @ WORLD_FROM_OPENCV.T, SLATE, 0.008)
-        add_points(stage, "flying", points[flying] @ WORLD_FROM_OPENCV.T, RED, 0.012)
+        add_points(stage, "kept", points[~flying] @ OPENCV_TO_Z_UP.T, SLATE, 0.008)
+        add_points(stage, "flying", points[flying] @ OPENCV_TO_Z_UP.T, RED, 0.012)
         look(stage, (3.2, 0.2, 1.2), (0.0, 2.0, 0.0), 40.0)  # from the right, above the ball
         left, top = (number % 2) * width, (number // 2) * (height + CAPTION_PX)
         figure.paste(render(stage, folder, f"points_{number}"), (left, top + CAPTION_PX))

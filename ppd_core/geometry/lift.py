@@ -90,7 +90,7 @@ def lift(depth: np.ndarray, intrinsics: Intrinsics, rgb: Optional[np.ndarray] = 
         points=gather(unproject(depth, intrinsics)),
         colors=gather(rgb) if rgb is not None else np.full((index.size, 3), 128, np.uint8),
         normals=gather(depth_normals(depth, keep, intrinsics)),
-        pixel_index=index.astype(np.int64),
+        pixel_index=index.astype(np.int64, copy=False),
         valid=keep,
         discontinuity=mask,
     )
