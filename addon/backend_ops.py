@@ -16,7 +16,7 @@ from bpy.props import StringProperty
 
 from ppd_core import client as worker_client
 
-from . import backend_setup, interpreters
+from . import backend_setup, interpreters, session, weights_ops
 
 CHECK_TIMEOUT_S = 180.0
 LOG_MAX_BYTES = 10_000_000
@@ -24,8 +24,10 @@ OFFLINE_SETUP = ("Set up backend downloads torch and the other packages (several
                  "Preferences > System > Network first")
 EXTENSION_DIR = os.path.dirname(os.path.abspath(__file__))
 
-# Outcome of the last Detect / Check / Set up: `handshake` is the last checked worker's.
-STATUS = {"check": "", "check_ok": False, "handshake": {}, "detect": [], "setup": None, "removing": ""}
+# Outcome of the last Detect / Check / Set up / Remove. A Check leaves its worker's handshake or
+# its error, and `checked_for` says for which preferences (see `backend_key`).
+STATUS = {"checked_for": None, "handshake": {}, "check_error": "", "detect": [], "setup": None, "removing": "",
+          "removal": "", "removal_ok": False}
 _tasks: dict = {}
 _timers: list = []
 
@@ -54,15 +56,18 @@ def setup_log_path() -> str:
 
 
 def worker_log_path() -> str:
-    """The worker log (appended to by every worker); past LOG_MAX_BYTES it moves to worker.log.1."""
-    os.makedirs(home(), exist_ok=True)
-    path = os.path.join(home(), "worker.log")
+    """The worker log, appended to by every worker (`rotate_log` keeps it small)."""
+    return os.path.join(home(), "worker.log")
+
+
+def rotate_log(path: str) -> None:
+    """Move a log past LOG_MAX_BYTES to `path`.1; called only just before a new worker starts,
+    as a running worker's client reads its crash lines back from the file it writes."""
     if os.path.isfile(path) and os.path.getsize(path) > LOG_MAX_BYTES:
         try:
             os.replace(path, path + ".1")
-        except OSError:  # Windows: a running worker still has it open; rotate another time
+        except OSError:  # Windows: a closing worker still has it open; rotate another time
             pass
-    return path
 
 
 def worker_env(prefs) -> dict:
@@ -73,14 +78,22 @@ def worker_env(prefs) -> dict:
     return env
 
 
-def describe_handshake(handshake: dict) -> str:
-    """One line for a successful Check: versions and devices."""
-    devices = ", ".join(
-        f"{d.get('id')} ({d.get('name')}{', %.0f GB' % d['memory_gb'] if d.get('memory_gb') else ''})"
-        for d in handshake.get("devices", [])
-    )
-    return (f"OK: Depth from Image {handshake.get('version')}, torch {handshake.get('torch')}, "
-            f"Python {handshake.get('python')}; devices: {devices or 'none'}")
+def backend_key(prefs) -> tuple:
+    """What a handshake is for: the Python as set in the preferences and the worker's environment
+    (Weights Folder, online access). Cheap: the status block compares it on every draw."""
+    return prefs.python, worker_env(prefs)
+
+
+def checked(prefs) -> tuple:
+    """(handshake, error) of the last Check when it was for the current preferences, else ({}, "")."""
+    if STATUS["checked_for"] != backend_key(prefs):
+        return {}, ""
+    return STATUS["handshake"], STATUS["check_error"]
+
+
+def forget_check() -> None:
+    """Drop the last Check's outcome (the backend or weights it describes have changed)."""
+    STATUS.update(checked_for=None, handshake={}, check_error="")
 
 
 def start_error_text(error: worker_client.WorkerError) -> str:
@@ -91,13 +104,18 @@ def start_error_text(error: worker_client.WorkerError) -> str:
     return str(error)
 
 
-def check_result_text(result) -> tuple:
-    """(ok, text) for the outcome of `check_interpreter`."""
+def check_error_text(result) -> str:
+    """The problem a Check found ("" when `check_interpreter` answered with a handshake)."""
     if isinstance(result, dict):
-        return True, describe_handshake(result)
+        return ""
     if isinstance(result, worker_client.WorkerError):
-        return False, start_error_text(result)
-    return False, str(result)
+        return start_error_text(result)
+    return str(result)
+
+
+def running(name: str) -> bool:
+    """Whether the background task `name` ("detect", "check", "remove") is still at work."""
+    return name in _tasks
 
 
 def redraw_preferences() -> None:
@@ -132,10 +150,29 @@ def run_in_background(name: str, work, on_done) -> None:
     register_timer(poll, 0.25)
 
 
-def backend_idle() -> bool:
-    """No set-up is running and no removal: the backend folder may be made or deleted."""
+def backend_busy() -> str:
+    """Why the backend folder may not be made or deleted now ("" when it may): a set-up, a
+    removal, a Check, a run or a weights download is using it."""
     setup = STATUS["setup"]
-    return (setup is None or setup.status().done) and not STATUS["removing"]
+    if setup is not None and not setup.status().done:
+        return "The backend is being set up"
+    if STATUS["removing"]:
+        return "The backend is being removed"
+    if running("check"):
+        return "A Check is starting a worker: wait for it"
+    if session.SESSION.running:
+        return "A photo is being processed with the backend: wait for it or cancel it"
+    if weights_ops.downloading():
+        return "The weights are downloading with the backend: wait for it or cancel it"
+    return ""
+
+
+def poll_backend_idle(cls) -> bool:
+    """An operator's poll: True when the backend folder may change, else False with the reason."""
+    reason = backend_busy()
+    if reason:
+        cls.poll_message_set(reason)
+    return not reason
 
 
 class DEPTH_OT_detect_interpreter(bpy.types.Operator):
@@ -146,7 +183,7 @@ class DEPTH_OT_detect_interpreter(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return "detect" not in _tasks
+        return not running("detect")
 
     def execute(self, context):
         venv = backend_dir()
@@ -175,22 +212,23 @@ class DEPTH_OT_check_interpreter(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return "check" not in _tasks
+        return not running("check")
 
     def execute(self, context):
         prefs = addon_prefs(context)
+        key, env, log = backend_key(prefs), worker_env(prefs), worker_log_path()
+        forget_check()
         try:
             python = interpreters.resolve(bpy.path.abspath(prefs.python))
-            log = worker_log_path()
+            os.makedirs(os.path.dirname(log), exist_ok=True)
         except (ValueError, OSError) as error:
-            STATUS["check_ok"], STATUS["check"] = False, str(error)
+            STATUS.update(checked_for=key, check_error=str(error))
             return {"FINISHED"}
-        STATUS["check_ok"], STATUS["check"] = False, "Checking…"
-        env = worker_env(prefs)
+        rotate_log(log)
 
         def done(result):
-            STATUS["check_ok"], STATUS["check"] = check_result_text(result)
-            STATUS["handshake"] = result if isinstance(result, dict) else {}
+            STATUS.update(checked_for=key, handshake=result if isinstance(result, dict) else {},
+                          check_error=check_error_text(result))
 
         run_in_background(
             "check", lambda: worker_client.check_interpreter(python, CHECK_TIMEOUT_S, env=env, log_path=log), done)
@@ -205,7 +243,7 @@ class DEPTH_OT_setup_backend(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return backend_idle()
+        return poll_backend_idle(cls)
 
     def execute(self, context):
         if not bpy.app.online_access:
@@ -256,24 +294,24 @@ class DEPTH_OT_remove_backend(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return os.path.isdir(backend_dir()) and backend_idle()
+        return os.path.isdir(backend_dir()) and poll_backend_idle(cls)
 
     def invoke(self, context, event):
         return context.window_manager.invoke_confirm(self, event)
 
     def execute(self, context):
         folder = backend_dir()
-        STATUS["removing"] = folder
+        session.SESSION.shutdown()  # an idle worker may run the Python about to go (Windows locks its files)
+        forget_check()
+        STATUS.update(removing=folder, removal="")
         prefs = addon_prefs(context)
         if os.path.abspath(bpy.path.abspath(prefs.python)).startswith(os.path.abspath(folder) + os.sep):
             prefs.python = ""
 
         def done(result):
-            STATUS["removing"] = ""
-            STATUS["setup"] = None
-            STATUS["check"] = f"Could not remove {folder}: {result}" if isinstance(result, Exception) else \
-                f"Removed the backend {folder}"
-            STATUS["check_ok"] = not isinstance(result, Exception)
+            failed = isinstance(result, Exception)
+            STATUS.update(removing="", setup=None, removal_ok=not failed,
+                          removal=f"Could not remove {folder}: {result}" if failed else f"Removed the backend {folder}")
 
         run_in_background("remove", lambda: shutil.rmtree(folder), done)
         return {"FINISHED"}
@@ -314,7 +352,8 @@ def unregister() -> None:
     setup = STATUS["setup"]
     if setup is not None:
         setup.cancel()
-    STATUS.update(check="", check_ok=False, handshake={}, detect=[], setup=None, removing="")
+    STATUS.update(checked_for=None, handshake={}, check_error="", detect=[], setup=None, removing="", removal="",
+                  removal_ok=False)
     for function in _timers:
         if bpy.app.timers.is_registered(function):
             bpy.app.timers.unregister(function)

@@ -6,16 +6,19 @@ the Cancel button asks the run to stop. Only one run at a time (see `poll`).
 
 from __future__ import annotations
 
-import fnmatch
 import os
 
 import bpy
 from bpy.props import BoolProperty, CollectionProperty, StringProperty
 
+from ppd_core.batch import expand_argument
+from ppd_core.errors import PPDError
+from ppd_core.options import PHOTO_SUFFIXES
+
 from . import session
 
 TIMER_INTERVAL_S = 0.1
-PHOTO_GLOB = "*.jpg;*.jpeg;*.png;*.tif;*.tiff;*.webp;*.bmp;*.heic;*.heif"
+PHOTO_GLOB = ";".join(f"*{suffix}" for suffix in PHOTO_SUFFIXES)  # the file browser's filter
 
 
 def _redraw_sidebars(context: bpy.types.Context) -> None:
@@ -133,10 +136,6 @@ class DEPTH_OT_choose_photo(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def _is_photo(name: str) -> bool:
-    return any(fnmatch.fnmatch(name.lower(), pattern) for pattern in PHOTO_GLOB.split(";"))
-
-
 class DEPTH_OT_choose_photos(bpy.types.Operator):
     """Choose several photos (select them in the file browser) or a folder of photos, for one queue"""
 
@@ -157,9 +156,9 @@ class DEPTH_OT_choose_photos(bpy.types.Operator):
     def execute(self, context):
         folder = bpy.path.abspath(self.directory)
         names = [item.name for item in self.files if item.name]
-        if not names and os.path.isdir(folder):  # a folder chosen without files: every photo in it
-            names = sorted(name for name in os.listdir(folder) if _is_photo(name))
         paths = [os.path.join(folder, name) for name in names if os.path.isfile(os.path.join(folder, name))]
+        if not names:  # a folder chosen without files: every photo in it, as the command line finds them
+            paths = _folder_photos(folder)
         if not paths:
             self.report({"ERROR"}, f"No photos chosen (none in {folder})")
             return {"CANCELLED"}
@@ -169,6 +168,16 @@ class DEPTH_OT_choose_photos(bpy.types.Operator):
             settings.photo_files.add().path = path
         settings.photo_source = "FILES"
         return {"FINISHED"}
+
+
+def _folder_photos(folder: str) -> list:
+    """The photos in `folder` (not its subfolders; hidden and `._` files left out); [] for none."""
+    if not os.path.isdir(folder):
+        return []
+    try:
+        return [str(path) for path in expand_argument(folder)]
+    except PPDError:  # no photos in it
+        return []
 
 
 CLASSES = (DEPTH_OT_from_image, DEPTH_OT_cancel, DEPTH_OT_choose_photo, DEPTH_OT_choose_photos)

@@ -99,8 +99,8 @@ class DepthFromImagePreferences(bpy.types.AddonPreferences):
         row.prop(self, "python")
         row.operator(DEPTH_OT_detect_interpreter.bl_idname)
         row.operator(DEPTH_OT_check_interpreter.bl_idname)
-        if STATUS["check"]:
-            wrapped_label(box, STATUS["check"], "CHECKMARK" if STATUS["check_ok"] else "ERROR", LABEL_WIDTH)
+        if backend_ops.running("check"):
+            wrapped_label(box, f"Checking {self.python}…", "TIME", LABEL_WIDTH)
         for line in STATUS["detect"]:
             wrapped_label(box, line, width=LABEL_WIDTH)
         self._draw_setup(box)
@@ -132,6 +132,8 @@ class DepthFromImagePreferences(bpy.types.AddonPreferences):
             wrapped_label(box, backend_ops.OFFLINE_SETUP, "INTERNET_OFFLINE", LABEL_WIDTH)
         if STATUS["removing"]:
             wrapped_label(box, f"Removing {STATUS['removing']}…", "TRASH", LABEL_WIDTH)
+        elif STATUS["removal"]:
+            wrapped_label(box, STATUS["removal"], "CHECKMARK" if STATUS["removal_ok"] else "ERROR", LABEL_WIDTH)
         setup = STATUS["setup"]
         if setup is None:
             return

@@ -92,7 +92,7 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
         default="FILE",
     )
     photo_files: CollectionProperty(type=PhotoFile, name="Photos",
-                                     description="The photos of a queue (Choose Photos or Choose Folder)")
+                                     description="The photos of a queue (Choose: several files, or a folder)")
     # A plain string browsed with DEPTH_OT_choose_photo, whose file browser shows images only
     # (a FILE_PATH property's own browser shows every file); "//" paths still work.
     photo_path: StringProperty(
@@ -145,8 +145,8 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
         items=PRESET_ITEMS,
         default="auto",
     )
-    # Plain numbers in metres: a LENGTH unit would follow the scene's unit scale, so after a
-    # print solid set millimetres, "0.8" would read as 0.8 mm yet be sent as 0.8 m.
+    # Plain numbers in metres: a LENGTH unit would follow the scene's unit scale, so in a
+    # millimetre scene "0.8" would read as 0.8 mm yet be sent as 0.8 m.
     near: option_property("near", "Near (m)", default=PRESETS[DEFAULT_PRESET][0], soft_min=0.01, soft_max=100.0)
     far: option_property("far", "Far (m)", default=PRESETS[DEFAULT_PRESET][1], soft_min=0.02, soft_max=1000.0)
     fov_source: EnumProperty(

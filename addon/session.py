@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import bpy
 
@@ -44,6 +44,7 @@ class QueuedPhoto:
     photo: photo_source.SourcePhoto
     npz_path: str
     job_id: str | None = None
+    started_at: float | None = None  # when the worker began it (time.monotonic)
     fraction: float = 0.0
     outcome: str = ""
     message: str = ""
@@ -59,7 +60,6 @@ class Run:
     shading: str
     create_camera: bool
     temp_dir: str
-    started_at: float = field(default_factory=time.monotonic)
     submitted: bool = False
     cancel_requested: bool = False
     cancel_sent_at: float | None = None
@@ -69,6 +69,13 @@ class Run:
 
     def progress(self) -> float:
         return sum(1.0 if item.outcome else item.fraction for item in self.photos) / len(self.photos)
+
+    def start_next(self) -> None:
+        """The worker runs its queue in order: the first photo not yet begun begins now (when
+        the photos are submitted, then each time one answers), so each is timed on its own."""
+        item = next((item for item in self.waiting() if item.started_at is None), None)
+        if item is not None:
+            item.started_at = time.monotonic()
 
 
 @dataclass
@@ -135,7 +142,8 @@ class Session:
         self.client: worker_client.WorkerClient | None = None
         self.starter: _Starter | None = None
         self.run: Run | None = None
-        self.last_stats: dict = {}  # the worker's stats of the last result (network runs, sources)
+        self.worker_for: tuple | None = None  # `backend_ops.backend_key` of the preferences the worker started for
+        self.last_stats: dict = {}  # the worker's stats of the last result (the tests read its network_runs)
 
     @property
     def running(self) -> bool:
@@ -170,8 +178,9 @@ class Session:
             python = interpreters.resolve(bpy.path.abspath(prefs.python))
         except ValueError as error:
             raise RunError(str(error)) from None
+        log_path = backend_ops.worker_log_path()
         try:
-            log_path = backend_ops.worker_log_path()
+            os.makedirs(os.path.dirname(log_path), exist_ok=True)
         except OSError as error:
             raise RunError(f"Cannot write the worker log: {error}") from error
         settings = context.scene.depth_from_image
@@ -187,9 +196,11 @@ class Session:
         self.run = Run(scene_name=context.scene.name, photos=queue, options=job_options(settings, prefs),
                        shading=settings.shading, create_camera=settings.create_camera, temp_dir=temp_dir)
         self._ensure_worker(python, log_path, backend_ops.worker_env(prefs))
+        self.worker_for = backend_ops.backend_key(prefs)
 
     def _ensure_worker(self, python: str, log_path: str, env: dict) -> None:
-        """Reuse the worker (or the one starting) if it has this interpreter and environment."""
+        """Reuse the worker (or the one starting) if it has this interpreter and environment;
+        else start a new one, rotating the log first (never under a live worker's client)."""
         if self.starter is not None:
             if self.starter.client.python == python and self.starter.client.env == env:
                 return
@@ -201,6 +212,7 @@ class Session:
         if self.client is not None:
             _close_in_background(self.client)
             self.client = None
+        backend_ops.rotate_log(log_path)
         self.starter = _Starter(worker_client.WorkerClient(python, log_path=log_path, env=env))
         self.starter.start()
 
@@ -264,6 +276,7 @@ class Session:
             self.client = None
             return str(error)
         run.submitted = True
+        run.start_next()
         return ""
 
     def _handle(self, context, run: Run, event: dict) -> None:
@@ -282,10 +295,12 @@ class Session:
             item.fraction = max(item.fraction, float(event.get("fraction", 0.0)))
             state.stage = " ".join(filter(None, [label, progress_text(event)]))
         elif kind == "error":
+            run.start_next()  # this photo answered: the worker goes on with the next
             cancelled = event.get("kind") == "cancelled" or run.cancel_requested
             item.outcome = CANCELLED if cancelled else FAILED
             item.message = "" if cancelled else error_text(event, backend_ops.addon_prefs(context).weights_folder)
         elif kind == "result":
+            run.start_next()
             if run.cancel_requested:
                 item.outcome = CANCELLED
             else:
@@ -311,7 +326,7 @@ class Session:
             return
         main = imported.objects[0]
         vertices, faces = len(main.data.vertices), len(main.data.polygons)
-        seconds = time.monotonic() - run.started_at
+        seconds = time.monotonic() - item.started_at
         size = f"{vertices:,} points" if not faces else f"{vertices:,} vertices, {faces:,} faces"
         self.last_stats = event.get("stats") or {}
         item.outcome = FINISHED

@@ -9,13 +9,20 @@ from . import backend_ops, session
 from .ui_text import wrapped_label
 
 
-def _handshake() -> dict:
-    """The running worker's handshake, else the last Check's ({} when neither is known)."""
-    return session.SESSION.handshake or backend_ops.STATUS["handshake"]
+def _handshake(prefs) -> tuple:
+    """(handshake, error): the session's worker's handshake, else the last Check's handshake or
+    error, each only while it is for the current preferences (`backend_key`): after a Detect,
+    Set up, another Weights Folder or Remove Backend no old answer shows. ({}, "") for none."""
+    if session.SESSION.handshake and session.SESSION.worker_for == backend_ops.backend_key(prefs):
+        return session.SESSION.handshake, ""
+    return backend_ops.checked(prefs)
 
 
-def backend_line(prefs, handshake: dict) -> tuple:
-    """(text, ok) for the backend: interpreter, torch and devices once a worker has answered."""
+def backend_line(prefs, handshake: dict, error: str = "") -> tuple:
+    """(text, ok) for the backend: interpreter, torch and devices once a worker has answered,
+    or the problem a Check found."""
+    if error:
+        return f"Backend: {error}", False
     if handshake:
         precision = handshake.get("precision") or {}
         devices = ", ".join(
@@ -45,9 +52,9 @@ def _icon(ok) -> str:
 def draw(layout, context, width: int, in_preferences: bool = False) -> None:
     """Three lines (backend, weights, online access), each with the button that fixes it."""
     prefs = backend_ops.addon_prefs(context)
-    handshake = _handshake()
+    handshake, error = _handshake(prefs)
     box = layout.box()
-    text, ok = backend_line(prefs, handshake)
+    text, ok = backend_line(prefs, handshake, error)
     wrapped_label(box, text, _icon(ok), width)
     if ok is False:
         box.operator(backend_ops.DEPTH_OT_setup_backend.bl_idname, icon="IMPORT")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -53,14 +54,15 @@ class WeightsDownload(BackgroundTask):
 
     def __init__(self, python: str, folder: str, names: list, env: dict) -> None:
         self.command = download_command(python, folder, names)
-        self.folder = folder
         self.env = env
         super().__init__(DownloadStatus(), "ppd-weights-download")
 
     def _run(self) -> None:
         try:
-            self._process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                             stdin=subprocess.DEVNULL, text=True, errors="replace", env=self.env)
+            # A neutral folder, as for the worker: `-m` puts the working folder on sys.path.
+            self._process = subprocess.Popen(
+                self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                encoding="utf-8", errors="replace", env=self.env, cwd=tempfile.gettempdir())
         except OSError as error:
             self._update(done=True, error=f"cannot run {self.command[0]}: {error.strerror or error}")
             return

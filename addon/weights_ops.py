@@ -10,9 +10,10 @@ import os
 
 import bpy
 
+from ppd_core import client as worker_client
 from ppd_core.weight_sources import DA2, SOURCES
 
-from . import backend_ops, interpreters, weights_download
+from . import backend_ops, interpreters, session, weights_download
 from .ui_text import wrapped_label
 
 STATE = {"download": None, "message": ""}
@@ -29,7 +30,8 @@ def target_folder(prefs) -> str:
                                                                                               "weights")
 
 
-def _running() -> bool:
+def downloading() -> bool:
+    """Whether a weights download (which runs the backend's Python) is at work."""
     download = STATE["download"]
     return download is not None and not download.status().done
 
@@ -46,7 +48,7 @@ class DEPTH_OT_download_weights(bpy.types.Operator):
         if not prefs.accept_licences:
             cls.poll_message_set("Read the licences and accept them first")
             return False
-        return not _running()
+        return not downloading()
 
     def execute(self, context):
         prefs = backend_ops.addon_prefs(context)
@@ -60,7 +62,7 @@ class DEPTH_OT_download_weights(bpy.types.Operator):
             return {"CANCELLED"}
         folder = target_folder(prefs)
         os.makedirs(folder, exist_ok=True)
-        env = {key: value for key, value in os.environ.items() if key != "HF_HUB_OFFLINE"}
+        env = worker_client.worker_environment({"HF_HUB_OFFLINE": None})  # as the worker's, but online
         download = weights_download.WeightsDownload(python, folder, [s.name for s in downloadable()], env)
         STATE["download"], STATE["message"] = download, ""
         download.start()
@@ -73,6 +75,8 @@ class DEPTH_OT_download_weights(bpy.types.Operator):
             if not status.error:
                 backend_ops.addon_prefs(bpy.context).weights_folder = folder
                 STATE["message"] = f"Downloaded into {folder}: it is the Weights Folder now"
+                backend_ops.forget_check()  # what a worker said of the weights before is out of date
+                session.SESSION.worker_for = None
             return None
 
         backend_ops.register_timer(poll, 0.5)

@@ -256,6 +256,19 @@ def write_small_weights(folder: Path, writer: str = "write_small_weights") -> Pa
     return folder
 
 
+def drain_timers(backend_ops, timeout=60.0) -> None:
+    """Background Blender runs no timers: call the preferences' poll functions until done."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while any(bpy.app.timers.is_registered(f) for f in backend_ops._timers):
+        for function in list(backend_ops._timers):
+            if bpy.app.timers.is_registered(function) and function() is None:
+                bpy.app.timers.unregister(function)
+        assert time.monotonic() < deadline, "a background task did not finish"
+        time.sleep(0.05)
+
+
 def drive(session, timeout=240.0, on_step=None):
     """Call the add-on's timer step until the run ends; return the outcome."""
     import time

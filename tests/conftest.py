@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+try:  # Blender before Open3D, whatever test runs first: both bundle Embree, and bpy fails to load
+    import tests.blender_harness  # noqa: F401  (rtcGetSceneTraversable) once Open3D's copy is loaded
+except pytest.skip.Exception:  # no bpy (not Python 3.11): the add-on tests skip themselves
+    pass
+
 
 @pytest.fixture
 def importer():

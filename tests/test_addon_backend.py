@@ -6,11 +6,12 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
 
-from tests.blender_harness import REPO, WORKER_PYTHON, addon
+from tests.blender_harness import REPO, WORKER_PYTHON, addon, bpy, drain_timers, prefs
 
 NVIDIA_SMI = """
 +-----------------------------------------------------------------------------------------+
@@ -151,17 +152,18 @@ def _installed() -> bool:
 
 
 def test_check_shows_versions_and_devices_or_the_problem(tmp_path, monkeypatch):
-    preferences = addon("backend_ops")
-    client = preferences.worker_client
+    backend_ops, status = addon("backend_ops"), addon("status")
+    client = backend_ops.worker_client
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     handshake = client.check_interpreter(WORKER_PYTHON, 120, log_path=str(tmp_path / "w.log"))
-    ok, text = preferences.check_result_text(handshake)
-    assert ok and text.startswith("OK: Depth from Image 0.1.0, torch ") and "devices: cpu (" in text
+    assert backend_ops.check_error_text(handshake) == ""
+    text, ok = status.backend_line(prefs(), handshake)
+    assert ok and text.startswith(f"Backend: Python {handshake['python']}, torch ") and "devices cpu (" in text
     try:
         client.check_interpreter(str(tmp_path / "missing" / "python"), 10)
     except client.WorkerError as error:
-        ok, text = preferences.check_result_text(error)
-    assert not ok and text.startswith(f"Python interpreter not found: {tmp_path / 'missing' / 'python'}")
+        text = backend_ops.check_error_text(error)
+    assert text.startswith(f"Python interpreter not found: {tmp_path / 'missing' / 'python'}")
     assert os.path.isfile(tmp_path / "w.log")
 
 
@@ -182,3 +184,82 @@ def test_setup_base_python_skips_old_pythons_and_falls_back_to_blenders(setup_mo
     good.unlink()
     assert setup_mod.python_version(str(old)) is None
     assert setup_mod.base_interpreter(path=str(tmp_path / "a")) == sys.executable
+
+
+def test_remove_backend_waits_for_runs_and_downloads_then_closes_the_idle_worker(monkeypatch, tmp_path):
+    backend_ops, session, weights_ops = addon("backend_ops"), addon("session"), addon("weights_ops")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    folder = backend_ops.backend_dir()
+    os.makedirs(os.path.join(folder, "bin"))
+    monkeypatch.setitem(weights_ops.STATE, "download", None)
+    remove = bpy.ops.depth_from_image.remove_backend
+    assert remove.poll()
+    monkeypatch.setattr(session.SESSION, "run", object())
+    assert not remove.poll() and not bpy.ops.depth_from_image.setup_backend.poll()
+    monkeypatch.setattr(session.SESSION, "run", None)
+    unfinished = type("Download", (), {"status": lambda self: type("Status", (), {"done": False})()})()
+    monkeypatch.setitem(weights_ops.STATE, "download", unfinished)
+    assert not remove.poll()
+    monkeypatch.setitem(weights_ops.STATE, "download", None)
+
+    closed = []
+    worker = type("Client", (), {"handshake": {"python": "3.12.1"}, "close": lambda self, timeout: closed.append(1)})()
+    monkeypatch.setattr(session.SESSION, "starter", None)
+    monkeypatch.setattr(session.SESSION, "client", worker)
+    p = prefs()
+    saved, p.python = p.python, "/usr/bin/python3"  # a Python outside the backend: the preference stays
+    monkeypatch.setitem(backend_ops.STATUS, "checked_for", backend_ops.backend_key(p))
+    monkeypatch.setitem(backend_ops.STATUS, "handshake", {"python": "3.12.1"})
+    try:
+        assert remove("EXEC_DEFAULT") == {"FINISHED"}
+        assert closed and session.SESSION.client is None  # closed before its files go
+        assert backend_ops.checked(p) == ({}, "")  # the status block no longer shows the removed backend
+        drain_timers(backend_ops)
+        assert not os.path.exists(folder) and p.python == "/usr/bin/python3"
+        assert backend_ops.STATUS["removal"] == f"Removed the backend {folder}" and backend_ops.STATUS["removal_ok"]
+    finally:
+        p.python = saved
+        backend_ops.STATUS.update(removal="", removal_ok=False)
+
+
+def test_download_weights_runs_online_with_utf8_pipes(monkeypatch, tmp_path):
+    backend_ops, weights_ops, weights_download = addon("backend_ops"), addon("weights_ops"), addon("weights_download")
+    made = []
+
+    class Recorder:
+        def __init__(self, python, folder, names, env):
+            made.append(env)
+
+        def start(self):
+            pass
+
+        def status(self):
+            return weights_download.DownloadStatus(done=True, error="stopped by the test")
+
+    monkeypatch.setattr(weights_ops.weights_download, "WeightsDownload", Recorder)
+    monkeypatch.setitem(weights_ops.STATE, "download", None)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("PYTHONIOENCODING", raising=False)
+    system = bpy.context.preferences.system
+    p = prefs()
+    saved = (system.use_online_access, p.python, p.accept_licences, p.weights_folder)
+    system.use_online_access, p.python, p.accept_licences, p.weights_folder = True, sys.executable, True, str(tmp_path)
+    try:
+        assert bpy.ops.depth_from_image.download_weights() == {"FINISHED"}
+        drain_timers(backend_ops)
+    finally:
+        system.use_online_access, p.python, p.accept_licences, p.weights_folder = saved
+    assert made[0]["PYTHONIOENCODING"] == "utf-8" and "HF_HUB_OFFLINE" not in made[0]
+
+
+def test_the_download_runs_in_a_neutral_folder(monkeypatch, tmp_path):
+    """`python -m` puts the working folder first on sys.path: Blender's must not lend a ppd_core."""
+    weights_download = addon("weights_download")
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\necho "{\\"file\\": \\"$(pwd -P)\\", \\"bytes\\": 1}"\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.chdir(tmp_path)
+    download = weights_download.WeightsDownload(str(fake), str(tmp_path / "w"), ["moge2.pt"], dict(os.environ))
+    download.start()
+    status = weights_download.wait(download, 30)
+    assert status.done and not status.error and status.current == os.path.realpath(tempfile.gettempdir())

@@ -218,16 +218,13 @@ def test_interpreter_folder_says_which_file_to_pick(session, tmp_path):
 
 
 def test_unwritable_worker_log_is_a_message_not_a_stuck_run(session, tmp_path, monkeypatch):
-    preferences = addon("backend_ops")
-
-    def no_log():
-        raise PermissionError(13, "Permission denied", "/locked/worker.log")
-
-    monkeypatch.setattr(preferences, "worker_log_path", no_log)
+    blocker = tmp_path / "a file"
+    blocker.write_text("")  # its folder cannot be made, even by root
+    monkeypatch.setattr(addon("backend_ops"), "worker_log_path", lambda: str(blocker / "logs" / "worker.log"))
     prefs().python = sys.executable
     settings = bpy.context.scene.depth_from_image
     settings.photo_source, settings.photo_path = "FILE", str(write_photo(tmp_path / "a.png", 8, 6))
-    with pytest.raises(session.RunError, match="Cannot write the worker log: .*Permission denied"):
+    with pytest.raises(session.RunError, match="Cannot write the worker log: .*Not a directory"):
         session.SESSION.start_run(bpy.context)
     assert not session.SESSION.running  # the next click can start a run
 
@@ -363,3 +360,29 @@ def test_the_result_line_carries_the_importers_warning(session, tmp_path):
     result = bpy.context.window_manager.depth_from_image.last_result
     assert result.startswith("IMG_7: 24 vertices, 30 faces in ") and result.endswith(
         "Blender cannot read IMG_7.heic as a texture: the mesh shows its vertex colours")
+
+
+def test_each_photo_of_a_queue_is_timed_from_when_the_worker_began_it(session, tmp_path, monkeypatch):
+    """The worker runs the queue in order: the first photo from its submission, each next one
+    from the answer before it, not every photo from the start of the run."""
+    photos = addon("photo_source")
+    clock = [100.0]
+    monkeypatch.setattr(session, "time", type("Clock", (), {"monotonic": staticmethod(lambda: clock[0])}))
+    client = type("Client", (), {"handshake": {}, "submit": lambda self, job: job["photo"]})()
+    monkeypatch.setattr(session.SESSION, "client", client)
+    temp_dir = tmp_path / "run"
+    temp_dir.mkdir()
+    items = []
+    for name in ("first", "second"):
+        npz = write_result_npz(temp_dir / f"{name}.npz", grid_result(width=6, height=4), kind="points")
+        items.append(session.QueuedPhoto(photos.SourcePhoto(str(tmp_path / f"{name}.png"), "", name), str(npz)))
+    run = session.Run(scene_name=bpy.context.scene.name, photos=items, options={}, shading="EMISSION",
+                      create_camera=False, temp_dir=str(temp_dir))
+    session.SESSION.run = run
+    assert session.SESSION._submit(run) == ""
+    for item, answered_at in zip(items, (130.0, 140.0)):
+        clock[0] = answered_at
+        session.SESSION._handle(bpy.context, run, {"type": "result", "id": item.job_id,
+                                                   "outputs": {"npz": item.npz_path}})
+    assert session.SESSION._conclude(bpy.context, run) == session.FINISHED
+    assert [item.message.split(" in ")[1].split(" s.")[0] for item in items] == ["30", "10"]

@@ -5,22 +5,10 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 
 import pytest
 
-from tests.blender_harness import DrawSelf, addon, bpy, prefs, write_photo
-
-
-def _drain_timers(backend_ops, timeout=60.0) -> None:
-    """Background Blender runs no timers: call the preferences' poll functions until done."""
-    deadline = time.monotonic() + timeout
-    while any(bpy.app.timers.is_registered(f) for f in backend_ops._timers):
-        for function in list(backend_ops._timers):
-            if bpy.app.timers.is_registered(function) and function() is None:
-                bpy.app.timers.unregister(function)
-        assert time.monotonic() < deadline, "a background task did not finish"
-        time.sleep(0.05)
+from tests.blender_harness import DrawSelf, addon, bpy, drain_timers, prefs, write_photo
 
 
 def _draw_panel():
@@ -71,6 +59,7 @@ def test_status_block_says_what_is_missing_with_its_fix(monkeypatch, tmp_path):
     monkeypatch.setitem(backend_ops.STATUS, "handshake", {
         "python": "3.11.7", "torch": "2.13.0", "devices": [{"id": "cpu"}],
         "weights": {"ready": False, "problem": "model weights missing: ppd.pth not in the Hugging Face cache"}})
+    monkeypatch.setitem(backend_ops.STATUS, "checked_for", backend_ops.backend_key(p))
     layout = _draw_panel()
     shown, ids = " ".join(layout.labels()), [b.idname for b in layout.operators()]
     assert "Backend: Python 3.11.7, torch 2.13.0, devices cpu" in shown and "depth_from_image.setup_backend" not in ids
@@ -103,16 +92,63 @@ def test_preferences_show_every_weight_file_its_licence_and_model_card():
             "https://huggingface.co/depth-anything/Depth-Anything-V2-Large"} <= urls
 
 
-def test_check_with_a_bad_path_reports_it_in_the_preferences(tmp_path):
+def _shown(layout) -> str:
+    """Every label's text, without blanks (long lines wrap anywhere)."""
+    return "".join("".join(layout.labels()).split())
+
+
+def _drawn_preferences():
+    drawer = DrawSelf(prefs())
+    type(prefs()).draw(drawer, bpy.context)
+    return drawer.layout
+
+
+def test_check_with_a_bad_path_reports_it_in_the_status_block_for_that_path_only(tmp_path):
     preferences, backend_ops = addon("preferences"), addon("backend_ops")
     prefs().python = str(tmp_path / "no" / "python")
     assert bpy.ops.depth_from_image.check_interpreter() == {"FINISHED"}
-    _drain_timers(backend_ops)
-    assert not backend_ops.STATUS["check_ok"]
-    assert backend_ops.STATUS["check"].startswith(f"Python interpreter not found: {tmp_path / 'no' / 'python'}")
-    drawer = DrawSelf(prefs())
-    type(prefs()).draw(drawer, bpy.context)
-    _assert_shown_whole(drawer.layout, backend_ops.STATUS["check"], "ERROR", preferences.LABEL_WIDTH)
+    drain_timers(backend_ops)
+    handshake, error = backend_ops.checked(prefs())
+    assert handshake == {} and error.startswith(f"Python interpreter not found: {tmp_path / 'no' / 'python'}")
+    layout = _drawn_preferences()
+    _assert_shown_whole(layout, f"Backend: {error}", "ERROR", preferences.LABEL_WIDTH)
+    assert sum("interpreter not found" in label for label in layout.labels()) == 1  # once: the status block
+    prefs().python = str(tmp_path / "other" / "python")  # the Check said nothing about this one
+    assert backend_ops.checked(prefs()) == ({}, "")
+    assert "not checked yet" in " ".join(_drawn_preferences().labels())
+    prefs().python = ""
+    backend_ops.forget_check()
+
+
+def test_status_block_shows_a_handshake_only_for_the_current_backend(monkeypatch, tmp_path):
+    """The session's worker's handshake, else the last Check's, and only while the Python
+    and the worker's environment are the ones it came from."""
+    backend_ops, session = addon("backend_ops"), addon("session")
+    p = prefs()
+    saved = (p.python, p.weights_folder)
+    p.python, p.weights_folder = "/opt/a/bin/python", ""
+    checked = {"python": "3.11.7", "torch": "2.13.0", "devices": [{"id": "cpu"}],
+               "weights": {"ready": True, "model": "PPD with MoGe-2 semantics", "folder": "/hub"}}
+    monkeypatch.setattr(session.SESSION, "client", None)
+    monkeypatch.setitem(backend_ops.STATUS, "handshake", checked)
+    monkeypatch.setitem(backend_ops.STATUS, "check_error", "")
+    monkeypatch.setitem(backend_ops.STATUS, "checked_for", backend_ops.backend_key(p))
+    try:
+        assert "Backend:Python3.11.7" in _shown(_draw_panel())
+        p.weights_folder = str(tmp_path)  # a new Weights Folder: the Check looked elsewhere
+        shown = _shown(_draw_panel())
+        assert "Python3.11.7" not in shown and "".join(f"Weights: {tmp_path} (not checked yet)".split()) in shown
+        p.weights_folder = ""
+        p.python = "/opt/b/bin/python"  # Detect or Set up chose another Python
+        assert "Backend:/opt/b/bin/python(notcheckedyet)" in _shown(_draw_panel())
+        worker = type("Client", (), {"handshake": dict(checked, python="3.12.1")})()
+        monkeypatch.setattr(session.SESSION, "client", worker)
+        monkeypatch.setattr(session.SESSION, "worker_for", backend_ops.backend_key(p))
+        assert "Backend:Python3.12.1" in _shown(_draw_panel())  # the session's worker, started for b
+        p.python = "/opt/a/bin/python"
+        assert "Backend:Python3.11.7" in _shown(_draw_panel())  # back to a: the Check's, not b's worker
+    finally:
+        p.python, p.weights_folder = saved
 
 
 def _assert_shown_whole(layout, message: str, icon: str, width: int) -> None:
@@ -132,11 +168,9 @@ def test_long_messages_wrap_in_the_panel_and_preferences(tmp_path):
     preferences, backend_ops = addon("preferences"), addon("backend_ops")
     message = (f'{tmp_path}/venv/bin/python does not have Depth from Image installed; install it '
                f'with: "{tmp_path}/venv/bin/python" -m pip install depth-from-image')
-    backend_ops.STATUS["check_ok"], backend_ops.STATUS["check"] = False, message
-    drawer = DrawSelf(prefs())
-    type(prefs()).draw(drawer, bpy.context)
-    _assert_shown_whole(drawer.layout, message, "ERROR", preferences.LABEL_WIDTH)
-    backend_ops.STATUS["check"] = ""
+    backend_ops.STATUS.update(checked_for=backend_ops.backend_key(prefs()), check_error=message)
+    _assert_shown_whole(_drawn_preferences(), f"Backend: {message}", "ERROR", preferences.LABEL_WIDTH)
+    backend_ops.forget_check()
     state = bpy.context.window_manager.depth_from_image
     state.last_error = message
     _assert_shown_whole(_draw_panel(), message, "ERROR", 60)
@@ -160,7 +194,7 @@ def test_detect_returns_at_once_and_reports_later(tmp_path, monkeypatch):
     assert bpy.ops.depth_from_image.detect_interpreter() == {"FINISHED"}
     assert "detect" in backend_ops._tasks and backend_ops._tasks["detect"].is_alive()  # still probing
     release.write_text("")
-    _drain_timers(backend_ops)
+    drain_timers(backend_ops)
     assert f"{slow}: no Depth from Image" in backend_ops.STATUS["detect"]
 
 
@@ -199,6 +233,27 @@ def test_choose_photo_filters_images_and_stores_a_relative_path(tmp_path):
     assert bpy.ops.depth_from_image.choose_photo(filepath=str(photo), relative_path=False) == {"FINISHED"}
     assert settings.photo_path == str(photo)
     settings.photo_path = ""
+
+
+def test_choose_photos_takes_a_folders_photos_as_the_command_line_finds_them(tmp_path):
+    from ppd_core.options import PHOTO_SUFFIXES
+
+    addon()
+    rna = bpy.ops.depth_from_image.choose_photos.get_rna_type().properties
+    assert rna["filter_glob"].default.split(";") == [f"*{suffix}" for suffix in PHOTO_SUFFIXES]
+    folder = tmp_path / "shoot"
+    (folder / "later").mkdir(parents=True)
+    for name in ("b.JPG", "a.png", "._a.png", ".hidden.jpg", "notes.txt", "later/c.jpg"):
+        (folder / name).write_bytes(b"bytes")
+    settings = bpy.context.scene.depth_from_image
+    settings.photo_source = "FILE"
+    assert bpy.ops.depth_from_image.choose_photos(directory=str(folder)) == {"FINISHED"}
+    assert [item.path for item in settings.photo_files] == [str(folder / "a.png"), str(folder / "b.JPG")]
+    assert settings.photo_source == "FILES"
+    with pytest.raises(RuntimeError, match="No photos chosen"):
+        bpy.ops.depth_from_image.choose_photos(directory=str(folder / "later" / "none"))
+    settings.photo_files.clear()
+    settings.photo_source = "FILE"
 
 
 def test_near_far_are_metres_whatever_the_scene_units_and_mm_fields_say_mm():
@@ -276,14 +331,14 @@ def test_detect_picks_the_first_python_that_has_the_package_and_never_one_withou
     monkeypatch.delenv("CONDA_PREFIX", raising=False)
     prefs().python = ""
     bpy.ops.depth_from_image.detect_interpreter()
-    _drain_timers(backend_ops)
+    drain_timers(backend_ops)
     assert prefs().python == str(folder / "python")
     assert backend_ops.STATUS["detect"] == [f"{folder / 'python3'}: no Depth from Image",
                                             f"{folder / 'python'}: Depth from Image installed"]
     (folder / "python").write_text("#!/bin/sh\nexit 3\n")
     prefs().python = ""
     bpy.ops.depth_from_image.detect_interpreter()
-    _drain_timers(backend_ops)
+    drain_timers(backend_ops)
     assert prefs().python == ""  # none has the package: nothing is filled in
     assert backend_ops.STATUS["detect"][-1] == "No Python with Depth from Image found: use Set up backend"
 
@@ -339,19 +394,26 @@ def test_create_camera_is_greyed_out_for_print_solids():
     assert shown == {"MESH": (True, True, False), "POINTS": (True, True, False), "SOLID": (False, False, True)}
 
 
-def test_worker_log_rotates_and_a_log_in_use_is_kept(monkeypatch):
-    preferences = addon("backend_ops")
-    path = preferences.worker_log_path()
-    monkeypatch.setattr(preferences, "LOG_MAX_BYTES", 10)
+def test_the_worker_log_rotates_only_before_a_new_worker_and_a_log_in_use_is_kept(monkeypatch, tmp_path):
+    """Asking for the log's path (a run, a Check, Open Worker Log) never moves it: a live
+    worker's client reads its crash lines back from it. Only a new worker's start does."""
+    backend_ops, session = addon("backend_ops"), addon("session")
+    monkeypatch.setattr(backend_ops, "LOG_MAX_BYTES", 10)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    path = backend_ops.worker_log_path()
+    os.makedirs(os.path.dirname(path))
     with open(path, "w") as handle:
         handle.write("x" * 20)
-    assert preferences.worker_log_path() == path and os.path.getsize(path + ".1") == 20
-    assert not os.path.exists(path)
+    assert backend_ops.worker_log_path() == path and os.path.getsize(path) == 20
+    session.SESSION._ensure_worker(str(tmp_path / "no-python"), path, {})  # fails to start, after rotating
+    session.SESSION.shutdown()
+    assert os.path.getsize(path + ".1") == 20
     with open(path, "w") as handle:
         handle.write("y" * 20)
 
     def in_use(*args):
         raise PermissionError(13, "The process cannot access the file", path)
 
-    monkeypatch.setattr(preferences.os, "replace", in_use)
-    assert preferences.worker_log_path() == path and os.path.getsize(path) == 20  # kept, no error
+    monkeypatch.setattr(backend_ops.os, "replace", in_use)
+    backend_ops.rotate_log(path)
+    assert os.path.getsize(path) == 20  # kept, no error: rotated another time
