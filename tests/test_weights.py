@@ -1,7 +1,9 @@
 """Where weights are looked for, and what the user is told when they are nowhere."""
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +11,8 @@ from ppd_core.model import download as downloads
 from ppd_core.model import weights
 from ppd_core.errors import WeightsMissingError
 from tests.checkpoints import write_small_weights
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -264,3 +268,30 @@ def test_failed_download_is_one_clear_line(monkeypatch):
     assert str(info.value) == (
         "could not download ppd.pth from https://huggingface.co/gangweix/Pixel-Perfect-Depth: Name or service not known"
     )
+
+
+def test_the_weights_code_loads_without_torch_and_where_json_answers(tmp_path):
+    """`ppd_core.model` imports its networks lazily: the add-on's weights check runs
+    `ppd-weights where --json` in the backend without paying for (or needing) torch."""
+    folder = write_small_weights(tmp_path / "w")
+    code = ("import sys, runpy; sys.argv = ['ppd-weights', 'where', '--json', '--weights', sys.argv[1]]; "
+            "import ppd_core.model.weights as w; code = w.main(); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=False,
+                          env={"PATH": "", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["ready"] and record["semantics"] == "da2" and record["folder"] == str(folder)
+    assert record["files"] == [str(folder / "ppd.pth"), str(folder / "depth_anything_v2_vitl.pth")]
+    (folder / "ppd.pth").unlink()
+    missing = weights.weights_record(folder)
+    assert not missing["ready"] and "lacks ppd.pth" in missing["problem"] and "\n" not in missing["problem"]
+
+
+def test_the_networks_are_still_exported_by_name():
+    import ppd_core.model as model
+
+    assert model.PixelPerfectDepth.__module__ == "ppd_core.model.ppd" and model.MoGe2.__name__ == "MoGe2"
+    assert set(model.__all__) <= set(dir(model)) and all(getattr(model, name) is not None for name in model.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        model.Nope

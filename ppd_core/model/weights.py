@@ -147,6 +147,19 @@ def find_weights(
     return ModelFiles("da2", found[PPD], found[DA2], fetch(MOGE2) if geometry else None)
 
 
+def weights_record(folder: Union[str, Path, None] = None, semantics: str = "auto") -> dict:
+    """Which model the weights at hand make (nothing is downloaded), JSON-ready: {"ready": True,
+    "model", "semantics", "folder", "files"} or {"ready": False, "problem"}. The worker's
+    handshake and `ppd-weights where --json` (the Blender add-on's weights check) say this."""
+    try:
+        files = find_weights(folder, semantics=semantics, download=False)
+    except PPDError as error:
+        return {"ready": False, "problem": " ".join(str(error).split())}
+    paths = dict.fromkeys(str(path) for path in (files.ppd, files.encoder, files.moge2) if path is not None)
+    return {"ready": True, "model": files.describe(), "semantics": files.semantics, "folder": str(files.ppd.parent),
+            "files": list(paths)}
+
+
 def download_to(folder: Optional[Path], sources=SOURCES, on_transfer=None) -> list[Path]:
     """Download `sources` (those the hub has) into the Hugging Face cache, or into `folder`;
     `on_transfer(Transfer)` hears the bytes as they arrive."""
@@ -178,7 +191,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     where = sub.add_parser("where", help="print which model the weights make and where they are (no download)")
     where.add_argument("--weights", type=Path, help="folder to look in first")
     where.add_argument("--semantics", choices=SEMANTICS, default="auto")
+    where.add_argument("--json", action="store_true", help="print one JSON object (ready, model, files, or problem)")
     args = parser.parse_args(argv)
+    if args.command == "where" and args.json:
+        print(json.dumps(weights_record(args.weights, args.semantics)), flush=True)
+        return 0
     try:
         if args.command == "download":
             print("The Depth-Anything-V2-Large encoder weights are CC-BY-NC-4.0: non-commercial use only.",
