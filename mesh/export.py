@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from mesh.data import MeshData, MeshError
+from mesh.image_size import ImageTooLarge, check_image_size
 
 # Proper rotations (det +1), so faces keep their winding.
 _OPENCV_TO_GLTF = np.diag([1.0, -1.0, -1.0])
@@ -48,8 +49,11 @@ def _texture_image(texture: Texture):
     """A PIL image from an (H, W, 3) uint8 array or an image file path."""
     if isinstance(texture, (str, Path)):
         try:
+            check_image_size(texture)
             with Image.open(texture) as image:
                 return image.convert("RGB")
+        except ImageTooLarge as error:
+            raise MeshError(str(error)) from None
         except (OSError, ValueError) as error:
             raise MeshError(f"{texture}: cannot read the texture image ({error})") from None
     return Image.fromarray(np.ascontiguousarray(texture, dtype=np.uint8), "RGB")

@@ -1,14 +1,11 @@
 """Photo loading: every mode to upright RGB uint8, EXIF focal data, clear errors for bad files."""
 
-import struct
-import zlib
-
 import numpy as np
 import pytest
 from PIL import ExifTags, Image
 
 from ppd_core.errors import BadInputError
-from ppd_core.files.photo import HEIF_AVAILABLE, MAX_PIXELS, load_image
+from ppd_core.files.photo import HEIF_AVAILABLE, load_image
 
 
 def _pattern(width=40, height=20) -> np.ndarray:
@@ -142,32 +139,6 @@ def test_truncated_jpeg(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(path)
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(BadInputError, match=r"cut\.jpg: corrupt or truncated"):
-        load_image(path)
-
-
-def _png_claiming_size(path, width, height):
-    """A tiny, valid-looking PNG whose header claims width x height (never decoded)."""
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    body = zlib.compress(b"\x00" * 16)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
-
-
-def test_over_100_megapixels_is_refused(tmp_path):
-    path = tmp_path / "huge.png"
-    _png_claiming_size(path, 12000, 8400)  # 100.8 MP: below Pillow's own bomb limit
-    assert 12000 * 8400 > MAX_PIXELS
-    with pytest.raises(BadInputError, match=r"huge\.png: 12000x8400 is 101 MP, more than the 100 MP limit"):
-        load_image(path)
-
-
-def test_decompression_bomb_is_refused(tmp_path):
-    path = tmp_path / "bomb.png"
-    _png_claiming_size(path, 40000, 40000)
-    with pytest.raises(BadInputError, match=r"bomb\.png"):
         load_image(path)
 
 

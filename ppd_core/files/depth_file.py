@@ -13,6 +13,7 @@ from typing import Union
 import cv2
 import numpy as np
 
+from mesh.image_size import ImageTooLarge, check_image_size
 from ppd_core.errors import BadInputError
 from ppd_core.options import DEPTH_KINDS
 
@@ -28,6 +29,8 @@ def _read_image_depth(path: Path) -> np.ndarray:
 
     Of several channels the red one is read; an integer image whose channels differ is a
     colour picture (a photo, our own depth preview), not depth, and is refused."""
+    if check_image_size(path) is None:  # OpenCV would guess the format from the content: size unknown
+        raise BadInputError(f"{path}: not a depth image OpenCV can read (no PNG, TIFF or EXR header)")
     if path.suffix.lower() == ".exr":
         os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
     values = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
@@ -41,6 +44,22 @@ def _read_image_depth(path: Path) -> np.ndarray:
                                 f"a *_depth_preview.png is only for looking at, use the *_depth.png beside it)")
         return red
     return values[:, :, 0] if values.ndim == 3 else values
+
+
+def _read_values(path: Path, suffix: str) -> np.ndarray:
+    """The file's array as stored, its size checked before it is read."""
+    if suffix == ".npy":
+        check_image_size(path)
+        try:
+            values = np.load(path, allow_pickle=False)  # never unpickle: object arrays are refused
+        except (ValueError, OSError, EOFError) as exc:
+            raise BadInputError(f"{path}: not a readable .npy array ({exc or 'empty file'})") from None
+        while values.ndim > 2 and 1 in values.shape:  # (1, H, W) or (H, W, 1); a 1x1 map stays 2-D
+            values = np.squeeze(values, axis=values.shape.index(1))
+        return values
+    if suffix in (".png", ".tif", ".tiff", ".exr"):
+        return _read_image_depth(path)
+    raise BadInputError(f"{path}: unsupported depth file type {suffix!r} (use .npy, .png, .tif, .exr)")
 
 
 def read_depth_file(path: Union[str, Path], kind: str) -> np.ndarray:
@@ -57,17 +76,12 @@ def read_depth_file(path: Union[str, Path], kind: str) -> np.ndarray:
     if not path.is_file():
         raise BadInputError(f"{path}: {'not a file' if path.exists() else 'no such depth file'}")
     suffix = path.suffix.lower()
-    if suffix == ".npy":
-        try:
-            values = np.load(path, allow_pickle=False)  # never unpickle: object arrays are refused
-        except (ValueError, OSError, EOFError) as exc:
-            raise BadInputError(f"{path}: not a readable .npy array ({exc or 'empty file'})") from None
-        while values.ndim > 2 and 1 in values.shape:  # (1, H, W) or (H, W, 1); a 1x1 map stays 2-D
-            values = np.squeeze(values, axis=values.shape.index(1))
-    elif suffix in (".png", ".tif", ".tiff", ".exr"):
-        values = _read_image_depth(path)
-    else:
-        raise BadInputError(f"{path}: unsupported depth file type {suffix!r} (use .npy, .png, .tif, .exr)")
+    try:
+        values = _read_values(path, suffix)
+    except ImageTooLarge as error:
+        raise BadInputError(str(error)) from None
+    except PermissionError:
+        raise BadInputError(f"{path}: cannot read it (permission denied)") from None
     if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
         raise BadInputError(f"{path}: depth must hold real numbers, not {values.dtype}")
     if values.ndim != 2 or values.size == 0:

@@ -15,11 +15,9 @@ from typing import Optional, Union
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from mesh.image_size import ImageTooLarge, check_image_size
 from ppd_core.errors import BadInputError
 from ppd_core.options import PHOTO_SUFFIXES
-
-MAX_PIXELS = 100_000_000
-"""Largest photo accepted (100 MP); bigger headers are refused before decoding."""
 
 READABLE = ", ".join(PHOTO_SUFFIXES)
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif")
@@ -116,25 +114,22 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
 
 def load_image(path: Union[str, Path]) -> Photo:
     """Read a photo file as an upright RGB `Photo`; raise `BadInputError` naming the file
-    when it is missing, not an image, corrupt, or larger than `MAX_PIXELS`."""
+    when it is missing, not an image, corrupt, or larger than `mesh.image_size.MAX_IMAGE_PIXELS`."""
     path = Path(path)
     if not path.exists():
         raise BadInputError(f"{path}: no such file")
     if not path.is_file():
         raise BadInputError(f"{path}: not a file")
-    if not HEIF_AVAILABLE and _is_heif(path):
-        raise BadInputError(f"{path}: HEIC/HEIF photos need the optional pillow-heif package (pip install pillow-heif)")
     try:
+        if not HEIF_AVAILABLE and _is_heif(path):
+            raise BadInputError(f"{path}: HEIC/HEIF photos need the optional pillow-heif package "
+                                "(pip install pillow-heif)")
+        check_image_size(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             warnings.simplefilter("ignore", UserWarning)  # Pillow's "Corrupt EXIF data": the pixels are fine
             with Image.open(path) as image:
                 width, height = image.size
-                if width * height > MAX_PIXELS:
-                    raise BadInputError(
-                        f"{path}: {width}x{height} is {width * height / 1e6:.0f} MP, "
-                        f"more than the {MAX_PIXELS // 1_000_000} MP limit"
-                    )
                 if width < 1 or height < 1:
                     raise BadInputError(f"{path}: image has no pixels ({width}x{height})")
                 exif = _exif_fields(image)
@@ -143,10 +138,12 @@ def load_image(path: Union[str, Path]) -> Photo:
                 rgb = _to_rgb8(upright)
     except BadInputError:
         raise
+    except ImageTooLarge as error:
+        raise BadInputError(str(error)) from None
     except UnidentifiedImageError:
         raise BadInputError(f"{path}: not a readable image file ({READABLE})") from None
-    except Image.DecompressionBombError as exc:
-        raise BadInputError(f"{path}: refused as a decompression bomb ({exc})") from None
+    except PermissionError:
+        raise BadInputError(f"{path}: cannot read it (permission denied)") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise BadInputError(f"{path}: corrupt or truncated image ({exc})") from None
     return Photo(rgb=rgb, path=path, **exif)
