@@ -27,7 +27,13 @@ from ppd_core.files.photo import Photo
 from ppd_core.files.result_file import read_saved_depth
 from ppd_core.geometry.align import LogDepthFit, align_to_reference, fit_log_depth, metric_from_fit
 from ppd_core.geometry.camera import Intrinsics, camera_for_photo, intrinsics_from_normalized, known_intrinsics
-from ppd_core.geometry.depth import MAX_DEPTH_M, MIN_DEPTH_M, depth_to_metric, metric_from_normalized
+from ppd_core.geometry.depth import (
+    MAX_DEPTH_M,
+    MIN_DEPTH_M,
+    clip_normalized,
+    depth_to_metric,
+    metric_from_normalized,
+)
 from ppd_core.options import DEFAULT_PRESET, JobOptions
 from ppd_core.progress import ProgressCallback, report
 
@@ -49,11 +55,13 @@ class PhotoDepth:
     fit: Optional[LogDepthFit] = None
     masked_px: int = 0                    # pixels MoGe-2's mask removed (sky, invalid)
     reused: bool = False                  # the network result came from the cache
+    clipped_px: int = 0                   # pixels of p outside the trained range, clipped before conversion
 
     def describe(self) -> dict:
         """JSON-ready: the sources, the fit and the mask, for the summary and the worker's result."""
         info = {"scale": self.scale_source, "camera": self.camera_source, "model": self.model,
-                "masked_px": self.masked_px, "network_reused": self.reused}
+                "masked_px": self.masked_px, "network_reused": self.reused, "clipped_px": self.clipped_px,
+                "clipped_share": round(self.clipped_px / max(self.metric.size, 1), 4)}
         if self.fit is not None:
             info["fit"] = {"a": self.fit.a, "b": self.fit.b, "inlier_share": self.fit.inlier_share,
                            "method": self.fit.method}
@@ -186,6 +194,7 @@ def depth_from_network(photo: Photo, options: JobOptions, models: ModelCache,
     known, _ = known_intrinsics(photo, options.fov)
     estimate, reused = models.estimate(photo, options, known.hfov_deg if known else None, on_progress)
     geometry = estimate.geometry
+    p, clipped = clip_normalized(estimate.p)
     masked = 0
     if geometry is not None and geometry.mask.sum() < MIN_MASKED_PIXELS:
         if options.scale_from == "moge2":
@@ -194,14 +203,17 @@ def depth_from_network(photo: Photo, options: JobOptions, models: ModelCache,
         geometry = None  # MoGe-2 trusts nothing here (all sky?): the range it is
     fit = None
     if options.align_to is not None:
-        metric, fit = _aligned(estimate.p, options)
+        metric, fit = _aligned(p, options)
         scale = f"fit to {options.align_to}"
     elif geometry is None or options.scale_from == "range" or options.range_given():
-        metric = metric_from_normalized(estimate.p, *options.depth_range())
+        near, far = options.depth_range()
+        # p down to -0.5 is nearer than Near; from a small Near the log extrapolation would cross
+        # zero (behind the camera), so nothing comes nearer than half of Near.
+        metric = np.maximum(metric_from_normalized(p, near, far), np.float32(0.5 * near))
         scale = _range_words(options) + ("" if geometry is not None or options.range_given() else "; no MoGe-2")
     else:
-        fit = fit_log_depth(estimate.p, geometry.depth, mask=geometry.mask, seed=options.seed)
-        metric = metric_from_fit(estimate.p, fit, max_depth=float(geometry.depth[geometry.mask].max()))
+        fit = fit_log_depth(p, geometry.depth, mask=geometry.mask, seed=options.seed)
+        metric = metric_from_fit(p, fit, max_depth=float(geometry.depth[geometry.mask].max()))
         scale = f"MoGe-2 ({fit.inlier_share:.0%} of its pixels agree)"
     if geometry is not None:
         metric = np.where(geometry.mask, metric, np.nan).astype(np.float32)
@@ -210,7 +222,7 @@ def depth_from_network(photo: Photo, options: JobOptions, models: ModelCache,
         intrinsics_from_normalized(geometry.intrinsics, photo.width, photo.height), "MoGe-2")
     intrinsics, camera_source = camera_for_photo(photo, options.fov, moge_camera)
     return PhotoDepth(metric, intrinsics, scale, camera_source, model=models.model.description, fit=fit,
-                      masked_px=masked, reused=reused)
+                      masked_px=masked, reused=reused, clipped_px=clipped)
 
 
 def photo_depth(photo: Photo, options: JobOptions, models: Optional[ModelCache] = None,

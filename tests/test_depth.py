@@ -219,3 +219,39 @@ def test_a_colour_picture_is_not_taken_for_depth(tmp_path):
     grey = np.arange(48, dtype=np.uint16).reshape(6, 8) * 100 + 1
     cv2.imwrite(str(tmp_path / "grey_rgba.png"), np.dstack([grey, grey, grey, np.full_like(grey, 65535)]))
     np.testing.assert_allclose(read_depth_file(tmp_path / "grey_rgba.png", "metric"), grey * 0.001, rtol=1e-6)
+
+
+def test_predictions_outside_the_trained_range_are_clipped_and_counted():
+    from ppd_core.geometry.depth import TRAINED_P, clip_normalized
+
+    p = np.array([[-40.0, -0.5, 0.2], [1.0, 1.0001, np.nan]], np.float32)
+    clipped, outside = clip_normalized(p)
+    assert outside == 2 and TRAINED_P == (-0.5, 1.0)
+    np.testing.assert_array_equal(clipped[0], np.float32([-0.5, -0.5, 0.2]))
+    assert clipped[1, 1] == 1.0 and np.isnan(clipped[1, 2])
+
+
+def test_a_wild_prediction_stays_inside_the_depth_range_and_the_summary_says_how_much_was_clipped():
+    """Random weights (or an odd photo) put p far outside [0, 1]: before clipping, the range
+    route extrapolated it to kilometres (a camera clip end of 2787 m in Blender)."""
+    from types import SimpleNamespace
+
+    from ppd_core.files.photo import Photo
+    from ppd_core.options import JobOptions
+    from ppd_core.photo_depth import depth_from_network
+
+    rng = np.random.default_rng(0)
+    p = rng.normal(0.5, 0.3, (30, 40)).astype(np.float32)
+    p[:3] = 9.0  # 120 pixels far beyond the far end
+    p[-2:] = -6.0  # 80 far before the near end
+    stub = SimpleNamespace(
+        estimate=lambda photo, options, fov, on_progress: (SimpleNamespace(p=p, geometry=None), False),
+        model=SimpleNamespace(description="stub", precision_choice=SimpleNamespace(describe=lambda: {})))
+    photo = Photo(rgb=np.zeros((30, 40, 3), np.uint8), path="stub.png")
+    near, far = PRESETS["indoor"]
+    depth = depth_from_network(photo, JobOptions(preset="indoor"), stub)
+    finite = depth.metric[np.isfinite(depth.metric)]
+    assert finite.max() == pytest.approx(far, rel=1e-5) and finite.min() == pytest.approx(0.5 * near)
+    info = depth.describe()
+    assert info["clipped_px"] == 200 + int(np.count_nonzero((p[3:-2] < -0.5) | (p[3:-2] > 1.0)))
+    assert info["clipped_share"] == pytest.approx(info["clipped_px"] / p.size, abs=1e-4)

@@ -16,6 +16,10 @@ from ppd_core.errors import BadInputError
 from ppd_core.options import DEPTH_KINDS, DEPTH_M
 
 MIN_DEPTH_M, MAX_DEPTH_M = DEPTH_M
+TRAINED_P = (-0.5, 1.0)
+"""The range of PPD's p in training: the ground truth was clamped to it. A prediction outside
+it (random weights, an odd photo) is nothing the network learned to say, and extrapolated
+through a depth range it would put surfaces kilometres away."""
 
 
 def _check_range(near: float, far: float) -> None:
@@ -33,6 +37,15 @@ def metric_from_scale_shift(p: np.ndarray, scale: float, shift: float) -> np.nda
     p = np.asarray(p, dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         return np.expm1(scale * p + shift).astype(np.float32)
+
+
+def clip_normalized(p: np.ndarray) -> tuple[np.ndarray, int]:
+    """PPD's p clipped to `TRAINED_P` (NaN kept), and how many pixels lay outside it."""
+    p = np.asarray(p, dtype=np.float32)
+    low, high = TRAINED_P
+    with np.errstate(invalid="ignore"):
+        outside = int(np.count_nonzero((p < low) | (p > high)))
+    return np.clip(p, low, high), outside
 
 
 def metric_from_normalized(p: np.ndarray, near: float, far: float) -> np.ndarray:
