@@ -22,10 +22,12 @@ def first_line(error: BaseException, limit: int = 200) -> str:
 
 def is_out_of_memory(error: BaseException) -> bool:
     """True for host, CUDA and MPS out-of-memory errors (torch's are RuntimeErrors by message
-    or its OutOfMemoryError, recognised by name so that this module needs no torch)."""
+    or its OutOfMemoryError, recognised by name so that this module needs no torch; the CPU
+    allocator says "can't allocate memory: you tried to allocate N bytes")."""
     if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
         return True
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "tried to allocate" in text)
 
 
 def out_of_memory_text(error: BaseException) -> str:

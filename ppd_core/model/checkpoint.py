@@ -23,6 +23,7 @@ from .dinov2 import DinoConfig
 from .dit import DiTConfig
 from .moge2 import MoGe2
 from .ppd import PixelPerfectDepth, PPDConfig
+from .sizes import check_dino_config, check_dit_config, check_moge2_config
 
 StateDict = dict[str, torch.Tensor]
 
@@ -179,6 +180,9 @@ def infer_config(dit: StateDict, encoder: StateDict, dit_path: Path, encoder_pat
         )
     except KeyError as exc:
         raise CheckpointError(f"{encoder_path}: missing encoder key {exc.args[0]!r}; is this a DINOv2 checkpoint?") from None
+    except (IndexError, ValueError, TypeError, ZeroDivisionError):  # tensors of too few dimensions, no positions
+        raise CheckpointError(f"{encoder_path}: the encoder's tensors have shapes no DINOv2 has") from None
+    check_dino_config(enc_cfg, encoder_path)
     if dit_cfg.semantic_dim != enc_cfg.embed_dim:
         raise CheckpointError(
             f"{dit_path}: the DiT expects {dit_cfg.semantic_dim}-channel semantics but {encoder_path} "
@@ -193,7 +197,7 @@ def infer_dit_config(dit: StateDict, dit_path: Path) -> DiTConfig:
         hidden, in_ch, coarse_patch, _ = dit["x_embedder.proj.weight"].shape
         head_dim = dit["blocks.0.attn.q_norm.weight"].shape[0]
         patch = coarse_patch // 2
-        return DiTConfig(
+        config = DiTConfig(
             hidden_size=hidden,
             depth=_count_blocks(dit),
             num_heads=hidden // head_dim,
@@ -205,6 +209,9 @@ def infer_dit_config(dit: StateDict, dit_path: Path) -> DiTConfig:
         )
     except KeyError as exc:
         raise CheckpointError(f"{dit_path}: missing DiT key {exc.args[0]!r}; is this a PPD checkpoint?") from None
+    except (IndexError, ValueError, ZeroDivisionError):  # tensors of too few dimensions, a head of 0 channels
+        raise CheckpointError(f"{dit_path}: the DiT's tensors have shapes no PPD DiT has") from None
+    return check_dit_config(config, dit_path)
 
 
 def _check_against(expected: Mapping[str, torch.Tensor], given: StateDict, path: Path, what: str) -> None:
@@ -292,6 +299,7 @@ def load_moge2(path: Path, device: str | torch.device = "cpu", dtype: torch.dtyp
     """
     path = Path(path)
     config, state = read_moge2_file(path)
+    check_moge2_config(config, state, path)
     with torch.device("meta"):
         model = _build_moge2(config, path)
     _check_against(model.state_dict(), state, path, "MoGe-2")
@@ -312,6 +320,7 @@ def load_ppd_moge(ppd_path: Path, moge_path: Path, device: str | torch.device = 
     dit_state, moge_override = split_ppd_file(read_state_dict(ppd_path), ppd_path, "sem_encoder.",
                                               "a PPD (MoGe-2 semantics) checkpoint")
     dit_config = infer_dit_config(dit_state, ppd_path)
+    check_moge2_config(moge_config, moge_state, moge_path)
     with torch.device("meta"):
         moge = _build_moge2(moge_config, moge_path)
     if dit_config.semantic_dim != moge.semantic_dim:
