@@ -19,6 +19,7 @@ EXPORTS = {
     "MoGe2": "moge2",
     "PPDConfig": "ppd",
     "PixelPerfectDepth": "ppd",
+    "PixelPerfectVideoDepth": "ppvd",
     "euler_step": "ppd",
     "timesteps": "ppd",
 }
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # for type checkers and readers: the same names, imported eag
     from .dit import DiTConfig
     from .moge2 import MoGe2
     from .ppd import LARGE, PixelPerfectDepth, PPDConfig, euler_step, timesteps
+    from .ppvd import PixelPerfectVideoDepth
 
 
 def __getattr__(name: str):

@@ -31,8 +31,11 @@ class DinoConfig:
     patch_size: int = 14
     img_size: int = 518
     mlp_hidden: int = 4096
-    interpolate_offset: float = 0.1
+    interpolate_offset: float = 0.1  # 0: the grid is resized to the exact token grid (Pi3)
     attention: str = "explicit"  # "explicit" as Depth Anything V2 computes it, "sdpa" as MoGe-2 does
+    registers: int = 0  # register tokens after CLS, without a position (Pi3's ViT has 4)
+    antialias: bool = False  # resize the position grid with antialiasing (Pi3)
+    mask_token: bool = True  # the training-only mask token, kept for key parity (Pi3 deletes it)
 
     @property
     def grid_size(self) -> int:
@@ -102,7 +105,7 @@ class Block(nn.Module):
 
 
 class DinoVisionTransformer(nn.Module):
-    """ViT with a CLS token, a learned 37x37 position grid (bicubically resized) and no registers."""
+    """ViT with a CLS token, a learned 37x37 position grid (bicubically resized) and optional registers."""
 
     def __init__(self, config: DinoConfig):
         super().__init__()
@@ -111,12 +114,16 @@ class DinoVisionTransformer(nn.Module):
         self.patch_embed = PatchEmbed(3, D, config.patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.pos_embed = nn.Parameter(torch.zeros(1, config.grid_size**2 + 1, D))
-        self.mask_token = nn.Parameter(torch.zeros(1, D))  # training only; kept for key parity
+        if config.registers:
+            self.register_tokens = nn.Parameter(torch.zeros(1, config.registers, D))
+        if config.mask_token:
+            self.mask_token = nn.Parameter(torch.zeros(1, D))  # training only; kept for key parity
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = nn.LayerNorm(D, eps=1e-6)
 
     def position_embedding(self, rows: int, cols: int, square: bool) -> torch.Tensor:
-        """(1, 1 + rows * cols, D): CLS position + the grid resized by scale factor (n + 0.1) / 37."""
+        """(1, 1 + rows * cols, D): CLS position + the grid resized by scale factor (n + offset) / 37,
+        or to exactly rows x cols when the offset is 0 (as DINOv2 does)."""
         pe = self.pos_embed.float()
         M = self.config.grid_size
         if rows * cols == M * M and square:
@@ -124,31 +131,37 @@ class DinoVisionTransformer(nn.Module):
         D = pe.shape[-1]
         grid = pe[:, 1:].reshape(1, M, M, D).permute(0, 3, 1, 2)
         offset = self.config.interpolate_offset
-        grid = F.interpolate(
-            grid, scale_factor=((rows + offset) / M, (cols + offset) / M), mode="bicubic", antialias=False
-        )
+        if offset:
+            resize = {"scale_factor": ((rows + offset) / M, (cols + offset) / M)}
+        else:
+            resize = {"size": (rows, cols)}
+        grid = F.interpolate(grid, mode="bicubic", antialias=self.config.antialias, **resize)
         if grid.shape[-2:] != (rows, cols):
             raise ValueError(f"position grid resized to {tuple(grid.shape[-2:])}, expected {(rows, cols)}")
         grid = grid.permute(0, 2, 3, 1).reshape(1, -1, D)
         return torch.cat([pe[:, :1], grid], dim=1).to(self.pos_embed.dtype)
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, 3, Hs, Ws) normalised -> (B, 1 + h * w, D): CLS then row-major patches, positions added."""
+        """x (B, 3, Hs, Ws) normalised -> (B, 1 + registers + h * w, D): CLS, registers, row-major
+        patches; positions added to CLS and patches (before the registers are put in)."""
         Hs, Ws = x.shape[-2:]
         p = self.config.patch_size
         t = self.patch_embed(x)
         t = torch.cat([self.cls_token.expand(t.shape[0], -1, -1), t], dim=1)
-        return t + self.position_embedding(Hs // p, Ws // p, square=Hs == Ws)
+        t = t + self.position_embedding(Hs // p, Ws // p, square=Hs == Ws)
+        if self.config.registers:
+            t = torch.cat([t[:, :1], self.register_tokens.expand(t.shape[0], -1, -1), t[:, 1:]], dim=1)
+        return t
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, 3, Hs, Ws) normalised -> final-normed patch tokens (B, h * w, D), CLS dropped."""
+        """x (B, 3, Hs, Ws) normalised -> final-normed patch tokens (B, h * w, D), CLS and registers dropped."""
         t = self.tokens(x)
         for block in self.blocks:
             t = block(t)
-        return self.norm(t)[:, 1:]
+        return self.norm(t)[:, 1 + self.config.registers:]
 
     def intermediate_layers(self, x: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
-        """Outputs of blocks `layers` (0-based, ascending), each through the final norm: (B, 1 + h * w, D)."""
+        """Outputs of blocks `layers` (0-based, ascending), each through the final norm: (B, 1 + registers + h * w, D)."""
         t = self.tokens(x)
         taken = []
         for i, block in enumerate(self.blocks[: max(layers) + 1]):

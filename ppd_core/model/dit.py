@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -111,12 +112,14 @@ class Attention(nn.Module):
         self.k_norm = nn.LayerNorm(head_dim, eps=1e-5)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: Optional[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """x (B, N, C); `rope` (cos, sin) tables, or None for no rotation (the video DiT, as timm's Attention)."""
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
-        q = apply_rope(self.q_norm(q), *rope)
-        k = apply_rope(self.k_norm(k), *rope)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         out = attention(q, k, v)  # (B, heads, N, head_dim)
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
@@ -133,7 +136,8 @@ class DiTBlock(nn.Module):
         self.mlp = Mlp(D, config.mlp_hidden, approximate="tanh")
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor,
+                rope: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=1)
         x = x + gate_msa.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rope)
         x = x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
@@ -180,6 +184,14 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm_final(x), shift, scale))
 
 
+def unpatchify(x: torch.Tensor, rows: int, cols: int, patch_size: int, channels: int) -> torch.Tensor:
+    """(B, rows * cols, p * p * C) -> (B, C, rows * p, cols * p): pixel (p h + k // p, p w + k % p) of token (h, w)."""
+    p, C = patch_size, channels
+    x = x.reshape(x.shape[0], rows, cols, p, p, C)
+    x = torch.einsum("nhwpqc->nchpwq", x)
+    return x.reshape(x.shape[0], C, rows * p, cols * p)
+
+
 class DiT(nn.Module):
     """x (B, 4, H, W) = [latent, RGB - 0.5], semantics (B, H/16 * W/16, S), t -> velocity (B, 1, H, W)."""
 
@@ -192,13 +204,6 @@ class DiT(nn.Module):
         self.blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.depth))
         self.proj_fusion = SemanticFusion(D, config.semantic_dim)
         self.final_layer = FinalLayer(D, p, config.out_channels)
-
-    def unpatchify(self, x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-        """(B, rows * cols, p * p * C) -> (B, C, rows * p, cols * p)."""
-        p, C = self.config.patch_size, self.config.out_channels
-        x = x.reshape(x.shape[0], rows, cols, p, p, C)
-        x = torch.einsum("nhwpqc->nchpwq", x)
-        return x.reshape(x.shape[0], C, rows * p, cols * p)
 
     def rope(self, rows: int, cols: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """RoPE (cos, sin) tables of a rows x cols token grid, shared by all blocks on it."""
@@ -223,4 +228,4 @@ class DiT(nn.Module):
                 x = self.proj_fusion(x, semantics, coarse)  # (B, T1, D)
                 rope = self.rope(*fine, x.device)
         x = self.final_layer(x, c)  # (B, T1, p * p * C)
-        return self.unpatchify(x, *fine)
+        return unpatchify(x, *fine, self.config.patch_size, self.config.out_channels)
