@@ -157,6 +157,14 @@ def depth_line(info: dict) -> str:
     return f"  depth scale: {info['scale']}; camera: {info['camera']}{masked}{reused}{model}"
 
 
+def precision_lines(info: dict) -> list[str]:
+    """The network's precision and why (none for a depth file), and its warning when it has one."""
+    precision = info.get("precision")
+    if not isinstance(precision, dict) or not precision.get("name"):
+        return []
+    return [f"  precision: {precision['name']} ({precision.get('why', '')})"]
+
+
 def summary_lines(stats: dict) -> list[str]:
     """One line per output: path, vertices, faces, size, watertight; the solid check; then
     where the depth's scale and the camera came from."""
@@ -187,6 +195,7 @@ def summary_lines(stats: dict) -> list[str]:
             lines.append(f"  check: {detail['check']}")
     if stats.get("depth"):
         lines.append(depth_line(stats["depth"]))
+        lines.extend(precision_lines(stats["depth"]))
     return lines
 
 

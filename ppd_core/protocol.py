@@ -96,7 +96,8 @@ def handshake_event() -> dict:
     """The first event: who this worker is and what it can run on (no model is loaded)."""
     import torch  # only once `torch_problem` said it loads
 
-    from ppd_core.model.device import auto_precisions, list_devices  # loads torch too
+    from ppd_core.model.device import list_devices  # loads torch too
+    from ppd_core.model.precision_check import expected_precisions
 
     return {
         "type": "handshake",
@@ -104,7 +105,7 @@ def handshake_event() -> dict:
         "version": ppd_core.__version__,
         "torch": torch.__version__,
         "devices": list_devices(),
-        "precision": auto_precisions(),  # device id -> {"auto": what precision "auto" runs, "why"}
+        "precision": expected_precisions(),  # device id -> {"auto": what "auto" runs, "why"}, checks cached so far
         "pid": os.getpid(),
         "python": platform.python_version(),
         "executable": sys.executable,

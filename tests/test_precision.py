@@ -61,15 +61,22 @@ def test_the_capability_is_torchs_own_probe():
     assert bool(capabilities.get("avx512_bf16")) == torch.cpu._is_avx512_bf16_supported()
 
 
-def test_the_handshake_and_the_model_message_say_what_auto_chose_and_why(tmp_path):
-    chosen, why = auto_precision(CPU)
-    assert handshake_event()["precision"]["cpu"] == {"auto": chosen, "why": why}
+def test_the_handshake_and_the_model_message_say_what_auto_chose_and_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("PPD_CACHE_DIR", str(tmp_path / "cache"))
+    by_speed, why = auto_precision(CPU)
+    before = handshake_event()["precision"]["cpu"]
+    assert before["auto"] == by_speed and before["why"].startswith(why)
     messages = []
     model = DepthModel.load(write_small_weights(tmp_path), device="cpu",
                             on_progress=lambda stage, fraction, message: messages.append((stage, fraction, message)))
-    assert model.precision == chosen
-    assert any(stage == "model" and fraction == 1.0 and f"({chosen}: {why})" in message
+    choice = model.precision_choice
+    assert model.precision == choice.precision and choice.why.startswith(why)
+    assert any(stage == "model" and fraction == 1.0 and f"({choice.precision}: {choice.why})" in message
                for stage, fraction, message in messages)
+    if by_speed == "bf16":  # the accuracy check ran, and the handshake now says what it found
+        assert "agree with fp32" in choice.why or "wrong on this machine" in choice.why
+        after = handshake_event()["precision"]["cpu"]
+        assert after["auto"] == choice.precision and after["why"] != before["why"]
 
 
 # -- weights held in bf16 ---------------------------------------------------------------------

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file as load_safetensors
 
 from ..errors import CheckpointError, brief, first_line
-from .device import autocast_parameters
+from .device import MATMUL_LAYERS, autocast_parameters
 from .dinov2 import DinoConfig
 from .dit import DiTConfig
 from .moge2 import MoGe2
@@ -253,6 +253,15 @@ def load_pixel_perfect_depth(ppd_path: Path, encoder_path: Path, device: str | t
     del encoder_state, dit_state, encoder_override  # `state` holds the only references: cast one tensor at a time
     model.load_state_dict(_in_dtype(model, state, dtype), strict=True, assign=True)
     return model.to(device).eval().requires_grad_(False)
+
+
+def hold_weights(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """`model` with its Linear and Conv weights converted to `dtype` in place, one layer at a time
+    (each fp32 copy is freed as its successor is made); returns the model."""
+    for module in model.modules():
+        if isinstance(module, MATMUL_LAYERS):
+            module.to(dtype)
+    return model
 
 
 def _in_dtype(model: torch.nn.Module, state: StateDict, dtype: torch.dtype) -> StateDict:

@@ -147,15 +147,6 @@ def auto_precision(device: torch.device) -> tuple[str, str]:
     return "fp32", f"the CPU has {feature}, but runs bf16 matmuls only {speedup:.1f}x as fast as fp32"
 
 
-def auto_precisions() -> dict[str, dict[str, str]]:
-    """What "auto" chooses on each device `list_devices` names: {id: {"auto": precision, "why": reason}}."""
-    choices = {}
-    for device in list_devices():
-        precision, why = auto_precision(torch.device(device["id"]))
-        choices[device["id"]] = {"auto": precision, "why": why}
-    return choices
-
-
 def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
     """(precision, why) to run: the one asked for ("as asked"), or `auto_precision`'s choice for "auto"."""
     if precision not in PRECISIONS:

@@ -15,8 +15,9 @@ import torch
 from ..errors import BadInputError
 from ..options import DEFAULT_RESOLUTION, check_option
 from ..progress import ProgressCallback, report
-from .checkpoint import load_moge2, load_pixel_perfect_depth, load_ppd_moge
-from .device import DTYPES, autocast, compile_mode, compile_network, resolve_device, resolve_precision
+from .checkpoint import hold_weights, load_moge2, load_pixel_perfect_depth, load_ppd_moge
+from .device import DTYPES, autocast, compile_mode, compile_network, resolve_device
+from .precision_check import PrecisionChoice, choose_precision
 from .moge2 import MoGe2, token_grid, tokens_for_level
 from .ppd import PixelPerfectDepth, timesteps
 from .weights import find_weights
@@ -76,11 +77,14 @@ class DepthModel:
     semantics, a separate network with Depth Anything V2 semantics, None without moge2.pt).
     """
 
-    def __init__(self, network: PixelPerfectDepth, device: torch.device, precision: str, source: str = "",
-                 geometry_model: Optional[MoGe2] = None, description: str = "", compiled: str = "off"):
+    def __init__(self, network: PixelPerfectDepth, device: torch.device, precision: Union[str, PrecisionChoice],
+                 source: str = "", geometry_model: Optional[MoGe2] = None, description: str = "",
+                 compiled: str = "off"):
         self.network = network
         self.device = device
-        self.precision = precision
+        self.precision_choice = precision if isinstance(precision, PrecisionChoice) else PrecisionChoice(
+            precision, "as asked")
+        self.precision = self.precision_choice.precision
         self.source = source
         self.geometry_model = geometry_model
         self.description = description
@@ -109,25 +113,33 @@ class DepthModel:
         are nowhere to be found and CheckpointError when a file does not fit its network.
         """
         torch_device = resolve_device(device)
-        chosen, why = resolve_precision(precision, torch_device)
+        check_option("precision", precision)
         compiled = compile_mode(torch_compile, torch_device)
-        dtype = DTYPES[chosen]
         report(on_progress, "model", 0.0, "finding weights")
         files = find_weights(weights, semantics=semantics, geometry=geometry, download=download,
                              on_progress=on_progress)
-        report(on_progress, "model", 0.5, f"loading {files.ppd.name} and {files.encoder.name}")
+        report(on_progress, "model", 0.4, f"loading {files.ppd.name} and {files.encoder.name}")
+        # Loaded in fp32 on the CPU, checked, then held in the chosen precision on the device.
         if files.semantics == "moge2":
-            network = load_ppd_moge(files.ppd, files.encoder, torch_device, dtype)
+            network = load_ppd_moge(files.ppd, files.encoder)
             geometry_model = network.sem_encoder
         else:
-            network = load_pixel_perfect_depth(files.ppd, files.encoder, torch_device, dtype)
-            geometry_model = load_moge2(files.moge2, torch_device, dtype) if files.moge2 is not None else None
-        compile_network(network, compiled)
+            network = load_pixel_perfect_depth(files.ppd, files.encoder)
+            geometry_model = load_moge2(files.moge2) if files.moge2 is not None else None
+        networks = [("ppd", network)]
         if geometry_model is not None and geometry_model is not network.sem_encoder:
-            compile_network(geometry_model, compiled)
+            networks.append(("moge2", geometry_model))
+        report(on_progress, "model", 0.8, "choosing the precision")
+        choice = choose_precision(precision, torch_device, networks)
+        if choice.warning:
+            report(on_progress, "model", 0.8, f"warning: {choice.warning}")
+        for _, net in networks:
+            hold_weights(net, DTYPES[choice.precision]).to(torch_device)
+            compile_network(net, compiled)
         extra = f", torch.compile {compiled} (the first photo of each size compiles first)" if compiled != "off" else ""
-        report(on_progress, "model", 1.0, f"{files.describe()}, on {torch_device.type} ({chosen}: {why}){extra}")
-        return cls(network, torch_device, chosen, source=str(files.ppd.parent), geometry_model=geometry_model,
+        report(on_progress, "model", 1.0,
+               f"{files.describe()}, on {torch_device.type} ({choice.precision}: {choice.why}){extra}")
+        return cls(network, torch_device, choice, source=str(files.ppd.parent), geometry_model=geometry_model,
                    description=files.describe(), compiled=compiled)
 
     def predict(
