@@ -1,4 +1,4 @@
-"""Printable solids: a relief from a depth map, or an open scene mesh closed over a flat base.
+"""Printable solids: a relief from a depth map, or from the depth of an open scene mesh as the camera sees it.
 
 Both come out watertight, consistently wound (normals outward) and manifold, in the print
 frame: millimetres, z up, the relief facing +z, the flat base on z = 0, centred on x = y = 0.
@@ -121,6 +121,9 @@ def relief_solid(depth: np.ndarray, *, width_mm: float = 100.0, relief_mm: float
     length_mm = width_mm * heights.shape[0] / heights.shape[1]
     if (rows, columns) != heights.shape:
         heights = cv2.resize(heights.astype(np.float32), (columns, rows), interpolation=cv2.INTER_AREA)
+        # Area averaging lowers a near region narrower than a cell: the top is 1 again, so the
+        # solid is exactly base + relief high.
+        heights = heights / max(float(heights.max()), 1e-12) if heights.max() > 0 else heights
     return heightfield_solid(base_mm + relief_mm * heights.astype(np.float64), width_mm / (columns - 1),
                              length_mm / (rows - 1))
 
@@ -135,49 +138,39 @@ def check_print_size(width_mm: float, relief_mm: float, base_mm: float) -> None:
             raise MeshError(f"the {name} must be {least:g} to {high:g} mm, got {value}")
 
 
-def solid_from_mesh(mesh: MeshData, *, width_mm: float = 100.0, relief_mm: Optional[float] = None,
-                    base_mm: float = 2.0, cell_mm: float = DEFAULT_CELL_MM) -> MeshData:
-    """Close an open scene mesh (OpenCV frame) into a print solid standing on a flat base.
+def mesh_depth(mesh: MeshData, intrinsics: tuple[float, float, float, float], width: int,
+               height: int) -> np.ndarray:
+    """Planar depth (height, width) of an OpenCV-frame mesh seen by the pinhole camera
+    `intrinsics` (fx, fy, cx, cy in pixels of width x height); NaN where no surface is seen.
 
-    The view direction becomes -z (near is high) and the mesh is scaled to `width_mm` along x
-    and its depth range to `relief_mm` (kept in proportion when None). Rays cast straight
-    down on a grid of `cell_mm` cells (Open3D) sample its upper surface into a height
-    field, which is closed like `relief_solid`: always watertight and manifold, whatever the
-    input's topology; where the mesh has holes the solid drops to the base.
+    Each pixel's ray through its centre has z = 1, so Open3D's hit distance is the depth.
     """
     import open3d as o3d  # heavy (~3 s to load): imported on first use
 
     if mesh.is_points or len(mesh.faces) == 0:
         raise MeshError("a point cloud cannot be closed into a solid; mesh it first")
-    check_print_size(width_mm, 0.0 if relief_mm is None else relief_mm, base_mm)
-    _check_cell(cell_mm)
-    vertices = mesh.vertices.astype(np.float64)
+    vertices = np.asarray(mesh.vertices, dtype=np.float32)
     if not np.isfinite(vertices).all():
         raise MeshError("the mesh has NaN or infinite vertices; it cannot be closed into a solid")
-    extent = np.ptp(vertices[:, 0])
-    if not extent > 0:
-        raise MeshError("the mesh has no width to scale to the print size")
-    scale = width_mm / extent
-    # OpenCV (x right, y down, z forward) -> print (x right, y up, z toward the camera).
-    height = -vertices[:, 2]
-    height = height - height.min()
-    if relief_mm is None:
-        height = height * scale
-    elif np.ptp(height) > 0:
-        height = height * (relief_mm / np.ptp(height))
-    x, y = vertices[:, 0] * scale, -vertices[:, 1] * scale
-    x, y = x - x.min(), y - y.min()
-    columns = max(2, int(round(width_mm / cell_mm)) + 1)
-    cell = width_mm / (columns - 1)
-    rows = max(2, int(round(np.ptp(y) / cell)) + 1)
-    row_mm = np.ptp(y) / (rows - 1) if np.ptp(y) > 0 else cell
-
+    fx, fy, cx, cy = intrinsics
     scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(np.column_stack([x, y, height]).astype(np.float32), mesh.faces.astype(np.uint32))
-    top = float(height.max()) + 1.0
-    gx, gy = np.meshgrid(np.arange(columns) * cell, (rows - 1 - np.arange(rows)) * row_mm)
-    rays = np.column_stack([gx.ravel(), gy.ravel(), np.full(gx.size, top),
-                            np.zeros(gx.size), np.zeros(gx.size), -np.ones(gx.size)]).astype(np.float32)
-    hits = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().astype(np.float64)
-    surface = np.where(np.isfinite(hits), top - hits, 0.0).reshape(rows, columns)
-    return heightfield_solid(base_mm + np.clip(surface, 0.0, None), cell, row_mm)
+    scene.add_triangles(vertices, np.asarray(mesh.faces, dtype=np.uint32))
+    gx, gy = np.meshgrid((np.arange(width) + 0.5 - cx) / fx, (np.arange(height) + 0.5 - cy) / fy)
+    zeros = np.zeros(gx.size)
+    rays = np.column_stack([zeros, zeros, zeros, gx.ravel(), gy.ravel(), np.ones(gx.size)]).astype(np.float32)
+    hits = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().reshape(height, width)
+    return np.where(np.isfinite(hits), hits, np.nan).astype(np.float32)
+
+
+def solid_from_mesh(mesh: MeshData, intrinsics: tuple[float, float, float, float], size: tuple[int, int], *,
+                    width_mm: float = 100.0, relief_mm: float = 5.0, base_mm: float = 2.0,
+                    cell_mm: float = DEFAULT_CELL_MM) -> MeshData:
+    """A print solid of an open scene mesh (e.g. a Poisson surface): its depth as the camera
+    sees it (`mesh_depth` on the (width, height) grid of `intrinsics`), made a relief exactly
+    as `relief_solid` makes one. So the solid has the photo's footprint and the asked height
+    whatever the mesh's topology and extent; where the camera sees no surface it is the base.
+    """
+    check_print_size(width_mm, relief_mm, base_mm)
+    _check_cell(cell_mm)
+    depth = mesh_depth(mesh, intrinsics, *size)
+    return relief_solid(depth, width_mm=width_mm, relief_mm=relief_mm, base_mm=base_mm, cell_mm=cell_mm)

@@ -126,8 +126,10 @@ def print_solid(job: PhotoJob) -> MeshData:
     if options.decimate is not None:
         cell = cell_for_face_count(job.depth.shape, options.width_mm, options.decimate)
     sizes = dict(width_mm=options.width_mm, relief_mm=options.relief_mm, base_mm=options.base_mm, cell_mm=cell)
-    if options.method == "poisson":
-        return solid_from_mesh(job.shapes["mesh"], **sizes)
+    if options.method == "poisson":  # the Poisson surface's depth, seen by the photo's camera
+        grid = job.grid
+        return solid_from_mesh(job.shapes["mesh"], (grid.fx, grid.fy, grid.cx, grid.cy), (grid.width, grid.height),
+                               **sizes)
     return relief_solid(job.depth, **sizes)
 
 

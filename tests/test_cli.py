@@ -218,7 +218,8 @@ def test_poisson_method_gives_a_textured_mesh_and_a_closed_solid(scene, capsys):
     assert np.all((surface.visual.uv >= 0) & (surface.visual.uv <= 1))
     solid = trimesh.load(photo.with_suffix(".stl"))
     assert solid.is_watertight and solid.volume > 0
-    assert solid.extents[0] == pytest.approx(50.0, abs=0.01)
+    # the photo's footprint and base + relief, as the grid route's solid (5 + 2 mm by default)
+    assert solid.extents == pytest.approx([50.0, 50.0 * H / W, 7.0], abs=1e-3)
 
 
 def test_subprocess_runs_the_photo_in_a_worker(scene, tmp_path, capsys):

@@ -6,7 +6,7 @@ import trimesh
 
 from mesh.checks import check_mesh
 from mesh.grid import grid_mesh
-from mesh.solid import relief_heights, relief_solid, solid_from_mesh
+from mesh.solid import mesh_depth, relief_heights, relief_solid, solid_from_mesh
 from mesh.data import MeshError
 from tests.mesh_helpers import lift_depth, step_depth
 
@@ -85,20 +85,31 @@ def test_extreme_accepted_print_sizes_still_give_printable_solids(width, relief,
     assert report.size == pytest.approx([width, width * 0.75, base + relief], rel=1e-5)
 
 
-def test_open_scene_mesh_closes_into_one_solid_near_high():
+def test_open_scene_mesh_closes_into_one_solid_near_high_with_the_photos_footprint():
     depth = step_depth(30, 40, near=1.0, far=1.5, column=20)
     scene = grid_mesh(lift_depth(depth, focal=40.0))  # two pieces, cut at the step
-    solid = solid_from_mesh(scene, width_mm=60.0, relief_mm=8.0, base_mm=2.0, cell_mm=0.5)
+    camera = (40.0, 40.0, 20.0, 15.0)
+    seen = mesh_depth(scene, camera, 40, 30)
+    np.testing.assert_allclose(seen[2:-2, 3:17], 1.0, rtol=1e-5)  # the camera sees the surface it was lifted from
+    np.testing.assert_allclose(seen[2:-2, 23:-3], 1.5, rtol=1e-5)
+    solid = solid_from_mesh(scene, camera, (40, 30), width_mm=60.0, relief_mm=8.0, base_mm=2.0, cell_mm=0.5)
     report = check_mesh(solid)
     assert report.printable, report.summary()
-    assert report.size[0] == pytest.approx(60.0, abs=0.01)
-    assert report.size[2] == pytest.approx(10.0, abs=1e-3)
+    assert report.size == pytest.approx([60.0, 45.0, 10.0], abs=1e-6)  # the photo's aspect, base + relief
     assert len(trimesh.Trimesh(solid.vertices, solid.faces).split(only_watertight=True)) == 1
     # the near half (left in the photo) is the high one
     assert top_height_at(solid, -15.0, 0.0) == pytest.approx(10.0, abs=1e-3)
     assert top_height_at(solid, 15.0, 0.0) == pytest.approx(2.0, abs=1e-3)
     with pytest.raises(MeshError, match="point cloud"):
-        solid_from_mesh(type(scene)(scene.vertices, np.zeros((0, 3))))
+        solid_from_mesh(type(scene)(scene.vertices, np.zeros((0, 3))), camera, (40, 30))
+
+
+def test_a_near_region_smaller_than_a_print_cell_still_reaches_the_full_height():
+    """Area averaging onto 1 mm cells would lower a 3-pixel near spot: the top stays base + relief."""
+    depth = np.full((400, 600), 3.0)
+    depth[100:103, 100:103] = 1.0
+    solid = relief_solid(depth, width_mm=60.0, relief_mm=5.0, base_mm=2.0, cell_mm=1.0)
+    assert check_mesh(solid).size[2] == pytest.approx(7.0, abs=1e-9)
 
 
 @pytest.mark.parametrize("cell_mm", [0.25, 3.0, 1000.0])
@@ -108,9 +119,9 @@ def test_solid_has_the_photo_aspect_exactly_at_any_cell_size(cell_mm):
     width, length, _ = check_mesh(relief_solid(depth, width_mm=100.0, cell_mm=cell_mm)).size
     assert (width, length) == (pytest.approx(100.0, abs=1e-9), pytest.approx(75.0, abs=1e-9))
     scene = grid_mesh(lift_depth(np.full((48, 64), 2.0), focal=40.0))
-    closed = solid_from_mesh(scene, width_mm=100.0, relief_mm=3.0, cell_mm=cell_mm)
-    extent = np.ptp(scene.vertices[:, :2], axis=0)
-    assert check_mesh(closed).size[:2] == pytest.approx([100.0, 100.0 * extent[1] / extent[0]], rel=1e-6)
+    closed = solid_from_mesh(scene, (40.0, 40.0, 32.0, 24.0), (64, 48), width_mm=100.0, relief_mm=3.0,
+                             cell_mm=cell_mm)
+    assert check_mesh(closed).size[:2] == pytest.approx([100.0, 75.0], rel=1e-9)
     assert check_mesh(closed).printable
 
 
@@ -123,8 +134,9 @@ def test_one_pixel_maps_and_bad_arguments_are_clear_errors():
         with pytest.raises(MeshError, match="cell size"):
             relief_solid(np.ones((4, 4)), cell_mm=cell)
     scene = grid_mesh(lift_depth(np.full((8, 8), 2.0), focal=10.0))
+    camera = (10.0, 10.0, 4.0, 4.0)
     with pytest.raises(MeshError, match="cell size"):
-        solid_from_mesh(scene, cell_mm=0.0)
+        solid_from_mesh(scene, camera, (8, 8), cell_mm=0.0)
     scene.vertices[0] = np.nan
     with pytest.raises(MeshError, match="NaN or infinite vertices"):
-        solid_from_mesh(scene)
+        solid_from_mesh(scene, camera, (8, 8))
