@@ -56,12 +56,15 @@ class PhotoDepth:
     masked_px: int = 0                    # pixels MoGe-2's mask removed (sky, invalid)
     reused: bool = False                  # the network result came from the cache
     clipped_px: int = 0                   # pixels of p outside the trained range, clipped before conversion
+    precision: Optional[dict] = None      # the network's precision and why (`PrecisionChoice.describe`)
 
     def describe(self) -> dict:
         """JSON-ready: the sources, the fit and the mask, for the summary and the worker's result."""
         info = {"scale": self.scale_source, "camera": self.camera_source, "model": self.model,
                 "masked_px": self.masked_px, "network_reused": self.reused, "clipped_px": self.clipped_px,
                 "clipped_share": round(self.clipped_px / max(self.metric.size, 1), 4)}
+        if self.precision:
+            info["precision"] = self.precision
         if self.fit is not None:
             info["fit"] = {"a": self.fit.a, "b": self.fit.b, "inlier_share": self.fit.inlier_share,
                            "method": self.fit.method}
@@ -162,7 +165,8 @@ def depth_from_result(photo: Photo, options: JobOptions) -> PhotoDepth:
                                                 f"saved result ({info.get('camera', 'its camera')})")
     intrinsics, camera_source = camera_for_photo(photo, options.fov, saved_camera)
     return PhotoDepth(depth, intrinsics, f"saved result ({info.get('scale', 'its scale')})", camera_source,
-                      model=info.get("model", ""), masked_px=int(info.get("masked_px", 0)), reused=True)
+                      model=info.get("model", ""), masked_px=int(info.get("masked_px", 0)), reused=True,
+                      precision=info.get("precision") if isinstance(info.get("precision"), dict) else None)
 
 
 def depth_from_file(photo: Photo, options: JobOptions, on_progress: Optional[ProgressCallback] = None) -> PhotoDepth:
@@ -222,7 +226,8 @@ def depth_from_network(photo: Photo, options: JobOptions, models: ModelCache,
         intrinsics_from_normalized(geometry.intrinsics, photo.width, photo.height), "MoGe-2")
     intrinsics, camera_source = camera_for_photo(photo, options.fov, moge_camera)
     return PhotoDepth(metric, intrinsics, scale, camera_source, model=models.model.description, fit=fit,
-                      masked_px=masked, reused=reused, clipped_px=clipped)
+                      masked_px=masked, reused=reused, precision=models.model.precision_choice.describe(),
+                      clipped_px=clipped)
 
 
 def photo_depth(photo: Photo, options: JobOptions, models: Optional[ModelCache] = None,
