@@ -6,6 +6,8 @@ velocities, the RNG state); every array kept is the original, bit for bit. Toler
 in fp32 (§12.3: 0.0 on the generating CPU, up to 4.2e-5 on other CPUs).
 """
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -154,3 +156,29 @@ def test_alignment(vectors, case):
         frames.extend(aligned[first_new:])
     assert np.stack(frames).dtype == np.float32
     close(np.stack(frames), vectors[f"align/{case}/out"])
+
+
+def test_compute_matches_the_official_networks(vectors):
+    """FLOPs counted by torch on the meta device equal the official networks' (tiny and released sizes):
+    the same matmuls and attention of the same shapes."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta = json.loads(str(vectors["meta/json"]))
+
+    def flops(pi3, dit, frames, H, W):
+        with torch.device("meta"):
+            model = PixelPerfectVideoDepth(pi3, dit)
+            images, x = torch.empty(frames, 3, H, W), torch.empty(frames, 4, H, W)
+            t = torch.empty((), dtype=torch.int32)
+        with torch.inference_mode(), FlopCounterMode(display=False) as semantics:
+            tokens = model.semantics(images)
+        with torch.inference_mode(), FlopCounterMode(display=False) as velocity:
+            model.velocity(x, tokens, t)
+        return semantics.get_total_flops(), velocity.get_total_flops()
+
+    tiny = meta["flops_tiny_check"]
+    assert flops(TINY_PI3, {**TINY_DIT, "input_size": (64, 96)}, 5, 64, 96) == (
+        tiny["pi3_tiny_n5_64x96"]["flop_counter"], tiny["dit_video_tiny_n5_64x96"]["flop_counter"])
+    full = meta["flops_full"]
+    assert flops(None, None, 16, 512, 512) == (full["pi3_semantics_per_window_16_frames_512"]["total"],
+                                               full["dit_video_per_eval_16_frames_512"]["total"])

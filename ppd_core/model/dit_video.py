@@ -94,7 +94,8 @@ class DiTVideo(nn.Module):
         self.config = config
         blocks = config.block_config()
         D, p = config.hidden_size, config.patch_size
-        self.pos_embed = nn.Parameter(sincos_position_table(D, *config.grid), requires_grad=False)
+        table = sincos_position_table(D, *config.grid).to(torch.get_default_device())  # meta when built there
+        self.pos_embed = nn.Parameter(table, requires_grad=False)
         self.x_embedder = PatchEmbed(config.in_channels, D, 2 * p)
         self.t_embedder = TimestepEmbedder(D)
         self.blocks = nn.ModuleList(DiTBlock(blocks) for _ in range(config.depth))
