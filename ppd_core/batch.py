@@ -5,12 +5,12 @@ and record every photo's result in a manifest the moment it is known.
 photo as each finishes, so a crash loses at most the photo in flight. The work on each photo
 is `ppd_core.pipeline.run_photo`; a `runner` decides where it happens (`LocalRunner`: here,
 one model for all photos; `ppd_core.ray_batch.RayRunner`: a Ray cluster). `find_photos`
-turns the command's arguments (folders, globs, `@list.txt` files) into photo paths.
+(of `ppd_core.photo_finder`, importable from here) turns the command's arguments (folders,
+globs, `@list.txt` files) into photo paths.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import time
@@ -18,18 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Sequence, Union
 
-from ppd_core.errors import BadInputError, OutputExistsError, PPDError, brief, is_out_of_memory, out_of_memory_text
+from ppd_core.errors import (BadInputError, OutputError, OutputExistsError, PPDError, brief, is_out_of_memory,
+                             out_of_memory_text)
 from ppd_core.files.staging import check_targets
-from ppd_core.options import OUTPUT_KINDS, PHOTO_SUFFIXES, JobOptions, output_files
+from ppd_core.options import OUTPUT_KINDS, JobOptions, output_files
+# The finder's names stay importable from here, where the command and the add-on import them.
+from ppd_core.photo_finder import LIST_PREFIX, expand_argument, find_photos, is_batch_argument  # noqa: F401
+from ppd_core.photo_finder import same_photo_key
 from ppd_core.progress import ProgressCallback
 
 if TYPE_CHECKING:  # numpy and the model code load only once photos run
     from ppd_core.photo_depth import ModelCache
 
-LIST_PREFIX = "@"
-"""`@shoot.txt` names a text file of photo paths, one a line."""
 MANIFEST_NAME = "ppd-mesh-manifest.jsonl"
 """The manifest's name when a batch run is not given one."""
+MANIFEST_START = b'{"photo": '
+"""How every manifest line starts (`PhotoRecord.manifest_line`)."""
 
 Job = tuple[Path, dict[str, Path]]
 """One photo and its outputs ({kind: path})."""
@@ -61,88 +65,6 @@ def error_text(error: BaseException) -> str:
     if is_out_of_memory(error):
         return out_of_memory_text(error)
     return f"internal error ({type(error).__name__}: {brief(error, 300)}); please report it"
-
-
-def is_batch_argument(argument: str) -> bool:
-    """True for an argument that stands for many photos: a folder, a glob or an @list file."""
-    path = Path(argument)
-    if path.is_file():
-        return False
-    return path.is_dir() or argument.startswith(LIST_PREFIX) or glob.has_magic(argument)
-
-
-def _output_names(photos: Sequence[Path]) -> set[str]:
-    """The names of every file any output kind would write for these photos (a texture, a
-    depth PNG), so that a second run over the same folder does not take them for photos."""
-    return {file.name for photo in photos for kind, output in OUTPUT_KINDS.items()
-            for file in output_files(kind, Path(photo.stem + output.suffix))}
-
-
-def _photos_only(found: Iterable[Path]) -> list[Path]:
-    """Photo files, sorted, without the outputs of other photos among them."""
-    photos = sorted(path for path in found if path.suffix.lower() in PHOTO_SUFFIXES and path.is_file())
-    names = _output_names(photos)
-    return [path for path in photos if path.name not in names]
-
-
-def _folder_photos(folder: Path, recursive: bool) -> list[Path]:
-    """The photos in `folder` (and below it when `recursive`), hidden files and folders left out
-    (staging folders, `._` and `.DS_Store` files)."""
-    found = []
-    for root, folders, files in os.walk(folder):
-        folders[:] = sorted(name for name in folders if not name.startswith(".")) if recursive else []
-        found += [Path(root) / name for name in files if not name.startswith(".")]
-    return _photos_only(found)
-
-
-def _listed_photos(argument: str) -> list[Path]:
-    """The paths in a list file, one a line; blank lines and `#` comments are skipped. Relative
-    paths are relative to the current folder, as if typed on the command line."""
-    path = Path(argument[len(LIST_PREFIX):])
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise BadInputError(f"{argument}: no such list file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise BadInputError(f"{argument}: cannot read the list ({getattr(error, 'strerror', None) or error})") from None
-    return [Path(line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")]
-
-
-def expand_argument(argument: str, recursive: bool = False) -> list[Path]:
-    """The photos one command-line argument stands for: a folder's photos, a glob's matches
-    (`**` matches folders at any depth), an `@list.txt`'s lines, or the file itself."""
-    if not is_batch_argument(argument):
-        return [Path(argument)]
-    if argument.startswith(LIST_PREFIX) and not Path(argument).is_dir():
-        return _listed_photos(argument)
-    if Path(argument).is_dir():
-        photos = _folder_photos(Path(argument), recursive)
-        what = "no photos in this folder" + ("" if recursive else " (--recursive looks into its subfolders)")
-    else:
-        photos = _photos_only(Path(name) for name in glob.glob(argument, recursive=True))
-        what = "no photos match"
-    if not photos:
-        raise BadInputError(f"{argument}: {what}")
-    return photos
-
-
-def find_photos(arguments: Sequence[str], recursive: bool = False) -> tuple[list[Path], list[tuple[str, PPDError]]]:
-    """(every photo the arguments stand for, each once, in order; (argument, error) for each
-    argument that stands for none)."""
-    photos: list[Path] = []
-    seen: set[Path] = set()
-    problems = []
-    for argument in arguments:
-        try:
-            found = expand_argument(argument, recursive)
-        except PPDError as error:
-            problems.append((argument, error))
-            continue
-        for photo in found:
-            if photo.absolute() not in seen:
-                seen.add(photo.absolute())
-                photos.append(photo)
-    return photos, problems
 
 
 def output_paths(photo: Path, kinds: Sequence[str], output: Optional[Path], single: bool) -> dict[str, Path]:
@@ -178,26 +100,34 @@ def check_job(photo: Path, outputs: dict[str, Path], options: JobOptions, *, rep
 
 @dataclass
 class BatchPlan:
-    """The photos to run, and the records of those settled before running (failed, skipped)."""
+    """The photos to run, and the records of those settled before running (failed, skipped);
+    every file the photos' jobs read ({path: what}) and every output they claim ({resolved path: photo})."""
 
     jobs: list[Job]
     settled: list[PhotoRecord]
+    inputs: dict = field(default_factory=dict)
+    claimed: dict = field(default_factory=dict)
 
 
 def plan_batch(photos: Iterable[Union[str, Path]], kinds: Sequence[str], options: JobOptions, *,
                output: Optional[Union[str, Path]] = None, replace: bool = False,
                skip_existing: bool = False) -> BatchPlan:
     """Check every photo's job up front (its outputs, the overwrite policy, two photos onto
-    one file); a photo that cannot run is settled as failed, a finished one as skipped."""
-    photos = [Path(photo) for photo in photos]
+    one file); a photo that cannot run is settled as failed, a finished one as skipped. A
+    photo named twice (by any path: `a/../a/x.png`, a link) runs once."""
+    first_names: dict[Path, Path] = {}
+    for photo in map(Path, photos):
+        first_names.setdefault(same_photo_key(photo), photo)
+    photos = list(first_names.values())
     output = Path(output) if output is not None else None
     plan = BatchPlan([], [])
-    claimed: dict[Path, Path] = {}
     for photo in photos:
+        plan.inputs.update(options.input_files(photo))
         outputs: dict[str, Path] = {}
         try:
             outputs = output_paths(photo, kinds, output, single=len(photos) == 1)
-            skip = check_job(photo, outputs, options, replace=replace, skip_existing=skip_existing, claimed=claimed)
+            skip = check_job(photo, outputs, options, replace=replace, skip_existing=skip_existing,
+                             claimed=plan.claimed)
         except PPDError as error:
             plan.settled.append(PhotoRecord(str(photo), output_strings(outputs), "failed", error=error_text(error)))
             continue
@@ -252,27 +182,58 @@ class LocalRunner:
 
 class Manifest:
     """A JSON-lines file with one line per photo, appended and flushed to disk as each photo
-    finishes, so a run killed outright loses at most the photo in flight."""
+    finishes, so a run killed outright loses at most the photo in flight. It is opened with
+    its first record: a run refused before any photo is settled writes nothing."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.file = None
+
+    def check(self, inputs: dict, claimed: dict) -> None:
+        """The rule of every output (`check_targets`: never an input of the run, a folder or
+        another output), appending allowed; an existing file must be a manifest, and
+        writable. `OutputError` says what is wrong."""
         try:
-            self.file = open(self.path, "a+", encoding="utf-8")
-            self.file.seek(0, os.SEEK_END)
-            if self.file.tell() > 0:  # a line cut short by a kill must not swallow the next one
-                self.file.seek(self.file.tell() - 1)
-                if self.file.read(1) != "\n":
-                    self.file.write("\n")
-        except OSError as error:
-            raise BadInputError(f"{self.path}: cannot write the manifest ({error.strerror or error})") from None
+            check_targets([self.path], inputs, replace=True, claimed=dict(claimed), owner=Path("the manifest"))
+            if self.path.exists() and not is_manifest(self.path):
+                raise OutputError(f"{self.path}: not a manifest (not JSON lines of photos); refusing to append to it")
+            if not os.access(self.path if self.path.exists() else self.path.parent, os.W_OK):
+                raise OutputError(f"{self.path}: permission denied")
+        except OutputError as error:
+            raise OutputError(f"cannot write the manifest: {error}") from None
 
     def append(self, record: PhotoRecord) -> None:
+        if self.file is None:
+            self.file = self._open()
         self.file.write(record.manifest_line() + "\n")
         self.file.flush()
         os.fsync(self.file.fileno())
 
+    def _open(self):
+        try:
+            file = open(self.path, "a+", encoding="utf-8")
+            file.seek(0, os.SEEK_END)
+            if file.tell() > 0:  # a line cut short by a kill must not swallow the next one
+                file.seek(file.tell() - 1)
+                if file.read(1) != "\n":
+                    file.write("\n")
+        except OSError as error:
+            raise OutputError(f"{self.path}: cannot write the manifest ({error.strerror or error})") from None
+        return file
+
     def close(self) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
+
+
+def is_manifest(path: Path) -> bool:
+    """True for an empty file or one that starts as every manifest line does (even one a kill cut short)."""
+    try:
+        with open(path, "rb") as file:
+            start = file.read(len(MANIFEST_START))
+    except OSError:
+        return False
+    return start in (b"", MANIFEST_START)
 
 
 def read_manifest(path: Union[str, Path]) -> list[dict]:
@@ -300,8 +261,10 @@ def run_batch(photos: Iterable[Union[str, Path]], kinds: Sequence[str], options:
     """
     options = options or JobOptions()
     options.validate()
-    log = Manifest(Path(manifest)) if manifest is not None else None
     plan = plan_batch(photos, kinds, options, output=output, replace=replace, skip_existing=skip_existing)
+    log = Manifest(Path(manifest)) if manifest is not None else None
+    if log is not None:
+        log.check(plan.inputs, plan.claimed)
     runner = runner or LocalRunner()
     try:
         for record in plan.settled:

@@ -334,7 +334,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_USAGE
     args.ray = args.ray or args.ray_address is not None
     usage = batch_usage_error(args)
-    photos, problems = find_photos(args.photos, args.recursive)
+    photos, problems = find_photos(args.photos, args.recursive,
+                                   on_note=lambda note: say(f"ppd-mesh: {note}", sys.stderr))
     if usage is None and options.depth_file is not None and len(photos) > 1:
         usage = "--depth gives the depth of one photo; pass exactly one photo"
     if usage is not None:

@@ -80,6 +80,18 @@ def _record(row: dict, photo: Path, outputs: dict[str, Path]) -> PhotoRecord:
     return PhotoRecord(str(photo), named, row["status"], row["seconds"], error, stats)
 
 
+def import_ray_data():
+    """The `ray` module, with Ray Data imported (seconds; an optional extra). Done when a
+    `RayRunner` is made, so that a missing Ray Data (or one of its dependencies) is a usage
+    error before any photo is planned or any manifest line written."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as error:
+        raise BadInputError(f"{RAY_MISSING} ({error})") from None
+    return ray
+
+
 @contextlib.contextmanager
 def _data_context(quiet: bool) -> Iterator[None]:
     """Ray Data settings for one batch: a photo whose retries ran out is a failed photo, not
@@ -106,16 +118,13 @@ class RayRunner:
     process already uses, else `ray.init()`, which joins a local `ray start` or starts one)."""
 
     def __init__(self, actors: Optional[int] = None, address: Optional[str] = None, quiet: bool = False) -> None:
+        self.ray = import_ray_data()
         self.actors = actors
         self.address = address
         self.quiet = quiet
 
     def __call__(self, jobs: Sequence[Job], options: JobOptions, replace: bool) -> Iterator[PhotoRecord]:
-        try:
-            import ray  # seconds to import, and optional
-            import ray.data  # noqa: F401
-        except ImportError as error:
-            raise BadInputError(f"{RAY_MISSING} ({error})") from None
+        ray = self.ray
         started = not ray.is_initialized()
         if started:
             quiet = dict(logging_level=logging.ERROR, log_to_driver=False) if self.quiet else {}

@@ -16,7 +16,7 @@ from ppd_core.model.moge2 import MoGe2
 from ppd_core.model.sizes import check_moge2_config
 from tests.checkpoints import SMALL_MOGE_CONFIG, write_small_moge, write_small_ppd_moge, write_small_weights
 
-RELEASED = Path(__file__).resolve().parents[2] / "shared" / "moge_reference" / "keys_moge2_vitl.json"
+RELEASED = Path(__file__).parent / "data" / "keys_moge2_vitl.json"
 
 
 @pytest.fixture(scope="module")
