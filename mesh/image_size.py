@@ -71,7 +71,7 @@ def _pillow_size(path: Path) -> Optional[tuple[int, int]]:
     except Image.DecompressionBombError as error:  # over twice Pillow's own limit; its message has the count
         asked = re.search(r"\((\d+) pixels\)", str(error))
         size = f"{int(asked.group(1)) / 1e6:.0f} MP" if asked else "over 179 MP"
-        raise ImageTooLarge(f"{path}: {size}, more than the {MAX_IMAGE_PIXELS // 1_000_000} MP limit of an image") from None
+        raise ImageTooLarge(f"{path}: {size}, more than the {MAX_IMAGE_PIXELS // 10**6} MP limit of an image") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error):
         return None
 
