@@ -52,8 +52,12 @@ class PhotoRecord:
 
     def manifest_line(self) -> str:
         """The record as one JSON line of the manifest."""
-        return json.dumps({"photo": self.photo, "outputs": self.outputs, "status": self.status,
-                           "seconds": round(self.seconds, 3), "error": self.error})
+        record = {"photo": self.photo, "outputs": self.outputs, "status": self.status,
+                  "seconds": round(self.seconds, 3), "error": self.error}
+        precision = (self.stats or {}).get("depth", {}).get("precision")
+        if precision:
+            record["precision"] = precision
+        return json.dumps(record)
 
 
 def error_text(error: BaseException) -> str:

@@ -23,15 +23,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence
 
-from ppd_core.batch import (MANIFEST_NAME, BatchCounts, LocalRunner, PhotoRecord, error_text, find_photos,
+from ppd_core.batch import (MANIFEST_NAME, BatchCounts, LocalRunner, PhotoRecord, find_photos,
                             is_batch_argument, output_strings, plan_batch, run_batch)
 from ppd_core.client import WorkerClient, WorkerError
 from ppd_core.errors import BadInputError, PPDError
 from ppd_core.options import OPTIONS, OUTPUT_KINDS, JobOptions, Option
 from ppd_core.progress import JOB_STAGES, JobFraction
 from ppd_core.ray_batch import RAY_MISSING, RayRunner
+from ppd_core.summary import failure_line, summary_lines
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -147,62 +148,6 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def depth_line(info: dict) -> str:
-    """Where the depth's scale and the camera came from, and what MoGe-2's mask removed."""
-    masked = f"; {info['masked_px']} px of sky or no surface left out" if info.get("masked_px") else ""
-    reused = "; network result reused" if info.get("network_reused") else ""
-    model = f" ({info['model']})" if info.get("model") else ""
-    return f"  depth scale: {info['scale']}; camera: {info['camera']}{masked}{reused}{model}"
-
-
-def precision_lines(info: dict) -> list[str]:
-    """The network's precision and why (none for a depth file), and its warning when it has one."""
-    precision = info.get("precision")
-    if not isinstance(precision, dict) or not precision.get("name"):
-        return []
-    return [f"  precision: {precision['name']} ({precision.get('why', '')})"]
-
-
-def summary_lines(stats: dict) -> list[str]:
-    """One line per output: path, vertices, faces, size, watertight; the solid check; then
-    where the depth's scale and the camera came from."""
-    lines = []
-    for kind, path in stats["outputs"].items():
-        detail = stats["details"][kind]
-        if OUTPUT_KINDS[kind].depth_map:
-            width, height = detail["size_px"]
-            clipped = detail.get("clipped_px", 0)
-            note = f"; {clipped} px beyond 65.535 m stored as 65.535 m" if clipped else ""
-            lines.append(f"{path}: depth map {width}x{height} px (+ preview){note}")
-            continue
-        if OUTPUT_KINDS[kind].picture:
-            width, height = detail["size_px"]
-            lines.append(f"{path}: preview {width}x{height} px ({detail['renderer']})")
-            continue
-        if "size_mm" in detail:
-            size = " x ".join(f"{v:.2f}" for v in detail["size_mm"]) + " mm"
-        elif OUTPUT_KINDS[kind].z_up_mm:  # a scene, turned z up and written in millimetres
-            width, height, depth = detail["size_m"]
-            size = " x ".join(f"{1000 * v:.1f}" for v in (width, depth, height)) + " mm (z up)"
-        else:
-            size = " x ".join(f"{v:.3f}" for v in detail["size_m"]) + " m"
-        watertight = {True: "yes", False: "no", None: "n/a (open)"}[detail["watertight"]]
-        lines.append(f"{path}: {detail['vertices']} vertices, {detail['faces']} faces, {size}, "
-                     f"watertight {watertight}")
-        if "check" in detail:
-            lines.append(f"  check: {detail['check']}")
-    if stats.get("depth"):
-        lines.append(depth_line(stats["depth"]))
-        lines.extend(precision_lines(stats["depth"]))
-    return lines
-
-
-def failure_line(photo: Union[str, Path], error: Union[BaseException, str]) -> str:
-    """One line for a failed photo (or argument): an exception, or a record's error text."""
-    text = error if isinstance(error, str) else error_text(error)
-    return f"ppd-mesh: {text}" if str(photo) in text else f"ppd-mesh: {photo}: {text}"
 
 
 class PhotoDisplay:

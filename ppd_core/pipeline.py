@@ -29,7 +29,7 @@ from ppd_core.geometry.camera import Intrinsics, camera_record, project
 from ppd_core.geometry.depth import upsample_depth
 from ppd_core.geometry.lift import lift
 from ppd_core.options import OUTPUT_KINDS, JobOptions, output_files
-from ppd_core.photo_depth import ModelCache, PhotoDepth, photo_depth
+from ppd_core.photo_depth import ModelCache, PhotoDepth, photo_depth, photo_identity
 from ppd_core.progress import ProgressCallback, report
 
 @dataclass
@@ -177,7 +177,7 @@ def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
         lift_points(job)
         build_shapes(job)
         camera = camera_record(job.depth_info.intrinsics)
-        info = job.depth_info.describe()
+        info = {**job.depth_info.describe(), "photo": photo_identity(job.image)}
         sources = {kind: OutputSource(job.geometry(kind), job.shapes.get(job.geometry(kind)), job.depth,
                                       job.image.rgb, str(job.photo.resolve()), camera, info) for kind in outputs}
         details, written = write_outputs(outputs, sources, replace=replace, on_progress=on_progress)

@@ -414,7 +414,7 @@ def test_a_saved_result_remeshes_with_its_depth_camera_and_scale(scene, tmp_path
     capsys.readouterr()
     assert main([str(photo), "--depth", str(saved), "--ply", "--stl", "--edge-strength", "0.9", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "depth scale: saved result (depth file (metric))" in out and "camera: saved result (given field of view)" in out
+    assert "depth scale: saved result (depth file (metres))" in out and "camera: saved result (given field of view)" in out
     with np.load(saved) as first:
         np.testing.assert_array_equal(first["depth"], np.load(depth))
         fx = float(first["intrinsics"][0])

@@ -48,7 +48,7 @@ def test_moge_semantics_gives_scale_camera_and_sky_mask_in_one_encoder_pass(moge
 
     code = main([str(photo), "--weights", str(moge_weights), "--ply", "--points", "-o", str(tmp_path), *SMALL])
     out = capsys.readouterr().out
-    assert code == 0 and "depth scale: MoGe-2" in out and "camera: MoGe-2" in out and "MoGe-2 semantics" in out
+    assert code == 0 and "depth scale: fit to MoGe-2: " in out and "camera: MoGe-2" in out and "MoGe-2 semantics" in out
 
 
 def test_depth_is_the_fit_to_moge_and_the_mask_removes_sky(moge_weights, photo, tmp_path):
@@ -79,23 +79,30 @@ def test_depth_anything_semantics_with_moge_geometry_and_a_given_fov(da2_moge_we
     code = main([str(photo), "--weights", str(da2_moge_weights), "--npz", "--fov", "50", "-o", str(tmp_path), *SMALL])
     out = capsys.readouterr().out
     assert code == 0 and "Depth Anything V2 semantics and MoGe-2 geometry" in out
-    assert "depth scale: MoGe-2" in out and "camera: given field of view" in out
+    assert "depth scale: fit to MoGe-2: " in out and "camera: given field of view" in out
     with np.load(tmp_path / "photo.npz") as data:
         fx = float(data["intrinsics"][0])
     assert fx == pytest.approx(W / (2 * np.tan(np.radians(25.0))))
 
 
-def test_without_moge_the_scale_is_a_said_guess(tmp_path, photo, capsys):
+def test_without_moge_the_scale_is_a_said_guess_and_an_explicit_moge2_scale_refuses(tmp_path, photo, capsys):
     weights = write_small_weights(tmp_path / "w")
-    assert main([str(photo), "--weights", str(weights), "--stl", "-o", str(tmp_path), *SMALL]) == 0
+    assert main([str(photo), "--weights", str(weights), "--ply", "--points", "-o", str(tmp_path), *SMALL]) == 0
     out = capsys.readouterr().out
-    assert "indoor range 0.8-10 m (a guess); no MoGe-2" in out and "scale and sky are guessed" in out
+    assert "depth scale: indoor range 0.8-10 m, a guess: no MoGe-2 weights;" in out
+    assert "  warning: the scale is a guess (no MoGe-2 weights): sizes in metres are not measured" in out
+    assert " m at a guessed scale" in out and "no MoGe-2 (no metric scale or sky mask of its own)" in out
+    code = main([str(photo), "--weights", str(weights), "--ply", "--scale-from", "moge2", "--force",
+                 "-o", str(tmp_path), *SMALL])
+    err = capsys.readouterr().err
+    assert code == 1 and "--scale-from moge2: no MoGe-2 weights" in err and "ppd-weights download" in err
 
 
 def test_a_given_range_wins_over_moge_and_moge2_needs_its_weights(da2_moge_weights, photo, tmp_path, capsys):
     assert main([str(photo), "--weights", str(da2_moge_weights), "--npz", "--preset", "tabletop",
                  "-o", str(tmp_path), *SMALL]) == 0
-    assert "depth scale: tabletop range 0.3-1.5 m;" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "depth scale: tabletop range 0.3-1.5 m (as given);" in out and "warning" not in out
     code = main([str(photo), "--weights", str(da2_moge_weights), "--npz", "--semantics", "moge2", "--force",
                  "-o", str(tmp_path), *SMALL])
     assert code == 1 and "lacks ppd_moge.pth" in capsys.readouterr().err
@@ -138,6 +145,6 @@ def test_when_moge_trusts_too_few_pixels_auto_says_it_guessed_and_an_explicit_mo
     monkeypatch.setattr(photo_depth, "MIN_MASKED_PIXELS", H * W + 1)  # more than any mask holds: all sky
     common = [str(photo), "--weights", str(da2_moge_weights), "--npz", "-o", str(tmp_path), *SMALL]
     assert main(common) == 0
-    assert "(a guess); no MoGe-2" in capsys.readouterr().out
+    assert "a guess: MoGe-2 trusts fewer than" in capsys.readouterr().out
     assert main([*common, "--force", "--scale-from", "moge2"]) == 1
     assert "MoGe-2 trusts fewer than" in capsys.readouterr().err

@@ -16,7 +16,7 @@ ignores them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Optional
 
 import cv2
@@ -57,6 +57,10 @@ ASPECT_TOLERANCE = 0.01
 MAD_TO_SIGMA = 1.4826
 """Median absolute deviation to standard deviation, for Gaussian noise."""
 
+AGREEMENT_TOLERANCE = 0.10
+"""A reference pixel agrees with a fit when the fitted depth is within 10 % of it: the fit's
+quality figure, `LogDepthFit.agreement`."""
+
 
 @dataclass(frozen=True)
 class LogDepthFit:
@@ -65,7 +69,10 @@ class LogDepthFit:
     `pixels`: valid (p, reference) pairs the fit saw. `inlier_share`: the share of them it
     explains (0 for a fallback). `method`: "fit"; "ratio fallback" when the fitted slope is
     not positive (b = 0, a = mean log(1 + reference) / mean p, as official); "identity
-    fallback" when fewer than two pairs are valid (a, b = 1, 0, as official).
+    fallback" when fewer than two pairs are valid (a, b = 1, 0, as official). `agreement`:
+    the share of those pixels whose fitted depth is within `AGREEMENT_TOLERANCE` of the
+    reference, the figure a user can judge the scale by (inliers of a collapsed fit can be
+    all pixels while its depths agree with none).
     """
 
     a: float
@@ -73,6 +80,7 @@ class LogDepthFit:
     inlier_share: float
     pixels: int
     method: FitMethod
+    agreement: float = 0.0
 
 
 def _require_2d(name: str, values: np.ndarray) -> None:
@@ -183,6 +191,22 @@ def fit_log_depth(p: np.ndarray, reference: np.ndarray, mask: Optional[np.ndarra
         raise BadInputError("reference depth has no valid pixel (all NaN, 0, negative or infinite, or masked)")
     usable = has_depth & np.isfinite(p)
     p_valid, reference_valid = p[usable], reference[usable]
+    fit = _robust_fit(p_valid, reference_valid, seed, candidates)
+    return replace(fit, agreement=_agreement(p_valid, reference_valid, fit))
+
+
+def _agreement(p: np.ndarray, reference: np.ndarray, fit: LogDepthFit) -> float:
+    """The share of the reference's pixels whose fitted depth lies within `AGREEMENT_TOLERANCE` of it."""
+    if p.size == 0:
+        return 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        fitted = np.expm1(fit.a * p.astype(np.float64) + fit.b)
+        close = np.abs(fitted - reference) <= AGREEMENT_TOLERANCE * np.abs(reference)
+    return float(np.count_nonzero(close) / p.size)
+
+
+def _robust_fit(p_valid: np.ndarray, reference_valid: np.ndarray, seed: int, candidates: int) -> LogDepthFit:
+    """`fit_log_depth` on the usable (p, reference) pairs, before its agreement is measured."""
     pixels = int(p_valid.size)
     if pixels < 2:
         return LogDepthFit(1.0, 0.0, 0.0, pixels, "identity fallback")

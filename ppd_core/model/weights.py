@@ -49,7 +49,7 @@ class ModelFiles:
             return "PPD with MoGe-2 semantics and MoGe-2 geometry"
         if self.moge2 is not None:
             return "PPD with Depth Anything V2 semantics and MoGe-2 geometry"
-        return "PPD with Depth Anything V2 semantics; no MoGe-2, so scale and sky are guessed"
+        return "PPD with Depth Anything V2 semantics; no MoGe-2 (no metric scale or sky mask of its own)"
 
 
 def offline() -> bool:
