@@ -30,7 +30,7 @@ def test_explicit_folder(tmp_path):
     folder = write_small_weights(tmp_path / "w")
     files = weights.find_weights(folder)
     assert files.ppd == folder / "ppd.pth" and files.encoder == folder / "depth_anything_v2_vitl.pth"
-    assert files.semantics == "da2" and files.moge2 is None and "scale and sky are guessed" in files.describe()
+    assert files.semantics == "da2" and files.moge2 is None and "no MoGe-2 (no metric scale or sky mask of its own)" in files.describe()
 
 
 def test_a_folder_chooses_the_variant_its_files_make(tmp_path):
