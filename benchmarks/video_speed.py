@@ -128,7 +128,8 @@ def main() -> None:
     precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
     flops = part_flops(args.frames, args.size)
     released = part_flops(WINDOW, RELEASED_SIZE)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_name()}, {torch.get_num_threads()} threads"
+    cpu = f"{cpu_name()}, {torch.get_num_threads()} threads"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
     print(f"{name}; torch {torch.__version__}; {precision}; {args.steps} steps")
     print(f"FLOPs per window: Pi3 {flops[0] / 1e12:.3f} T, DiT {flops[1] / 1e12:.3f} T per step "
           f"(released window: Pi3 {released[0] / 1e12:.2f} T, DiT {released[1] / 1e12:.2f} T per step)")

@@ -11,6 +11,7 @@ import torch
 from ppd_core.errors import BadInputError, Cancelled
 from ppd_core.video import WINDOW, iter_video_depth, video_depth
 from tests.video_weights import VECTORS, tiny_video_model
+from tests.video_weights import one_thread  # noqa: F401 (a fixture)
 
 
 class FrameIdModel:

@@ -18,6 +18,7 @@ from ppd_core.model.dit_video import sincos_position_table
 from ppd_core.video import (MODEL_CHANNEL_ORDER, OVERLAP, align_window, model_input, scale_and_shift, video_depth,
                             window_count)
 from tests.video_weights import TINY_DIT, TINY_PI3, VECTORS
+from tests.video_weights import one_thread  # noqa: F401 (a fixture)
 
 ATOL = 1e-4
 DIT_CASES = ["n5_64x96_t750", "n3_64x64_t249", "n16_32x32_t1000", "n4_64x32_t0"]
@@ -95,7 +96,8 @@ def test_pi3_semantics(vectors, tiny, case):
 def test_pi3_encoder_positions_and_tokens(vectors, tiny):
     """The 37x37 position grid resampled with antialiased bicubic to exactly 4x6, and the patch tokens."""
     encoder = tiny.sem_encoder.encoder
-    close(encoder.position_embedding(4, 6, square=False), tensor(vectors, "pi3_tiny/n5_64x96/inter/pos_embed_used"), 1e-5)
+    positions = encoder.position_embedding(4, 6, square=False)
+    close(positions, tensor(vectors, "pi3_tiny/n5_64x96/inter/pos_embed_used"), 1e-5)
     frames = tensor(vectors, "pi3_tiny/n5_64x96/frames_u8").float() / 255
     x = torch.nn.functional.interpolate(frames, size=(56, 84), mode="bilinear", align_corners=False)
     x = (x - tiny.sem_encoder.image_mean) / tiny.sem_encoder.image_std

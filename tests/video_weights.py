@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -59,3 +60,13 @@ def write_video_weights(folder: Path, model: PixelPerfectVideoDepth) -> tuple[Pa
     torch.save(dit, folder / "ppvd.pth")
     save_file(pi3_file_state(model), str(folder / "model.safetensors"))
     return folder / "ppvd.pth", folder / "model.safetensors"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Run a module's tiny networks on one thread: their ops are so small that handing each to a second
+    thread costs more than it gains (3-4x slower with two threads on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

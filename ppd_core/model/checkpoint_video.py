@@ -25,7 +25,9 @@ from .ppvd import PixelPerfectVideoDepth
 DIT_PREFIX = "dit_video."
 PI3_PREFIX = "sem_encoder."
 #: Pi3's heads, which the video model never calls (200.8 M parameters at released size).
-PI3_UNUSED_PREFIXES = ("point_decoder.", "point_head.", "conf_decoder.", "conf_head.", "camera_decoder.", "camera_head.")
+PI3_UNUSED_PREFIXES = (
+    "point_decoder.", "point_head.", "conf_decoder.", "conf_head.", "camera_decoder.", "camera_head.",
+)
 COARSE_PATCH = 16
 POSITION_TOLERANCE = 1e-5  # float32 rounding of the float64 sin-cos table is far below this
 
