@@ -175,3 +175,17 @@ def test_pickle_that_runs_code_is_refused(written, tmp_path):
     torch.save({"dit_video.x": Payload()}, path, pickle_module=pickle)
     with pytest.raises(CheckpointError, match="refused to load"):
         load_video_depth(path, pi3)
+
+
+def test_sizes_beyond_any_pi3_are_refused_before_building(written, tmp_path):
+    _, ppvd, pi3 = written
+    path = edit_pi3(tmp_path, pi3, lambda s: s.update({f"decoder.{i}.ls1.gamma": torch.zeros(1) for i in range(36, 500)}))
+    with pytest.raises(CheckpointError, match="decoder blocks: 500, outside 2..64; refusing to build"):
+        load_video_depth(ppvd, path)
+
+
+def test_position_table_of_no_square_grid_is_refused(written, tmp_path):
+    _, ppvd, pi3 = written
+    path = edit_ppvd(tmp_path, ppvd, lambda s: s.__setitem__("dit_video.pos_embed", torch.zeros(1, 6, 32)))
+    with pytest.raises(CheckpointError, match="pos_embed has 6 positions, not a square grid"):
+        load_video_depth(path, pi3)

@@ -12,6 +12,7 @@ tensors, so small test files load through the same code as the released ones.
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ from .checkpoint import StateDict, _check_against, _first, _in_dtype, read_state
 from .dit_video import DiTVideoConfig, sincos_position_table
 from .pi3 import Pi3Config
 from .ppvd import PixelPerfectVideoDepth
+from .sizes import MAX_BLOCKS, MAX_POSITION_GRID, check_dino_config, check_dit_config
 
 DIT_PREFIX = "dit_video."
 PI3_PREFIX = "sem_encoder."
@@ -28,7 +30,7 @@ PI3_PREFIX = "sem_encoder."
 PI3_UNUSED_PREFIXES = (
     "point_decoder.", "point_head.", "conf_decoder.", "conf_head.", "camera_decoder.", "camera_head.",
 )
-COARSE_PATCH = 16
+MAX_REGISTERS = 64  # register tokens (4 and 5 released)
 POSITION_TOLERANCE = 1e-5  # float32 rounding of the float64 sin-cos table is far below this
 
 
@@ -58,45 +60,67 @@ def split_ppvd_file(state: StateDict, path: Path) -> tuple[StateDict, StateDict]
 
 
 def infer_pi3_config(state: StateDict, path: Path) -> Pi3Config:
-    """Pi3 sizes read off the tensors. Head counts are not stored: the decoder's follows from its
-    qk-norm width, and the encoder's heads are as wide (64 at released size)."""
+    """Pi3 sizes read off the tensors and checked against sane limits. Head counts are not stored:
+    the decoder's follows from its qk-norm width, and the encoder's heads are as wide (64 released)."""
     try:
         embed = state["encoder.cls_token"].shape[-1]
         patch = state["encoder.patch_embed.proj.weight"].shape[-1]
         grid = round((state["encoder.pos_embed"].shape[1] - 1) ** 0.5)
-        heads = embed // state["decoder.0.attn.q_norm.weight"].shape[0]
-        return Pi3Config(
+        head_dim = state["decoder.0.attn.q_norm.weight"].shape[0]
+        heads = embed // head_dim if head_dim else 0
+        config = Pi3Config(
             enc_embed_dim=embed, enc_depth=_count(state, "encoder.blocks."), enc_heads=heads,
             dec_depth=_count(state, "decoder."), dec_heads=heads,
-            mlp_ratio=state["encoder.blocks.0.mlp.fc1.weight"].shape[0] / embed,
+            mlp_ratio=state["encoder.blocks.0.mlp.fc1.weight"].shape[0] / max(embed, 1),
             img_size=grid * patch, patch_size=patch,
             num_register_tokens=state["encoder.register_tokens"].shape[1],
             decoder_register_tokens=state["register_token"].shape[2],
         )
     except KeyError as exc:
         raise CheckpointError(f"{path}: missing Pi3 key {exc.args[0]!r}; is this Pi3's model.safetensors?") from None
+    except IndexError:
+        raise CheckpointError(f"{path}: Pi3 tensors of impossible shapes; is this Pi3's model.safetensors?") from None
+    check_dino_config(config.encoder_config(), path, "Pi3's encoder")
+    _check_count(config.dec_depth, "Pi3's decoder blocks", 2, MAX_BLOCKS, path)
+    for count, what in ((config.num_register_tokens, "encoder"), (config.decoder_register_tokens, "decoder")):
+        _check_count(count, f"Pi3's {what} register tokens", 0, MAX_REGISTERS, path)
+    if embed % heads or head_dim % 4:
+        raise CheckpointError(f"{path}: Pi3's width {embed} does not split into heads of {head_dim} channels, "
+                              "a multiple of 4")
+    return config
 
 
 def infer_dit_video_config(state: StateDict, path: Path) -> DiTVideoConfig:
-    """DiT_Video sizes read off the tensors; the frame size from `pos_embed`, a square grid of 16-px patches."""
+    """DiT_Video sizes read off the tensors and checked against sane limits; the frame size from
+    `pos_embed`, a square grid of coarse patches."""
     try:
         hidden, in_channels, coarse_patch, _ = state["x_embedder.proj.weight"].shape
-        patch = coarse_patch // 2
+        patch = max(coarse_patch // 2, 1)
         tokens = state["pos_embed"].shape[1]
-        side = round(tokens**0.5)
-        if side * side != tokens:
-            raise CheckpointError(f"{path}: dit_video.pos_embed has {tokens} positions, not a square grid")
-        return DiTVideoConfig(
+        head_dim = state["blocks.0.attn.q_norm.weight"].shape[0]
+        config = DiTVideoConfig(
             in_channels=in_channels,
             out_channels=state["final_layer.linear.weight"].shape[0] // (patch * patch),
             hidden_size=hidden, depth=_count(state, "blocks."),
-            num_heads=hidden // state["blocks.0.attn.q_norm.weight"].shape[0], patch_size=patch,
-            mlp_ratio=state["blocks.0.mlp.fc1.weight"].shape[0] / hidden,
+            num_heads=hidden // head_dim if head_dim else 0, patch_size=coarse_patch // 2,
+            mlp_ratio=state["blocks.0.mlp.fc1.weight"].shape[0] / max(hidden, 1),
             semantic_dim=state["proj_fusion.0.weight"].shape[1] - hidden,
-            input_size=(side * coarse_patch, side * coarse_patch),
         )
     except KeyError as exc:
         raise CheckpointError(f"{path}: missing DiT key 'dit_video.{exc.args[0]}'; is this ppvd.pth?") from None
+    except (IndexError, ValueError):
+        raise CheckpointError(f"{path}: DiT tensors of impossible shapes; is this ppvd.pth?") from None
+    check_dit_config(config.block_config(), path)
+    side = round(tokens**0.5)
+    if side * side != tokens or side > MAX_POSITION_GRID:
+        raise CheckpointError(f"{path}: dit_video.pos_embed has {tokens} positions, not a square grid "
+                              f"of at most {MAX_POSITION_GRID}x{MAX_POSITION_GRID}")
+    return replace(config, input_size=(side * coarse_patch, side * coarse_patch))
+
+
+def _check_count(value: int, what: str, low: int, high: int, path: Path) -> None:
+    if not low <= value <= high:
+        raise CheckpointError(f"{path}: {what}: {value}, outside {low}..{high}; refusing to build the network")
 
 
 def _build(pi3: Pi3Config, dit: DiTVideoConfig, ppvd_path: Path, pi3_path: Path) -> PixelPerfectVideoDepth:
