@@ -179,7 +179,8 @@ def test_pickle_that_runs_code_is_refused(written, tmp_path):
 
 def test_sizes_beyond_any_pi3_are_refused_before_building(written, tmp_path):
     _, ppvd, pi3 = written
-    path = edit_pi3(tmp_path, pi3, lambda s: s.update({f"decoder.{i}.ls1.gamma": torch.zeros(1) for i in range(36, 500)}))
+    extra_blocks = {f"decoder.{i}.ls1.gamma": torch.zeros(1) for i in range(36, 500)}
+    path = edit_pi3(tmp_path, pi3, lambda s: s.update(extra_blocks))
     with pytest.raises(CheckpointError, match="decoder blocks: 500, outside 2..64; refusing to build"):
         load_video_depth(ppvd, path)
 
