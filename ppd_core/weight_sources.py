@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from typing import Optional
 
 
+DOWNLOAD_HINT = "run `ppd-weights download`, or pass a folder holding them with --weights DIR (or PPD_WEIGHTS)"
+"""What a command-line user does about missing weights (the Blender add-on says it in its own words)."""
+
+
 @dataclass(frozen=True)
 class WeightSource:
     """One released file: its name in a weights folder, where the hub has it, its licence."""

@@ -34,14 +34,13 @@ from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, Repo
 
 from ..errors import PPDError, WeightsMissingError, brief
 from ..progress import ProgressCallback, report
-from ..weight_sources import WeightSource
+from ..weight_sources import DOWNLOAD_HINT, WeightSource
 
 READ_BYTES = 1 << 20
 TIMEOUT_S = 60.0
 HEARTBEAT_S = 2.0
 """Seconds between progress reports while a download runs (the worker's client treats a
 long silence as a hung worker, and a weights file takes minutes to arrive)."""
-DOWNLOAD_HINT = "run `ppd-weights download`, or pass a folder holding them with --weights DIR (or PPD_WEIGHTS)"
 
 
 @dataclass(frozen=True)
