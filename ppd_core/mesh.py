@@ -16,8 +16,6 @@ import argparse
 import contextlib
 import dataclasses
 import importlib.util
-import io
-import os
 import signal
 import sys
 import threading
@@ -30,7 +28,7 @@ from ppd_core.batch import (MANIFEST_NAME, BatchCounts, LocalRunner, PhotoRecord
 from ppd_core.client import WorkerClient, WorkerError
 from ppd_core.errors import BadInputError, PPDError
 from ppd_core.options import OPTIONS, OUTPUT_KINDS, JobOptions, Option
-from ppd_core.progress import JOB_STAGES, JobFraction
+from ppd_core.progress_display import PhotoDisplay, Progress, say
 from ppd_core.ray_batch import RAY_MISSING, RayRunner
 from ppd_core.summary import failure_line, summary_lines
 
@@ -99,78 +97,6 @@ def job_options(args: argparse.Namespace) -> JobOptions:
     return JobOptions(**{name: getattr(args, name) for name in OPTIONS})
 
 
-def say(text: str, stream=None) -> None:
-    """Print one line. A closed or full stream (`ppd-mesh ... | head`, /dev/full) is sent to
-    the null device instead: the outputs are on disk, a lost summary line must not undo that."""
-    stream = sys.stdout if stream is None else stream
-    try:
-        print(text, file=stream, flush=True)
-    except OSError:
-        try:
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, stream.fileno())  # so the interpreter's last flush at exit fails no more
-            os.close(null)
-        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-            pass
-
-
-class Progress:
-    """A tqdm bar per photo on a terminal; plain lines per stage otherwise; nothing when quiet."""
-
-    def __init__(self, label: str, quiet: bool, stream=None) -> None:
-        self.stream = stream or sys.stderr
-        self.quiet = quiet
-        self.label = label
-        self.whole = JobFraction(JOB_STAGES)
-        self.stage = None
-        self.bar = None
-        if not quiet and self.stream.isatty():
-            from tqdm import tqdm  # only on a terminal
-
-            self.bar = tqdm(total=100, desc=label, file=self.stream, unit="%", leave=False,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
-
-    def __call__(self, stage: str, fraction: float, message: str = "") -> None:
-        self._display(stage, self.whole(stage, fraction), message)
-
-    def show(self, stage: str, whole: float, message: str = "") -> None:
-        """Display a fraction of the whole photo's work (as the worker reports it)."""
-        self._display(stage, self.whole.advance(whole), message)
-
-    def _display(self, stage: str, whole: float, message: str) -> None:
-        if self.bar is not None:
-            self.bar.n = round(100 * whole)
-            self.bar.set_postfix_str(f"{stage}: {message}", refresh=True)
-        elif not self.quiet and stage != self.stage:
-            say(f"{self.label}: {stage} {message}".rstrip(), self.stream)
-        self.stage = stage
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-class PhotoDisplay:
-    """The progress of the photo in flight here: a `Progress` made when it starts, closed when
-    its record arrives; it also knows which photo an interrupt stopped."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.photo: Optional[Path] = None
-        self.progress: Optional[Progress] = None
-
-    def start(self, photo: Path) -> Progress:
-        self.photo, self.progress = photo, Progress(photo.name, self.quiet)
-        return self.progress
-
-    def finish(self) -> Optional[Path]:
-        """Close the display; return the photo that was in flight, if any."""
-        if self.progress is not None:
-            self.progress.close()
-        photo, self.photo, self.progress = self.photo, None, None
-        return photo
-
-
 def show_record(record: PhotoRecord, quiet: bool) -> None:
     """A done photo's summary lines (stdout), a failed photo's one line (stderr), a skipped
     photo's note (stdout, unless quiet)."""
@@ -183,15 +109,16 @@ def show_record(record: PhotoRecord, quiet: bool) -> None:
             say(line)
 
 
-def run_in_worker(jobs: list, options, quiet: bool) -> int:
-    """Run each (photo, outputs) in a worker process started with this interpreter."""
-    failures = 0
+def run_in_worker(jobs: list, options, quiet: bool, counts: BatchCounts) -> None:
+    """Run each (photo, outputs) in a worker process started with this interpreter, counting
+    each photo in `counts`. Paths are shown as the user named them."""
     with WorkerClient(sys.executable) as client:
         try:
             client.start()
         except WorkerError as error:
             say(f"ppd-mesh: worker: {error}", sys.stderr)
-            return len(jobs)
+            counts.failed += len(jobs)
+            return
         for number, (photo, outputs) in enumerate(jobs):
             progress = Progress(photo.name, quiet)
             job_id = client.submit({"photo": str(photo), "outputs": output_strings(outputs),
@@ -205,14 +132,15 @@ def run_in_worker(jobs: list, options, quiet: bool) -> int:
                 raise
             progress.close()
             if outcome["type"] == "result":
-                for line in summary_lines({**outcome["stats"], "outputs": outcome["outputs"]}):
+                counts.done += 1
+                for line in summary_lines({**outcome["stats"], "outputs": output_strings(outputs)}):
                     say(line)
-            else:
-                say(failure_line(photo, outcome.get("message", "the worker failed")), sys.stderr)
-                failures += 1
-                if outcome.get("kind") in ("worker_crashed", "timeout"):
-                    return failures + len(jobs) - number - 1  # the photos after it never ran
-    return failures
+                continue
+            say(failure_line(photo, outcome.get("message", "the worker failed")), sys.stderr)
+            counts.failed += 1
+            if outcome.get("kind") in ("worker_crashed", "timeout"):  # the photos after it never ran
+                counts.failed += len(jobs) - number - 1
+                return
 
 
 def _await_result(client, job_id: str, progress: Progress) -> dict:
@@ -298,7 +226,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except PPDError as error:  # the manifest cannot be written, or Ray cannot run
         say(f"ppd-mesh: error: {error}", sys.stderr)
         return EXIT_USAGE
-    if (batch or len(photos) > 1) and not args.subprocess:  # the worker's photos are not counted
+    if batch or len(photos) > 1:
         say(counts.line())
     return EXIT_FAILED if failures or problems else EXIT_OK
 
@@ -334,7 +262,9 @@ def run_photos(args: argparse.Namespace, photos: list[Path], kinds: list[str], o
         for record in plan.settled:
             counts.add(record)
             show_record(record, args.quiet)
-        return counts.failed + (run_in_worker(plan.jobs, options, args.quiet) if plan.jobs else 0)
+        if plan.jobs:
+            run_in_worker(plan.jobs, options, args.quiet, counts)
+        return counts.failed
     display = PhotoDisplay(args.quiet)
     runner = RayRunner(args.ray_actors, args.ray_address, args.quiet) if args.ray else LocalRunner(
         progress_for=display.start)

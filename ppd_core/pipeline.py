@@ -63,7 +63,7 @@ def mesh_grid_size(width: int, height: int, resolution: int) -> tuple[int, int]:
 
 
 def load_photo(job: PhotoJob) -> None:
-    report(job.on_progress, "load", 0.0, f"loading {job.photo}")
+    report(job.on_progress, "load", 0.0, f"reading {job.photo.name}")
     job.image = load_image(job.photo)
     report(job.on_progress, "load", 1.0, f"{job.image.width}x{job.image.height}")
 
@@ -88,7 +88,7 @@ def lift_points(job: PhotoJob) -> None:
     """The edge-clean point cloud, when a mesh, a point cloud or a Poisson solid needs it."""
     if not (job.wants("mesh", "points") or (job.wants("solid") and job.options.method == "poisson")):
         return
-    report(job.on_progress, "lift", 0.0, "lifting")
+    report(job.on_progress, "lift", 0.0, "edge-clean points")
     job.cloud = lift(job.depth, job.grid, job.rgb, edge_strength=job.options.edge_strength)
     report(job.on_progress, "lift", 1.0, f"{len(job.cloud)} points")
 
@@ -135,7 +135,7 @@ def print_solid(job: PhotoJob) -> MeshData:
 
 def build_shapes(job: PhotoJob) -> None:
     """The meshes, point cloud and solid the outputs want."""
-    report(job.on_progress, "mesh", 0.0, "meshing")
+    report(job.on_progress, "mesh", 0.0, "building")
     if job.wants("mesh") or (job.wants("solid") and job.options.method == "poisson"):
         job.shapes["mesh"] = scene_mesh(job)
     if job.wants("points"):

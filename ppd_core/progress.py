@@ -49,3 +49,36 @@ class JobFraction:
         """Move to `whole` (clamped to [current, 1]) and return the new fraction."""
         self.fraction = min(1.0, max(self.fraction, whole))
         return self.fraction
+
+
+def duration_words(seconds: float) -> str:
+    """A duration as people read it: "8 s", "3 min 05 s", "1 h 02 min"."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def progress_text(stage: str, message: str, elapsed: Optional[float] = None,
+                  remaining: Optional[float] = None) -> str:
+    """One progress event in words, the same for every front end: "diffusion: step 2/4 (41 s
+    elapsed, about 40 s left)". A message that repeats the stage's name ("diffusion step
+    2/4", "done") does not say it twice."""
+    words = message.strip()
+    if words.lower() == stage.lower():
+        words = ""
+    elif words.lower().startswith(stage.lower() + " "):
+        words = words[len(stage) + 1:]
+    text = f"{stage}: {words}" if words and stage else (words or stage)
+    times = ([f"{duration_words(elapsed)} elapsed"] if elapsed is not None else []) + (
+        [f"about {duration_words(remaining)} left"] if remaining is not None else [])
+    return f"{text} ({', '.join(times)})" if times else text
+
+
+def remaining_seconds(elapsed: float, whole: float) -> Optional[float]:
+    """The time left at this pace, once enough of the job is done to tell (5 % and 2 s)."""
+    if whole < 0.05 or elapsed < 2.0 or whole >= 1.0:
+        return None
+    return elapsed * (1.0 - whole) / whole

@@ -185,7 +185,7 @@ def test_runs_as_a_process(scene):
 def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise():
     import io
 
-    from ppd_core.mesh import Progress
+    from ppd_core.progress_display import Progress
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -206,6 +206,30 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise():
     silent = io.StringIO()
     Progress("photo.jpg", quiet=True, stream=silent)("load", 1.0, "x")
     assert silent.getvalue() == ""
+
+
+def test_plain_progress_lines_say_each_step_once_with_the_time_elapsed_and_left(monkeypatch):
+    """A log (stderr not a terminal) gets every diffusion step of a real network, whose steps
+    take seconds, and never the stage's name twice ("diffusion: diffusion step", "done done")."""
+    import io
+
+    from ppd_core import progress_display
+
+    clock = iter(float(t) for t in range(0, 1000, 5))  # each event 5 s after the last
+    monkeypatch.setattr(progress_display.time, "monotonic", lambda: next(clock))
+    plain = io.StringIO()
+    lines = progress_display.Progress("photo.jpg", quiet=False, stream=plain)
+    lines("load", 0.0, "reading photo.jpg")
+    for step in range(5):
+        lines("diffusion", step / 4, f"diffusion step {step}/4")
+    lines("diffusion", 1.0, "diffusion step 4/4")  # the same message again: no new line
+    lines.show("done", 1.0, "done")
+    printed = plain.getvalue().splitlines()
+    assert printed[0] == "photo.jpg: load: reading photo.jpg (5 s elapsed)"
+    assert [line.split(" (")[0] for line in printed[1:6]] == [f"photo.jpg: diffusion: step {n}/4" for n in range(5)]
+    # at 15 s the photo is 26 % done (load, model, encoder, a quarter of the diffusion): 42 s to go
+    assert printed[2] == "photo.jpg: diffusion: step 1/4 (15 s elapsed, about 42 s left)"
+    assert printed[6] == "photo.jpg: done (40 s elapsed)" and len(printed) == 7
 
 
 def test_poisson_method_gives_a_textured_mesh_and_a_closed_solid(scene, capsys):
@@ -424,3 +448,17 @@ def test_a_saved_result_remeshes_with_its_depth_camera_and_scale(scene, tmp_path
         assert float(second["intrinsics"][0]) == pytest.approx(fx)
     assert main([str(photo), "--depth", str(saved), "--depth-kind", "normalized", "--stl", "--force", "--quiet"]) == 1
     assert "result file holds metric depth" in capsys.readouterr().err
+
+
+def test_subprocess_shows_paths_as_named_and_ends_with_the_batch_line(tmp_path, small_weights, capsys, monkeypatch):
+    from tests.batch_helpers import make_shoot, small_run
+
+    make_shoot(tmp_path / "shoot", photos=2)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    code = main(["shoot/img00.png", "shoot/img01.png", "--stl", "-o", "out", "--subprocess", "--quiet",
+                 *small_run(small_weights)])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert any(line.startswith("out/img00.stl: ") for line in out) and not any(str(tmp_path) in line for line in out)
+    assert out[-1].startswith("2 photos: 2 done, 0 skipped, 0 failed in ")
