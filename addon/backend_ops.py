@@ -1,107 +1,25 @@
-"""The backend's operators: Detect, Check, Set up backend (and Cancel), Remove backend, and
-the log buttons; the background-task plumbing they share.
-
-Detect, Check and Set up backend run on threads; a `bpy.app.timers` function copies their
-outcome into `STATUS` on the main thread and redraws the preferences, so nothing blocks.
+"""The backend's operators: Detect, Check, Set up backend (and Cancel), Remove Backend, and the
+log buttons. Each starts a background task (`backend.tasks`) through `state.start_task`; what
+it found is kept in `state` and drawn by the status block and the preferences.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import threading
 
 import bpy
 from bpy.props import StringProperty
 
 from ppd_core import client as worker_client
 
-from . import backend_setup, interpreters, session, weights_ops
+from . import session, settings, state
+from .backend import interpreters, setup, wording
+from .backend.tasks import Task
 
 CHECK_TIMEOUT_S = 180.0
-LOG_MAX_BYTES = 10_000_000
 OFFLINE_SETUP = ("Set up backend downloads torch and the other packages (several GB): allow online access in "
                  "Preferences > System > Network first")
-EXTENSION_DIR = os.path.dirname(os.path.abspath(__file__))
-
-# Outcome of the last Detect / Check / Set up / Remove. A Check leaves its worker's handshake or
-# its error, and `checked_for` says for which preferences (see `backend_key`).
-STATUS = {"checked_for": None, "handshake": {}, "check_error": "", "detect": [], "setup": None, "removing": "",
-          "removal": "", "removal_ok": False}
-_tasks: dict = {}
-_timers: list = []
-
-
-def addon_prefs(context: bpy.types.Context):
-    """This add-on's preferences."""
-    return context.preferences.addons[__package__].preferences
-
-
-def register_timer(function, interval: float) -> None:
-    _timers.append(function)
-    bpy.app.timers.register(function, first_interval=interval)
-
-
-def home() -> str:
-    """The user's folder for the backend, the downloaded weights and the logs (outside the extension)."""
-    return backend_setup.backend_home()
-
-
-def backend_dir() -> str:
-    return os.path.join(home(), "backend")
-
-
-def setup_log_path() -> str:
-    return os.path.join(home(), "setup.log")
-
-
-def worker_log_path() -> str:
-    """The worker log, appended to by every worker (`rotate_log` keeps it small)."""
-    return os.path.join(home(), "worker.log")
-
-
-def rotate_log(path: str) -> None:
-    """Move a log past LOG_MAX_BYTES to `path`.1; called only just before a new worker starts,
-    as a running worker's client reads its crash lines back from the file it writes."""
-    if os.path.isfile(path) and os.path.getsize(path) > LOG_MAX_BYTES:
-        try:
-            os.replace(path, path + ".1")
-        except OSError:  # Windows: a closing worker still has it open; rotate another time
-            pass
-
-
-def worker_env(prefs) -> dict:
-    """The worker's environment additions: the Weights Folder, and no downloads when Blender is offline."""
-    env = {} if bpy.app.online_access else {"HF_HUB_OFFLINE": "1"}
-    if prefs.weights_folder:
-        env["PPD_WEIGHTS"] = bpy.path.abspath(prefs.weights_folder)
-    return env
-
-
-def backend_key(prefs) -> tuple:
-    """What a handshake is for: the Python as set in the preferences and the worker's environment
-    (Weights Folder, online access). Cheap: the status block compares it on every draw."""
-    return prefs.python, worker_env(prefs)
-
-
-def checked(prefs) -> tuple:
-    """(handshake, error) of the last Check when it was for the current preferences, else ({}, "")."""
-    if STATUS["checked_for"] != backend_key(prefs):
-        return {}, ""
-    return STATUS["handshake"], STATUS["check_error"]
-
-
-def forget_check() -> None:
-    """Drop the last Check's outcome (the backend or weights it describes have changed)."""
-    STATUS.update(checked_for=None, handshake={}, check_error="")
-
-
-def start_error_text(error: worker_client.WorkerError) -> str:
-    """The panel's message for a worker that did not start: in Blender the fix is a button, not pip."""
-    if error.kind in ("package_missing", "protocol_mismatch", "torch_missing"):
-        head = str(error).split(";")[0]
-        return f"{head}: use Set up backend in the add-on preferences (or Detect to pick another Python)"
-    return str(error)
 
 
 def check_error_text(result) -> str:
@@ -109,61 +27,21 @@ def check_error_text(result) -> str:
     if isinstance(result, dict):
         return ""
     if isinstance(result, worker_client.WorkerError):
-        return start_error_text(result)
+        return wording.start_error_text(result.kind, str(result))
     return str(result)
-
-
-def running(name: str) -> bool:
-    """Whether the background task `name` ("detect", "check", "remove") is still at work."""
-    return name in _tasks
-
-
-def redraw_preferences() -> None:
-    for window in bpy.context.window_manager.windows:
-        for area in window.screen.areas:
-            if area.type in ("PREFERENCES", "VIEW_3D"):
-                area.tag_redraw()
-
-
-def run_in_background(name: str, work, on_done) -> None:
-    """Run `work()` on a thread; call `on_done(result_or_exception)` later on the main thread."""
-    box = {}
-
-    def thread_main():
-        try:
-            box["result"] = work()
-        except Exception as error:  # reported to the user by on_done
-            box["result"] = error
-
-    thread = threading.Thread(target=thread_main, name=f"ppd-{name}", daemon=True)
-    _tasks[name] = thread
-    thread.start()
-
-    def poll():
-        if thread.is_alive():
-            return 0.25
-        _tasks.pop(name, None)
-        on_done(box.get("result"))
-        redraw_preferences()
-        return None
-
-    register_timer(poll, 0.25)
 
 
 def backend_busy() -> str:
     """Why the backend folder may not be made or deleted now ("" when it may): a set-up, a
     removal, a Check, a run or a weights download is using it."""
-    setup = STATUS["setup"]
-    if setup is not None and not setup.status().done:
-        return "The backend is being set up"
-    if STATUS["removing"]:
-        return "The backend is being removed"
-    if running("check"):
-        return "A Check is starting a worker: wait for it"
+    reasons = (("setup", "The backend is being set up"), ("remove", "The backend is being removed"),
+               ("check", "A Check is starting a worker: wait for it"),
+               ("download", "The weights are downloading with the backend: wait for it or cancel it"))
+    for name, reason in reasons:
+        if state.running(name):
+            return reason
     if session.SESSION.running:
         return "A photo is being processed with the backend: wait for it or cancel it"
-    if weights_ops.downloading():
-        return "The weights are downloading with the backend: wait for it or cancel it"
     return ""
 
 
@@ -183,55 +61,58 @@ class DEPTH_OT_detect_interpreter(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return not running("detect")
+        return not state.running("detect")
 
     def execute(self, context):
-        venv = backend_dir()
+        venv = settings.backend_dir()
 
-        def done(result):
-            if isinstance(result, Exception):
-                STATUS["detect"] = [f"Detect failed: {result}"]
+        def done(task: Task) -> None:
+            if task.exception is not None:
+                state.NOTES["detect"] = [f"Detect failed: {task.status().error}"]
                 return
-            best, report = result
+            best, report = task.result
             lines = [f"{path}: {'Depth from Image installed' if ok else 'no Depth from Image'}" for path, ok in report]
             if best:
-                addon_prefs(bpy.context).python = best  # looked up now: the add-on may have been re-enabled
+                settings.addon_prefs().python = best  # looked up now: the add-on may have been re-enabled
             else:
                 lines.append("No Python with Depth from Image found: use Set up backend")
-            STATUS["detect"] = lines
+            state.NOTES["detect"] = lines
 
-        run_in_background("detect", lambda: interpreters.detect(venv), done)
+        state.start_task(Task("detect", lambda task: interpreters.detect(venv)).start(), done)
         return {"FINISHED"}
 
 
 class DEPTH_OT_check_interpreter(bpy.types.Operator):
-    """Start the worker once and show the package and torch versions, the devices and the weights"""
+    """Start the worker once and show the package and torch versions, the devices, the precision and the weights"""
 
     bl_idname = "depth_from_image.check_interpreter"
     bl_label = "Check"
 
     @classmethod
     def poll(cls, context):
-        return not running("check")
+        return not state.running("check")
 
     def execute(self, context):
-        prefs = addon_prefs(context)
-        key, env, log = backend_key(prefs), worker_env(prefs), worker_log_path()
-        forget_check()
+        prefs = settings.addon_prefs(context)
+        key, env, log = settings.backend_key(prefs), settings.worker_env(prefs), settings.worker_log_path()
+        state.forget_answers()
         try:
-            python = interpreters.resolve(bpy.path.abspath(prefs.python))
+            python = settings.interpreter(prefs)
             os.makedirs(os.path.dirname(log), exist_ok=True)
         except (ValueError, OSError) as error:
-            STATUS.update(checked_for=key, check_error=str(error))
+            state.CHECK.update({"for": key, "error": str(error)})
             return {"FINISHED"}
-        rotate_log(log)
+        settings.rotate_log(log)
 
-        def done(result):
-            STATUS.update(checked_for=key, handshake=result if isinstance(result, dict) else {},
-                          check_error=check_error_text(result))
+        def done(task: Task) -> None:
+            answer = task.result if task.exception is None else task.exception
+            state.CHECK.update({"for": key, "handshake": answer if isinstance(answer, dict) else {},
+                                "error": check_error_text(answer)})
 
-        run_in_background(
-            "check", lambda: worker_client.check_interpreter(python, CHECK_TIMEOUT_S, env=env, log_path=log), done)
+        def work(task: Task) -> dict:
+            return worker_client.check_interpreter(python, CHECK_TIMEOUT_S, env=env, log_path=log)
+
+        state.start_task(Task("check", work).start(), done)
         return {"FINISHED"}
 
 
@@ -249,28 +130,22 @@ class DEPTH_OT_setup_backend(bpy.types.Operator):
         if not bpy.app.online_access:
             self.report({"ERROR"}, OFFLINE_SETUP)
             return {"CANCELLED"}
-        prefs = addon_prefs(context)
-        try:
-            package = backend_setup.package_arguments(bpy.path.abspath(prefs.package_spec),
-                                                      backend_setup.bundled_wheel(EXTENSION_DIR))
+        prefs = settings.addon_prefs(context)
+        try:  # a mistyped Package override is refused now, not after the torch download
+            package = setup.package_arguments(bpy.path.abspath(prefs.package_spec),
+                                              setup.bundled_wheel(settings.EXTENSION_DIR))
         except ValueError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        setup = backend_setup.BackendSetup(backend_dir(), setup_log_path(), package=package,
-                                           system_site_packages=prefs.reuse_base_packages)
-        STATUS["setup"] = setup
-        setup.start()
+        task = setup.start_setup(settings.backend_dir(), settings.setup_log_path(), package=package,
+                                 system_site_packages=prefs.reuse_base_packages)
 
-        def poll():
-            status = setup.status()
-            redraw_preferences()
-            if not status.done:
-                return 0.5
-            if not status.error:
-                addon_prefs(bpy.context).python = setup.python
-            return None
+        def done(finished: Task) -> None:
+            if not finished.status().error:
+                settings.addon_prefs().python = finished.result
+                state.forget_answers()
 
-        register_timer(poll, 0.5)
+        state.start_task(task, done)
         return {"FINISHED"}
 
 
@@ -281,8 +156,8 @@ class DEPTH_OT_cancel_setup(bpy.types.Operator):
     bl_label = "Cancel Setup"
 
     def execute(self, context):
-        if STATUS["setup"] is not None:
-            STATUS["setup"].cancel()
+        if "setup" in state.TASKS:
+            state.TASKS["setup"].cancel()
         return {"FINISHED"}
 
 
@@ -294,26 +169,29 @@ class DEPTH_OT_remove_backend(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return os.path.isdir(backend_dir()) and poll_backend_idle(cls)
+        return os.path.isdir(settings.backend_dir()) and poll_backend_idle(cls)
 
     def invoke(self, context, event):
         return context.window_manager.invoke_confirm(self, event)
 
     def execute(self, context):
-        folder = backend_dir()
+        folder = settings.backend_dir()
         session.SESSION.shutdown()  # an idle worker may run the Python about to go (Windows locks its files)
-        forget_check()
-        STATUS.update(removing=folder, removal="")
-        prefs = addon_prefs(context)
+        state.forget_answers()
+        state.TASKS.pop("setup", None)  # its outcome describes the folder about to go
+        state.NOTES.update(removal="", removal_ok=False)
+        prefs = settings.addon_prefs(context)
         if os.path.abspath(bpy.path.abspath(prefs.python)).startswith(os.path.abspath(folder) + os.sep):
             prefs.python = ""
 
-        def done(result):
-            failed = isinstance(result, Exception)
-            STATUS.update(removing="", setup=None, removal_ok=not failed,
-                          removal=f"Could not remove {folder}: {result}" if failed else f"Removed the backend {folder}")
+        def done(task: Task) -> None:
+            failed = task.exception is not None
+            state.NOTES.update(removal_ok=not failed, removal=(
+                wording.with_next(f"Could not remove {folder}: {task.status().error}",
+                                  "close programs that use it, then press Remove Backend again")
+                if failed else f"Removed the backend {folder}"))
 
-        run_in_background("remove", lambda: shutil.rmtree(folder), done)
+        state.start_task(Task("remove", lambda task: shutil.rmtree(folder)).start(), done)
         return {"FINISHED"}
 
 
@@ -335,8 +213,8 @@ class DEPTH_OT_open_log(bpy.types.Operator):
 
     def execute(self, context):
         if self.which == "setup":
-            return _open(self, setup_log_path(), "setup log")
-        return _open(self, worker_log_path(), "worker log")
+            return _open(self, settings.setup_log_path(), "setup log")
+        return _open(self, settings.worker_log_path(), "worker log")
 
 
 CLASSES = (DEPTH_OT_detect_interpreter, DEPTH_OT_check_interpreter, DEPTH_OT_setup_backend, DEPTH_OT_cancel_setup,
@@ -349,15 +227,5 @@ def register() -> None:
 
 
 def unregister() -> None:
-    setup = STATUS["setup"]
-    if setup is not None:
-        setup.cancel()
-    STATUS.update(checked_for=None, handshake={}, check_error="", detect=[], setup=None, removing="", removal="",
-                  removal_ok=False)
-    for function in _timers:
-        if bpy.app.timers.is_registered(function):
-            bpy.app.timers.unregister(function)
-    _timers.clear()
-    _tasks.clear()
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

@@ -5,8 +5,15 @@ from __future__ import annotations
 import bpy
 
 from . import session, status
-from .operators import DEPTH_OT_cancel, DEPTH_OT_choose_photo, DEPTH_OT_choose_photos, DEPTH_OT_from_image
+from . import state as addon_state
+from .print_ops import DEPTH_OT_export_print
+from .run_ops import DEPTH_OT_cancel, DEPTH_OT_choose_photo, DEPTH_OT_choose_photos, DEPTH_OT_from_image
+from .scene.print_mesh import millimetres_per_unit
 from .ui_text import chars_per_line, wrapped_label
+
+MM_SCENE_HINT = ("Blender's own STL exporter and the 3D-Print Toolbox read Blender units, here metres: for "
+                 "millimetres there, make the scene a millimetre one before importing (Scene > Units: Unit Scale "
+                 "0.001, Length Millimeters). Export for Printing writes millimetres in any scene.")
 
 
 class VIEW3D_PT_depth_from_image(bpy.types.Panel):
@@ -62,6 +69,7 @@ class VIEW3D_PT_depth_from_image(bpy.types.Panel):
         row = col.row()
         row.active = settings.output != "SOLID"  # a print solid has no camera to make
         row.prop(settings, "create_camera")
+        col.prop(settings, "keep_previous")
 
         if session.SESSION.running:
             row = layout.row(align=True)
@@ -76,6 +84,22 @@ class VIEW3D_PT_depth_from_image(bpy.types.Panel):
             wrapped_label(box, state.last_error, "ERROR", chars_per_line(context))
         elif state.last_result:
             wrapped_label(layout, state.last_result, "CHECKMARK", chars_per_line(context))
+        if settings.output == "SOLID" or (context.active_object is not None and context.active_object.type == "MESH"):
+            _draw_print(layout, context)
+
+
+def _draw_print(layout, context) -> None:
+    """The way out for a printer: Export for Printing, its last outcome, and the unit hint."""
+    box = layout.box()
+    box.operator(DEPTH_OT_export_print.bl_idname, icon="EXPORT")
+    width = chars_per_line(context)
+    if addon_state.running("print-export"):
+        wrapped_label(box, addon_state.NOTES["export"], "TIME", width)
+    elif addon_state.NOTES["export"]:
+        wrapped_label(box, addon_state.NOTES["export"], "CHECKMARK" if addon_state.NOTES["export_ok"] else "ERROR",
+                      width)
+    if millimetres_per_unit(context.scene) != 1.0:
+        wrapped_label(box, MM_SCENE_HINT, "INFO", width)
 
 
 def register() -> None:

@@ -1,6 +1,6 @@
 """Add-on preferences: the status block, the backend (interpreter, Detect, Check, Set up,
 Remove, logs), the weights (folder, licences, download) and the model's device, precision and
-semantics. The operators live in `backend_ops` and `weights_ops`."""
+semantics. The operators live in `backend_ops` and `weights_ops`, their outcomes in `state`."""
 
 from __future__ import annotations
 
@@ -10,23 +10,26 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 from ppd_core.options import DEVICES, OPTIONS, PRECISIONS, SEMANTICS
+from ppd_core.weight_sources import DA2, SOURCES
 
-from . import backend_ops, status, weights_ops
+from . import settings, state, status
+from .backend import wording
 from .backend_ops import (
-    DEPTH_OT_cancel_setup,
+    OFFLINE_SETUP,
     DEPTH_OT_check_interpreter,
     DEPTH_OT_detect_interpreter,
     DEPTH_OT_open_log,
     DEPTH_OT_remove_backend,
     DEPTH_OT_setup_backend,
-    STATUS,
 )
 from .ui_text import wrapped_label
+from .weights_ops import DEPTH_OT_cancel_download, DEPTH_OT_check_weights, DEPTH_OT_download_weights, downloadable
 
 LABEL_WIDTH = 90  # characters per label line: the preferences are wider than the sidebar
 DEVICE_WORDS = {"auto": ("Auto", "CUDA, then Apple MPS, then the CPU"), "cuda": ("CUDA", "NVIDIA GPU"),
                 "mps": ("MPS", "Apple GPU"), "cpu": ("CPU", "The processor (slow)")}
-PRECISION_WORDS = {"auto": ("Auto", "bf16/fp16 on a GPU; on the CPU bf16 where it is faster, else fp32"), "fp32": ("fp32", "Full precision"),
+PRECISION_WORDS = {"auto": ("Auto", "bf16 or fp16 where a check on this machine finds it right (on a CPU: and "
+                                     "faster), else fp32"), "fp32": ("fp32", "Full precision"),
                    "bf16": ("bf16", "Half precision (bfloat16)"), "fp16": ("fp16", "Half precision (float16)")}
 SEMANTICS_WORDS = {"auto": ("Auto", "MoGe-2 semantics when ppd_moge.pth and moge2.pt are there, else Depth Anything V2"),
                    "moge2": ("MoGe-2", "PPD with MoGe-2 semantics (ppd_moge.pth and moge2.pt; MIT encoder)"),
@@ -99,9 +102,9 @@ class DepthFromImagePreferences(bpy.types.AddonPreferences):
         row.prop(self, "python")
         row.operator(DEPTH_OT_detect_interpreter.bl_idname)
         row.operator(DEPTH_OT_check_interpreter.bl_idname)
-        if backend_ops.running("check"):
+        if state.running("check"):
             wrapped_label(box, f"Checking {self.python}…", "TIME", LABEL_WIDTH)
-        for line in STATUS["detect"]:
+        for line in state.NOTES["detect"]:
             wrapped_label(box, line, width=LABEL_WIDTH)
         self._draw_setup(box)
         row = box.row()
@@ -110,8 +113,10 @@ class DepthFromImagePreferences(bpy.types.AddonPreferences):
 
         box = layout.box()
         box.label(text="Weights", icon="MOD_DISPLACE")
-        box.prop(self, "weights_folder")
-        weights_ops.draw(box, self, LABEL_WIDTH)
+        row = box.row(align=True)
+        row.prop(self, "weights_folder")
+        row.operator(DEPTH_OT_check_weights.bl_idname, text="", icon="FILE_REFRESH")
+        _draw_weights(box, self, LABEL_WIDTH)
 
         box = layout.box()
         box.label(text="Model", icon="SETTINGS")
@@ -121,7 +126,7 @@ class DepthFromImagePreferences(bpy.types.AddonPreferences):
         box.prop(self, "semantics")
 
     def _draw_setup(self, box) -> None:
-        wrapped_label(box, f"Set up backend makes a Python environment in {backend_ops.backend_dir()}: outside the "
+        wrapped_label(box, f"Set up backend makes a Python environment in {settings.backend_dir()}: outside the "
                       "extension, so uninstalling or updating the extension keeps it.", "INFO", LABEL_WIDTH)
         row = box.row(align=True)
         row.prop(self, "package_spec")
@@ -129,32 +134,50 @@ class DepthFromImagePreferences(bpy.types.AddonPreferences):
         row.operator(DEPTH_OT_remove_backend.bl_idname, icon="TRASH")
         box.prop(self, "reuse_base_packages")
         if not bpy.app.online_access:
-            wrapped_label(box, backend_ops.OFFLINE_SETUP, "INTERNET_OFFLINE", LABEL_WIDTH)
-        if STATUS["removing"]:
-            wrapped_label(box, f"Removing {STATUS['removing']}…", "TRASH", LABEL_WIDTH)
-        elif STATUS["removal"]:
-            wrapped_label(box, STATUS["removal"], "CHECKMARK" if STATUS["removal_ok"] else "ERROR", LABEL_WIDTH)
-        setup = STATUS["setup"]
+            wrapped_label(box, OFFLINE_SETUP, "INTERNET_OFFLINE", LABEL_WIDTH)
+        if state.running("remove"):
+            wrapped_label(box, f"Removing {settings.backend_dir()}…", "TRASH", LABEL_WIDTH)
+        elif state.NOTES["removal"]:
+            wrapped_label(box, state.NOTES["removal"], "CHECKMARK" if state.NOTES["removal_ok"] else "ERROR",
+                          LABEL_WIDTH)
+        setup = state.status("setup")
         if setup is None:
             return
-        state = setup.status()
-        if state.reason:
-            wrapped_label(box, f"Wheels: {state.reason}", "INFO", LABEL_WIDTH)
-        for command in state.commands:
+        if setup.reason:
+            wrapped_label(box, f"Wheels: {setup.reason}", "INFO", LABEL_WIDTH)
+        for command in setup.commands:
             wrapped_label(box, f"$ {command}", width=LABEL_WIDTH)
-        if not state.done:
-            row = box.row()
-            row.progress(factor=state.fraction, type="BAR", text=state.stage)
-            row.operator(DEPTH_OT_cancel_setup.bl_idname, text="", icon="X")
-            if state.message:
-                wrapped_label(box, state.message, width=LABEL_WIDTH)
-        elif state.error:
-            wrapped_label(box, f"Set up failed: {state.error}", "ERROR", LABEL_WIDTH)
-            if state.cause:
-                wrapped_label(box, f"Cause: {state.cause}", "ERROR", LABEL_WIDTH)
-            box.operator(DEPTH_OT_open_log.bl_idname, text="Open Setup Log", icon="TEXT").which = "setup"
-        elif state.message:
-            wrapped_label(box, state.message, "CHECKMARK", LABEL_WIDTH)
+        if not status.draw_setup(box, LABEL_WIDTH) and setup.message:
+            wrapped_label(box, setup.message, "CHECKMARK", LABEL_WIDTH)
+
+
+def _draw_weights(layout, prefs, width: int) -> None:
+    """The weight files, their licences and model cards, the accept box and the download."""
+    col = layout.column(align=True)
+    col.label(text="Weight files and their licences:", icon="INFO")
+    for source in SOURCES:
+        row = col.row()
+        where = f"about {source.size_gb:g} GB" if source.repo() else "from the authors, not on the hub"
+        row.label(text=f"{source.name} ({where}): {source.licence}", icon="ERROR" if source is DA2 else "BLANK1")
+        row.operator("wm.url_open", text="Model card" if source.repo() else "Where to get it", icon="URL").url = \
+            source.card
+    wrapped_label(col, f"The Depth-Anything-V2-Large encoder weights ({DA2.name}) are CC-BY-NC-4.0: non-commercial "
+                  "use only. MoGe-2 (MIT) with ppd_moge.pth avoids them: put ppd_moge.pth in the Weights Folder.",
+                  "ERROR", width)
+    layout.prop(prefs, "accept_licences")
+    names = ", ".join(source.name for source in downloadable())
+    wrapped_label(layout, f"Download {names} into {settings.weights_target(prefs)}", width=width)
+    download = state.status("download")
+    if download is not None and not download.done:
+        row = layout.row()
+        row.progress(factor=download.fraction, type="BAR", text=download.line())
+        row.operator(DEPTH_OT_cancel_download.bl_idname, text="", icon="X")
+    else:
+        layout.operator(DEPTH_OT_download_weights.bl_idname, icon="IMPORT")
+    if download is not None and download.error:
+        wrapped_label(layout, wording.download_failure(download.error), "ERROR", width)
+    elif state.NOTES["download"]:
+        wrapped_label(layout, state.NOTES["download"], "CHECKMARK", width)
 
 
 def register() -> None:

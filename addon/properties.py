@@ -20,7 +20,7 @@ from bpy.props import (
 
 from ppd_core.options import DEFAULT_HFOV_DEG, DEFAULT_PRESET, DEFAULT_RESOLUTION, OPTIONS, PRESETS
 
-from .materials import SHADING_ITEMS
+from .scene.materials import SHADING_ITEMS
 
 RESOLUTIONS = {"PREVIEW": 256 * 192, "FAST": 512 * 384, "STANDARD": DEFAULT_RESOLUTION, "HIGH": 1536 * 1152}
 PRESET_WORDS = {"tabletop": ("Tabletop", "Objects on a table"), "indoor": ("Indoor", "A room"),
@@ -162,6 +162,11 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
     create_camera: BoolProperty(
         name="Create Camera", default=True, description="Add the photo's camera with the photo as background",
     )
+    keep_previous: BoolProperty(
+        name="Keep Previous Results", default=False,
+        description="Add each run's result beside the photo's earlier ones, instead of replacing its last result "
+                    "(collection, objects and camera)",
+    )
     seed: option_property("seed", "Seed")
 
 
@@ -178,7 +183,8 @@ class DepthFromImageRunState(bpy.types.PropertyGroup):
 def job_options(settings: DepthFromImageSettings, prefs) -> dict:
     """The worker job's options (names of `ppd_core.options.JobOptions`) for these settings and preferences."""
     options = {
-        "method": settings.mesh_method.lower(),
+        # The panel shows Method for a mesh only: a print solid is always the relief it describes.
+        "method": settings.mesh_method.lower() if settings.output == "MESH" else OPTIONS["method"].default,
         "points": settings.output == "POINTS",
         "solid": settings.output == "SOLID",
         "width_mm": settings.width_mm,

@@ -1,11 +1,13 @@
 """One worker for the whole Blender session and the one run (a queue of photos) that uses it.
 
 `start_run` checks the inputs and prepares the photos; `step` is the modal operator's timer
-step: it never blocks (the worker starts on a thread, events are polled), submits every photo
-to the worker's queue, updates the progress shown in the panel and imports each result, into
-its own collection, as it arrives. The worker stays alive between runs, so it keeps the model
-and the last photos' depth: running a photo again with other geometry settings only lifts and
-meshes. It is closed by `shutdown` (add-on disabled, Blender quitting).
+step: it never blocks (the worker starts and closes as background tasks, events are polled),
+submits every photo to the worker's queue, updates the progress shown in the panel and
+imports each result as it arrives: into its own collection, in place of the photo's previous
+result unless the user keeps earlier results (`scene.results`). The worker stays alive
+between runs, so it keeps the model and the last photos' depth: running a photo again with
+other geometry settings only lifts and meshes. It is closed by `shutdown` (add-on disabled,
+Blender quitting).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 
@@ -22,15 +23,15 @@ import bpy
 from ppd_core import client as worker_client
 from ppd_core.errors import PPDError
 
-from . import backend_ops, importer, interpreters, photo_source
+from . import settings
+from .backend import wording
+from .backend.tasks import Task
 from .properties import auto_resolution, job_options
+from .scene import photo_source, results
 
 START_TIMEOUT_S = 300.0
 CANCEL_GRACE_S = 15.0
 RUNNING, FINISHED, CANCELLED, FAILED = "RUNNING", "FINISHED", "CANCELLED", "FAILED"
-STAGE_LABELS = {"load": "Photo", "model": "Model", "download": "Weights download", "encode": "Encoder",
-                "diffusion": "Depth", "geometry": "Geometry", "lift": "Points", "mesh": "Mesh", "export": "Writing",
-                "done": "Done"}
 
 
 class RunError(Exception):
@@ -60,6 +61,7 @@ class Run:
     shading: str
     create_camera: bool
     temp_dir: str
+    keep_previous: bool = False
     submitted: bool = False
     cancel_requested: bool = False
     cancel_sent_at: float | None = None
@@ -80,59 +82,32 @@ class Run:
 
 @dataclass
 class _Starter:
-    """A worker starting on a thread (its handshake can take many seconds: torch loads)."""
+    """A worker starting as a background task (its handshake can take many seconds: torch loads)."""
 
     client: worker_client.WorkerClient
-    thread: threading.Thread | None = None
-    error: str = ""
+    task: Task
 
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._work, name="ppd-worker-start", daemon=True)
-        self.thread.start()
+    @classmethod
+    def start(cls, client: worker_client.WorkerClient) -> "_Starter":
+        return cls(client, Task("worker-start", lambda task: client.start(timeout=START_TIMEOUT_S)).start())
 
-    def _work(self) -> None:
-        try:
-            self.client.start(timeout=START_TIMEOUT_S)
-        except worker_client.WorkerError as error:
-            self.error = backend_ops.start_error_text(error)
-        except Exception as error:  # anything else must still end the run with a message
-            self.error = f"the worker could not be started: {error}"
+    def error(self) -> str:
+        """Why the start failed, in the panel's words ("" when it did not)."""
+        failure = self.task.exception
+        if isinstance(failure, worker_client.WorkerError):
+            return wording.start_error_text(failure.kind, str(failure))
+        return f"the worker could not be started: {failure}" if failure is not None else ""
 
 
 def _close_in_background(client: worker_client.WorkerClient) -> None:
     """Stop a worker without making the UI wait (close can take seconds if it is stuck)."""
-    threading.Thread(target=client.close, kwargs={"timeout": 2}, name="ppd-worker-close", daemon=True).start()
+    Task("worker-close", lambda task: client.close(timeout=2)).start()
 
 
 def error_text(event: dict, weights_folder: str = "") -> str:
-    """The panel's message for a worker error event, with the fix Blender's settings need."""
-    message = str(event.get("message") or "the worker reported an error")
-    if event.get("kind") == "weights_missing":
-        if not weights_folder and not bpy.app.online_access:
-            message += (" (Blender's online access is off, so nothing is downloaded: use Download Weights in the "
-                        "add-on preferences, or allow online access in Preferences > System > Network)")
-        elif not weights_folder:
-            message += " (use Download Weights in the add-on preferences)"
-        else:
-            message += " (the Weights Folder lacks files: use Download Weights in the add-on preferences)"
-    return message
-
-
-def sources_text(event: dict) -> list:
-    """Where a result's scale and camera came from, and whether its depth was reused."""
-    depth = (event.get("stats") or {}).get("depth") or {}
-    if not depth:
-        return []
-    reused = " Depth reused: only lifting and meshing ran." if depth.get("network_reused") else ""
-    return [f"Scale: {depth.get('scale')}; camera: {depth.get('camera')}.{reused}"]
-
-
-def progress_text(event: dict) -> str:
-    """The panel's progress line for a worker progress event: "Stage: message"."""
-    stage = str(event.get("stage") or "")
-    label = STAGE_LABELS.get(stage, stage.capitalize() or "Working")
-    message = " ".join(str(event.get("message") or "").split())
-    return f"{label}: {message}" if message else label
+    """The panel's message for a job's error event, in Blender's words, with the next step."""
+    return wording.run_error_text(str(event.get("kind") or "internal"), str(event.get("message") or ""),
+                                  bpy.app.online_access, bool(weights_folder))
 
 
 class Session:
@@ -142,7 +117,7 @@ class Session:
         self.client: worker_client.WorkerClient | None = None
         self.starter: _Starter | None = None
         self.run: Run | None = None
-        self.worker_for: tuple | None = None  # `backend_ops.backend_key` of the preferences the worker started for
+        self.worker_for: tuple | None = None  # `settings.backend_key` of the preferences the worker started for
         self.last_stats: dict = {}  # the worker's stats of the last result (the tests read its network_runs)
 
     @property
@@ -173,30 +148,31 @@ class Session:
     def _prepare(self, context: bpy.types.Context) -> None:
         if self.run is not None:
             raise RunError("A photo is already being processed: wait for it or cancel it")
-        prefs = backend_ops.addon_prefs(context)
+        prefs = settings.addon_prefs(context)
         try:
-            python = interpreters.resolve(bpy.path.abspath(prefs.python))
+            python = settings.interpreter(prefs)
         except ValueError as error:
             raise RunError(str(error)) from None
-        log_path = backend_ops.worker_log_path()
+        log_path = settings.worker_log_path()
         try:
             os.makedirs(os.path.dirname(log_path), exist_ok=True)
         except OSError as error:
             raise RunError(f"Cannot write the worker log: {error}") from error
-        settings = context.scene.depth_from_image
-        if settings.preset == "custom" and settings.near >= settings.far:
-            raise RunError(f"Near ({settings.near:g} m) must be less than Far ({settings.far:g} m)")
+        chosen = context.scene.depth_from_image
+        if chosen.preset == "custom" and chosen.near >= chosen.far:
+            raise RunError(f"Near ({chosen.near:g} m) must be less than Far ({chosen.far:g} m)")
         temp_dir = tempfile.mkdtemp(prefix="ppd-blender-")
         try:
-            photos = photo_source.resolve_photos(settings, temp_dir)
+            photos = photo_source.resolve_photos(chosen, temp_dir)
         except (photo_source.PhotoError, OSError, RuntimeError) as error:  # RuntimeError: bpy image I/O
             shutil.rmtree(temp_dir, ignore_errors=True)
             raise RunError(str(error)) from error
         queue = [QueuedPhoto(photo, os.path.join(temp_dir, f"{number}.npz")) for number, photo in enumerate(photos)]
-        self.run = Run(scene_name=context.scene.name, photos=queue, options=job_options(settings, prefs),
-                       shading=settings.shading, create_camera=settings.create_camera, temp_dir=temp_dir)
-        self._ensure_worker(python, log_path, backend_ops.worker_env(prefs))
-        self.worker_for = backend_ops.backend_key(prefs)
+        self.run = Run(scene_name=context.scene.name, photos=queue, options=job_options(chosen, prefs),
+                       shading=chosen.shading, create_camera=chosen.create_camera, temp_dir=temp_dir,
+                       keep_previous=chosen.keep_previous)
+        self._ensure_worker(python, log_path, settings.worker_env(prefs))
+        self.worker_for = settings.backend_key(prefs)
 
     def _ensure_worker(self, python: str, log_path: str, env: dict) -> None:
         """Reuse the worker (or the one starting) if it has this interpreter and environment;
@@ -212,9 +188,8 @@ class Session:
         if self.client is not None:
             _close_in_background(self.client)
             self.client = None
-        backend_ops.rotate_log(log_path)
-        self.starter = _Starter(worker_client.WorkerClient(python, log_path=log_path, env=env))
-        self.starter.start()
+        settings.rotate_log(log_path)
+        self.starter = _Starter.start(worker_client.WorkerClient(python, log_path=log_path, env=env))
 
     # -- the timer step ------------------------------------------------------------------
 
@@ -227,24 +202,25 @@ class Session:
             return CANCELLED
         state = context.window_manager.depth_from_image
         if self.starter is not None:
-            if self.starter.thread.is_alive():
+            if not self.starter.task.status().done:
                 if run.cancel_requested:
                     return self._finish(context, CANCELLED, "")
                 state.stage = "Starting the worker (loading torch)"
                 return RUNNING
             starter, self.starter = self.starter, None
-            if starter.error:
-                return self._finish(context, FAILED, starter.error)
+            if starter.error():
+                return self._finish(context, FAILED, starter.error())
             self.client = starter.client
         if self.client is None or (not run.submitted and not self.client.alive):
             self.client = None
             self.starter = None
-            return self._finish(context, FAILED, "The worker is not running; start the run again")
+            return self._finish(context, FAILED, "The worker is not running. Next: press Depth from Image again")
         if run.cancel_requested and not run.submitted:
             return self._finish(context, CANCELLED, "")
         if not run.submitted:
             failure = self._submit(run)
             if failure:
+                failure = wording.with_next(failure, wording.RUN_NEXT_STEPS["worker_crashed"])
                 return self._finish(context, FAILED, failure)
             state.stage = "Queued"
         if run.cancel_requested and run.cancel_sent_at is None:
@@ -285,7 +261,7 @@ class Session:
         if kind == "error" and event.get("kind") == "worker_crashed":
             self.client = None
             for item in run.waiting():  # every photo still waiting gets the answer
-                item.outcome, item.message = FAILED, str(event.get("message", "the worker stopped"))
+                item.outcome, item.message = FAILED, error_text(event)
             return
         item = next((item for item in run.waiting() if item.job_id == event.get("id")), None)
         if item is None:
@@ -293,12 +269,12 @@ class Session:
         label = f"{item.photo.name} ({run.photos.index(item) + 1} of {len(run.photos)})" if len(run.photos) > 1 else ""
         if kind == "progress":
             item.fraction = max(item.fraction, float(event.get("fraction", 0.0)))
-            state.stage = " ".join(filter(None, [label, progress_text(event)]))
+            state.stage = " ".join(filter(None, [label, wording.progress_text(event)]))
         elif kind == "error":
             run.start_next()  # this photo answered: the worker goes on with the next
             cancelled = event.get("kind") == "cancelled" or run.cancel_requested
             item.outcome = CANCELLED if cancelled else FAILED
-            item.message = "" if cancelled else error_text(event, backend_ops.addon_prefs(context).weights_folder)
+            item.message = "" if cancelled else error_text(event, settings.addon_prefs(context).weights_folder)
         elif kind == "result":
             run.start_next()
             if run.cancel_requested:
@@ -307,16 +283,17 @@ class Session:
                 self._import(context, run, item, event)
 
     def _import(self, context, run: Run, item: QueuedPhoto, event: dict) -> None:
-        """Create the objects of one result in its own collection; the outcome says how it went."""
+        """Create the objects of one result in its own collection, in place of the photo's previous
+        result unless the run keeps earlier ones; the outcome says how it went."""
         state = context.window_manager.depth_from_image
         state.stage = f"Importing {item.photo.name}"
         scene = bpy.data.scenes.get(run.scene_name) or context.scene
         path = (event.get("outputs") or {}).get("npz", item.npz_path)
         view_layer = context.view_layer if scene == context.scene else None
         try:
-            imported = importer.import_result(
-                scene, path, name=item.photo.name, image=item.photo.image(),
-                shading=run.shading, create_camera=run.create_camera, view_layer=view_layer,
+            imported = results.import_photo_result(
+                scene, path, name=item.photo.name, key=item.photo.key, keep_previous=run.keep_previous,
+                image=item.photo.image(), shading=run.shading, create_camera=run.create_camera, view_layer=view_layer,
             )
         except PPDError as error:  # a result file that breaks its layout; the importer rolled back
             item.outcome, item.message = FAILED, f"The worker's result could not be read: {error}"
@@ -330,7 +307,7 @@ class Session:
         size = f"{vertices:,} points" if not faces else f"{vertices:,} vertices, {faces:,} faces"
         self.last_stats = event.get("stats") or {}
         item.outcome = FINISHED
-        item.message = " ".join([f"{main.name}: {size} in {seconds:.0f} s.", *sources_text(event),
+        item.message = " ".join([f"{main.name}: {size} in {seconds:.0f} s.", *wording.sources_text(event),
                                  *imported.warnings])
         bpy.ops.ed.undo_push(message="Depth from Image")
 
@@ -386,7 +363,7 @@ class Session:
         if self.starter is not None:
             # Closing makes a pending handshake fail at once, so the join is short.
             self.starter.client.close(timeout=2)
-            self.starter.thread.join(timeout=5)
+            self.starter.task.join(timeout=5)
             self.starter.client.close(timeout=2)
             self.starter = None
         if self.client is not None:

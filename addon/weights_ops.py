@@ -1,7 +1,7 @@
-"""The preferences' "Download weights" step: which files, their sizes and licences, an explicit
-accept, then a download with byte progress, speed, cancel and resume, run in the backend.
-
-The folder downloaded into becomes the Weights Folder.
+"""The weights' operators: Download Weights (after the licences are accepted) and its Cancel,
+and the weights check, which also runs by itself the first time a status block is drawn for
+the current settings. Both run the backend's Python as background tasks, so neither torch
+nor a download ever runs in Blender's process.
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ import os
 import bpy
 
 from ppd_core import client as worker_client
-from ppd_core.weight_sources import DA2, SOURCES
+from ppd_core.weight_sources import SOURCES
 
-from . import backend_ops, interpreters, session, weights_download
-from .ui_text import wrapped_label
-
-STATE = {"download": None, "message": ""}
+from . import session, settings, state
+from .backend import backend_runs, weights_download, wording
+from .backend.tasks import Task
 
 
 def downloadable() -> list:
@@ -24,16 +23,50 @@ def downloadable() -> list:
     return [source for source in SOURCES if source.repo() is not None]
 
 
-def target_folder(prefs) -> str:
-    """Where the download goes: the Weights Folder when set, else the user's weights folder."""
-    return bpy.path.abspath(prefs.weights_folder) if prefs.weights_folder else os.path.join(backend_ops.home(),
-                                                                                              "weights")
+def start_weights_check(context: bpy.types.Context) -> bool:
+    """Ask the backend which model the weights make, for the current settings, unless that is
+    known or being found out; False when there is no backend Python to ask."""
+    prefs = settings.addon_prefs(context)
+    key = settings.backend_key(prefs)
+    if state.WEIGHTS["for"] == key or state.running("weights-check"):
+        return True
+    try:
+        python = settings.interpreter(prefs)
+    except ValueError:
+        return False
+    state.WEIGHTS.update({"for": key, "record": {}, "error": ""})
+    env = worker_client.worker_environment(settings.worker_env(prefs))
+    folder = bpy.path.abspath(prefs.weights_folder) if prefs.weights_folder else ""
+
+    def done(task: Task) -> None:
+        if state.WEIGHTS["for"] != key:  # the settings changed meanwhile: this answer is for others
+            return
+        if task.exception is not None:
+            state.WEIGHTS["error"] = wording.with_next(f"the weights could not be checked: {task.status().error}",
+                                                       "press Check in the add-on preferences")
+        else:
+            state.WEIGHTS["record"] = task.result
+
+    state.start_task(backend_runs.start_weights_check(python, folder, env), done)
+    return True
 
 
-def downloading() -> bool:
-    """Whether a weights download (which runs the backend's Python) is at work."""
-    download = STATE["download"]
-    return download is not None and not download.status().done
+class DEPTH_OT_check_weights(bpy.types.Operator):
+    """Look again for the weight files (in the Weights Folder, else the Hugging Face cache), without loading torch"""
+
+    bl_idname = "depth_from_image.check_weights"
+    bl_label = "Check Weights"
+
+    @classmethod
+    def poll(cls, context):
+        return not state.running("weights-check")
+
+    def execute(self, context):
+        state.WEIGHTS["for"] = None
+        if not start_weights_check(context):
+            self.report({"ERROR"}, "The weights are checked with the backend: use Set up backend first")
+            return {"CANCELLED"}
+        return {"FINISHED"}
 
 
 class DEPTH_OT_download_weights(bpy.types.Operator):
@@ -44,42 +77,35 @@ class DEPTH_OT_download_weights(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        prefs = backend_ops.addon_prefs(context)
-        if not prefs.accept_licences:
+        if not settings.addon_prefs(context).accept_licences:
             cls.poll_message_set("Read the licences and accept them first")
             return False
-        return not downloading()
+        return not state.running("download")
 
     def execute(self, context):
-        prefs = backend_ops.addon_prefs(context)
+        prefs = settings.addon_prefs(context)
         if not bpy.app.online_access:
             self.report({"ERROR"}, "Downloading needs online access: allow it in Preferences > System > Network")
             return {"CANCELLED"}
         try:
-            python = interpreters.resolve(bpy.path.abspath(prefs.python))
+            python = settings.interpreter(prefs)
         except ValueError as error:
             self.report({"ERROR"}, f"The download runs in the backend: {error}")
             return {"CANCELLED"}
-        folder = target_folder(prefs)
+        folder = settings.weights_target(prefs)
         os.makedirs(folder, exist_ok=True)
         env = worker_client.worker_environment({"HF_HUB_OFFLINE": None})  # as the worker's, but online
-        download = weights_download.WeightsDownload(python, folder, [s.name for s in downloadable()], env)
-        STATE["download"], STATE["message"] = download, ""
-        download.start()
+        state.NOTES["download"] = ""
 
-        def poll():
-            status = download.status()
-            backend_ops.redraw_preferences()
-            if not status.done:
-                return 0.5
-            if not status.error:
-                backend_ops.addon_prefs(bpy.context).weights_folder = folder
-                STATE["message"] = f"Downloaded into {folder}: it is the Weights Folder now"
-                backend_ops.forget_check()  # what a worker said of the weights before is out of date
-                session.SESSION.worker_for = None
-            return None
+        def done(task: Task) -> None:
+            if task.status().error:
+                return
+            settings.addon_prefs().weights_folder = folder
+            state.NOTES["download"] = f"Downloaded into {folder}: it is the Weights Folder now"
+            state.forget_answers()  # what was said of the weights before is out of date
+            session.SESSION.worker_for = None
 
-        backend_ops.register_timer(poll, 0.5)
+        state.start_task(weights_download.start_download(python, folder, [s.name for s in downloadable()], env), done)
         return {"FINISHED"}
 
 
@@ -90,42 +116,12 @@ class DEPTH_OT_cancel_download(bpy.types.Operator):
     bl_label = "Cancel Download"
 
     def execute(self, context):
-        if STATE["download"] is not None:
-            STATE["download"].cancel()
+        if "download" in state.TASKS:
+            state.TASKS["download"].cancel()
         return {"FINISHED"}
 
 
-def draw(layout, prefs, width: int) -> None:
-    """The weight files, their licences and model cards, the accept box and the download."""
-    col = layout.column(align=True)
-    col.label(text="Weight files and their licences:", icon="INFO")
-    for source in SOURCES:
-        row = col.row()
-        where = f"about {source.size_gb:g} GB" if source.repo() else "from the authors, not on the hub"
-        row.label(text=f"{source.name} ({where}): {source.licence}", icon="ERROR" if source is DA2 else "BLANK1")
-        row.operator("wm.url_open", text="Model card" if source.repo() else "Where to get it", icon="URL").url = \
-            source.card
-    wrapped_label(col, f"The Depth-Anything-V2-Large encoder weights ({DA2.name}) are CC-BY-NC-4.0: non-commercial "
-                  "use only. MoGe-2 (MIT) with ppd_moge.pth avoids them: put ppd_moge.pth in the Weights Folder.",
-                  "ERROR", width)
-    layout.prop(prefs, "accept_licences")
-    names = ", ".join(source.name for source in downloadable())
-    wrapped_label(layout, f"Download {names} into {target_folder(prefs)}", width=width)
-    download = STATE["download"]
-    status = download.status() if download is not None else None
-    if status is not None and not status.done:
-        row = layout.row()
-        row.progress(factor=status.fraction, type="BAR", text=status.line())
-        row.operator(DEPTH_OT_cancel_download.bl_idname, text="", icon="X")
-    else:
-        layout.operator(DEPTH_OT_download_weights.bl_idname, icon="IMPORT")
-    if status is not None and status.error:
-        wrapped_label(layout, f"Download stopped: {status.error}", "ERROR", width)
-    elif STATE["message"]:
-        wrapped_label(layout, STATE["message"], "CHECKMARK", width)
-
-
-CLASSES = (DEPTH_OT_download_weights, DEPTH_OT_cancel_download)
+CLASSES = (DEPTH_OT_check_weights, DEPTH_OT_download_weights, DEPTH_OT_cancel_download)
 
 
 def register() -> None:
@@ -134,8 +130,5 @@ def register() -> None:
 
 
 def unregister() -> None:
-    if STATE["download"] is not None:
-        STATE["download"].cancel()
-    STATE.update(download=None, message="")
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

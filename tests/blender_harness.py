@@ -256,15 +256,15 @@ def write_small_weights(folder: Path, writer: str = "write_small_weights") -> Pa
     return folder
 
 
-def drain_timers(backend_ops, timeout=60.0) -> None:
-    """Background Blender runs no timers: call the preferences' poll functions until done."""
+def drain_timers(timeout=60.0) -> None:
+    """Background Blender runs no timers: run the add-on's task timer until every task it
+    started has ended and its outcome is in (`state.poll_tasks`)."""
     import time
 
+    state = addon("state")
     deadline = time.monotonic() + timeout
-    while any(bpy.app.timers.is_registered(f) for f in backend_ops._timers):
-        for function in list(backend_ops._timers):
-            if bpy.app.timers.is_registered(function) and function() is None:
-                bpy.app.timers.unregister(function)
+    while state.pending():
+        state.poll_tasks()
         assert time.monotonic() < deadline, "a background task did not finish"
         time.sleep(0.05)
 

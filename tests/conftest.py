@@ -15,7 +15,7 @@ def importer():
     """The Blender add-on's importer module, with an empty scene before and after the test."""
     from tests.blender_harness import addon, clear_scene
 
-    module = addon("importer")
+    module = addon("scene.importer")
     clear_scene()
     yield module
     clear_scene()

@@ -7,7 +7,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 
@@ -22,7 +21,7 @@ NVIDIA_SMI = """
 
 @pytest.fixture(scope="module")
 def setup_mod():
-    return addon("backend_setup")
+    return addon("backend.setup")
 
 
 def test_cuda_version_from_nvidia_smi(setup_mod):
@@ -49,17 +48,24 @@ def test_macos_uses_the_default_index_for_mps(setup_mod):
     assert url is None and "MPS" in why
 
 
-def test_setup_commands_create_the_venv_then_install_torch_then_the_package(setup_mod, tmp_path):
+def test_setup_commands_check_the_package_before_torch(setup_mod, tmp_path):
     venv = str(tmp_path / "env")
-    commands = setup_mod.setup_commands("/usr/bin/python3", venv, "https://download.pytorch.org/whl/cpu",
-                                        ["/ext/wheels/depth_from_image-0.1.0-py3-none-any.whl"])
+    wheel = "/ext/wheels/depth_from_image-0.1.0-py3-none-any.whl"
+    commands = setup_mod.setup_commands("/usr/bin/python3", venv, "https://download.pytorch.org/whl/cpu", [wheel])
     python = setup_mod.venv_python(venv)
+    assert [label for label, _ in setup_mod.STEPS] == ["Creating the environment", "Updating pip",
+                                                       "Checking the package", "Installing torch",
+                                                       "Installing Depth from Image"]
     assert commands[0] == ["/usr/bin/python3", "-m", "venv", venv]
-    assert commands[2] == [python, "-m", "pip", "install", "torch", "--index-url",
+    assert commands[2] == [python, "-m", "pip", "install", "--dry-run", "--no-deps", wheel]
+    assert commands[3] == [python, "-m", "pip", "install", "torch", "--index-url",
                            "https://download.pytorch.org/whl/cpu"]
-    assert commands[3] == [python, "-m", "pip", "install", "/ext/wheels/depth_from_image-0.1.0-py3-none-any.whl"]
-    shared = setup_mod.setup_commands("/usr/bin/python3", venv, None, ["x"], system_site_packages=True)
+    assert commands[4] == [python, "-m", "pip", "install", wheel]
+    shared = setup_mod.setup_commands("/usr/bin/python3", venv, None, ["x"], system_site_packages=True,
+                                      raw_progress=True)
     assert shared[0] == ["/usr/bin/python3", "-m", "venv", "--system-site-packages", venv]
+    assert shared[3] == [python, "-m", "pip", "install", "torch", "--progress-bar", "raw"]
+    assert shared[4] == [python, "-m", "pip", "install", "--progress-bar", "raw", "x"]
     assert setup_mod.format_command(["/a b/python", "-m", "venv"]) == '"/a b/python" -m venv'
 
 
@@ -70,10 +76,30 @@ def test_the_package_is_the_bundled_wheel_unless_overridden(setup_mod, tmp_path)
         setup_mod.package_arguments("", None)
     wheel = tmp_path / "wheels" / "depth_from_image-0.1.0-py3-none-any.whl"
     wheel.write_bytes(b"")
+    (tmp_path / "wheels" / "depth_from_image_blender-0.1.0-py3-none-any.whl").write_bytes(b"")  # Blender's, not it
     assert setup_mod.package_arguments("", setup_mod.bundled_wheel(str(tmp_path))) == [str(wheel)]
+    (tmp_path / "pyproject.toml").write_text("")
     assert setup_mod.package_arguments(f"  {tmp_path}  ", str(wheel)) == [str(tmp_path)]  # a source folder
-    assert setup_mod.package_arguments("depth-from-image>=0.2", str(wheel)) == ["depth-from-image>=0.2"]
-    assert setup_mod.package_arguments("other.whl", None) == [os.path.abspath("other.whl")]
+    for requirement in ("depth-from-image>=0.2", "depth_from_image[heic] >=0.1, <1", "depth-from-image==0.1.0",
+                        "depth-from-image @ https://example.org/d.whl"):
+        assert setup_mod.package_arguments(requirement, str(wheel)) == [requirement]
+    assert setup_mod.package_arguments(str(wheel), None) == [str(wheel)]
+
+
+@pytest.mark.parametrize("override, says", [
+    ("~/nowhere/depth_from_image-0.1.0-py3-none-any.whl", "does not exist"),
+    ("./no-such-folder", "does not exist"),
+    ("depth from image", "neither a file, a folder nor a PyPI requirement"),
+    ("depth-from-image=>0.1", "neither a file, a folder nor a PyPI requirement"),
+])
+def test_a_mistyped_package_override_is_refused_before_anything_runs(setup_mod, override, says):
+    with pytest.raises(ValueError, match=says):
+        setup_mod.package_arguments(override, None)
+
+
+def test_a_folder_without_a_project_is_refused(setup_mod, tmp_path):
+    with pytest.raises(ValueError, match="holds no pyproject.toml"):
+        setup_mod.package_arguments(str(tmp_path), None)
 
 
 def test_the_backend_lives_outside_the_extension(setup_mod):
@@ -104,22 +130,18 @@ def test_failed_setup_reports_the_command_and_logs_it(setup_mod, tmp_path):
     failing = tmp_path / "python-that-fails"
     failing.write_text("#!/bin/sh\necho 'venv: permission denied' >&2\nexit 3\n")
     failing.chmod(failing.stat().st_mode | stat.S_IXUSR)
-    setup = setup_mod.BackendSetup(str(tmp_path / "env"), str(log), package=["x"], base_python=str(failing))
-    setup.start()
-    deadline = time.monotonic() + 60
-    while not setup.status().done:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    status = setup.status()
+    setup = setup_mod.start_setup(str(tmp_path / "env"), str(log), package=["x"], base_python=str(failing))
+    status = setup.join(60)
     assert "Creating the environment failed (exit code 3)" in status.error and str(failing) in status.error
     assert status.cause == "venv: permission denied" and status.reason  # why these wheels, kept
-    assert status.commands[0].startswith(str(failing)) and len(status.commands) == 4
+    assert "not writable" in status.next_step  # what to do about it
+    assert status.commands[0].startswith(str(failing)) and len(status.commands) == 5
     text = log.read_text()
     assert f"$ {failing} -m venv" in text and "venv: permission denied" in text
 
 
 def test_candidates_list_the_setup_venv_then_the_active_venv(tmp_path):
-    interpreters = addon("interpreters")
+    interpreters = addon("backend.interpreters")
     setup_venv, active = tmp_path / "setup", tmp_path / "active"
     for venv in (setup_venv, active):
         (venv / "bin").mkdir(parents=True)
@@ -136,7 +158,7 @@ def test_candidates_list_the_setup_venv_then_the_active_venv(tmp_path):
 
 
 def test_package_probe_tells_interpreters_apart(tmp_path, monkeypatch):
-    interpreters = addon("interpreters")
+    interpreters = addon("backend.interpreters")
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     assert interpreters.has_worker_package(WORKER_PYTHON)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
@@ -187,20 +209,20 @@ def test_setup_base_python_skips_old_pythons_and_falls_back_to_blenders(setup_mo
 
 
 def test_remove_backend_waits_for_runs_and_downloads_then_closes_the_idle_worker(monkeypatch, tmp_path):
-    backend_ops, session, weights_ops = addon("backend_ops"), addon("session"), addon("weights_ops")
+    backend_ops, session, settings, state = addon("backend_ops"), addon("session"), addon("settings"), addon("state")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
-    folder = backend_ops.backend_dir()
+    folder = settings.backend_dir()
     os.makedirs(os.path.join(folder, "bin"))
-    monkeypatch.setitem(weights_ops.STATE, "download", None)
+    monkeypatch.delitem(state.TASKS, "download", raising=False)
     remove = bpy.ops.depth_from_image.remove_backend
     assert remove.poll()
     monkeypatch.setattr(session.SESSION, "run", object())
     assert not remove.poll() and not bpy.ops.depth_from_image.setup_backend.poll()
     monkeypatch.setattr(session.SESSION, "run", None)
     unfinished = type("Download", (), {"status": lambda self: type("Status", (), {"done": False})()})()
-    monkeypatch.setitem(weights_ops.STATE, "download", unfinished)
+    monkeypatch.setitem(state.TASKS, "download", unfinished)
     assert not remove.poll()
-    monkeypatch.setitem(weights_ops.STATE, "download", None)
+    monkeypatch.delitem(state.TASKS, "download")
 
     closed = []
     worker = type("Client", (), {"handshake": {"python": "3.12.1"}, "close": lambda self, timeout: closed.append(1)})()
@@ -208,36 +230,28 @@ def test_remove_backend_waits_for_runs_and_downloads_then_closes_the_idle_worker
     monkeypatch.setattr(session.SESSION, "client", worker)
     p = prefs()
     saved, p.python = p.python, "/usr/bin/python3"  # a Python outside the backend: the preference stays
-    monkeypatch.setitem(backend_ops.STATUS, "checked_for", backend_ops.backend_key(p))
-    monkeypatch.setitem(backend_ops.STATUS, "handshake", {"python": "3.12.1"})
+    state.CHECK.update({"for": settings.backend_key(p), "handshake": {"python": "3.12.1"}, "error": ""})
     try:
         assert remove("EXEC_DEFAULT") == {"FINISHED"}
         assert closed and session.SESSION.client is None  # closed before its files go
-        assert backend_ops.checked(p) == ({}, "")  # the status block no longer shows the removed backend
-        drain_timers(backend_ops)
+        assert state.CHECK["for"] is None  # the status block no longer shows the removed backend
+        drain_timers()
         assert not os.path.exists(folder) and p.python == "/usr/bin/python3"
-        assert backend_ops.STATUS["removal"] == f"Removed the backend {folder}" and backend_ops.STATUS["removal_ok"]
+        assert state.NOTES["removal"] == f"Removed the backend {folder}" and state.NOTES["removal_ok"]
     finally:
         p.python = saved
-        backend_ops.STATUS.update(removal="", removal_ok=False)
+        state.NOTES.update(removal="", removal_ok=False)
 
 
 def test_download_weights_runs_online_with_utf8_pipes(monkeypatch, tmp_path):
-    backend_ops, weights_ops, weights_download = addon("backend_ops"), addon("weights_ops"), addon("weights_download")
+    weights_ops, tasks = addon("weights_ops"), addon("backend.tasks")
     made = []
 
-    class Recorder:
-        def __init__(self, python, folder, names, env):
-            made.append(env)
+    def recorder(python, folder, names, env):
+        made.append(env)
+        return tasks.Task("download", lambda task: None).start()
 
-        def start(self):
-            pass
-
-        def status(self):
-            return weights_download.DownloadStatus(done=True, error="stopped by the test")
-
-    monkeypatch.setattr(weights_ops.weights_download, "WeightsDownload", Recorder)
-    monkeypatch.setitem(weights_ops.STATE, "download", None)
+    monkeypatch.setattr(weights_ops.weights_download, "start_download", recorder)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("PYTHONIOENCODING", raising=False)
     system = bpy.context.preferences.system
@@ -246,7 +260,7 @@ def test_download_weights_runs_online_with_utf8_pipes(monkeypatch, tmp_path):
     system.use_online_access, p.python, p.accept_licences, p.weights_folder = True, sys.executable, True, str(tmp_path)
     try:
         assert bpy.ops.depth_from_image.download_weights() == {"FINISHED"}
-        drain_timers(backend_ops)
+        drain_timers()
     finally:
         system.use_online_access, p.python, p.accept_licences, p.weights_folder = saved
     assert made[0]["PYTHONIOENCODING"] == "utf-8" and "HF_HUB_OFFLINE" not in made[0]
@@ -254,12 +268,11 @@ def test_download_weights_runs_online_with_utf8_pipes(monkeypatch, tmp_path):
 
 def test_the_download_runs_in_a_neutral_folder(monkeypatch, tmp_path):
     """`python -m` puts the working folder first on sys.path: Blender's must not lend a ppd_core."""
-    weights_download = addon("weights_download")
+    weights_download = addon("backend.weights_download")
     fake = tmp_path / "python"
     fake.write_text('#!/bin/sh\necho "{\\"file\\": \\"$(pwd -P)\\", \\"bytes\\": 1}"\n')
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     monkeypatch.chdir(tmp_path)
-    download = weights_download.WeightsDownload(str(fake), str(tmp_path / "w"), ["moge2.pt"], dict(os.environ))
-    download.start()
-    status = weights_download.wait(download, 30)
+    download = weights_download.start_download(str(fake), str(tmp_path / "w"), ["moge2.pt"], dict(os.environ))
+    status = download.join(30)
     assert status.done and not status.error and status.current == os.path.realpath(tempfile.gettempdir())

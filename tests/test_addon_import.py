@@ -147,7 +147,7 @@ def test_failure_midway_removes_created_datablocks(importer, tmp_path, monkeypat
     """A failure after the mesh, its material and the photo image exist: everything goes."""
     photo = write_photo(tmp_path / "fine.png", 8, 6)
     npz = write_result_npz(tmp_path / "r.npz", grid_result(width=8, height=6), image_path=photo)
-    materials = addon("materials")
+    materials = addon("scene.materials")
     real = materials.photo_material
 
     def then_fail(*args, **kwargs):
@@ -334,7 +334,7 @@ def test_camera_values_missing_is_a_clear_error(importer, tmp_path):
 
 
 def test_points_failing_at_the_camera_remove_node_group_and_material(importer, tmp_path, monkeypatch):
-    camera = addon("scene_camera")
+    camera = addon("scene.camera")
 
     def broken(*args, **kwargs):
         raise RuntimeError("camera could not be made")
@@ -362,7 +362,7 @@ def test_failed_import_puts_the_scene_settings_back(importer, tmp_path, monkeypa
     def broken(*args, **kwargs):
         raise RuntimeError("failed late")
 
-    materials = addon("materials")
+    materials = addon("scene.materials")
     monkeypatch.setattr(materials, "color_attribute_material", broken)
     solid = write_result_npz(tmp_path / "s.npz", grid_result(width=6, height=4), kind="solid")
     with pytest.raises(RuntimeError, match="failed late"):

@@ -13,6 +13,7 @@ import pytest
 from tests.blender_harness import MODULE, REPO, addon, build_zip, bpy, installed_zip
 
 WHEEL = "wheels/depth_from_image-{version}-py3-none-any.whl"
+BLENDER_WHEEL = "wheels/depth_from_image_blender-{version}-py3-none-any.whl"
 
 
 def test_manifest_fields_and_version_in_step_with_the_package():
@@ -32,35 +33,63 @@ def test_zip_holds_the_addon_code_and_a_wheel_of_this_checkout(tmp_path):
 
     zip_path = build_zip(str(tmp_path))  # the build validates the staged folder and the zip
     wheel_name = WHEEL.format(version=ppd_core.__version__)
+    blender_wheel = BLENDER_WHEEL.format(version=ppd_core.__version__)
     with zipfile.ZipFile(zip_path) as archive:
         names = set(archive.namelist())
         manifest = tomllib.loads(archive.read("blender_manifest.toml").decode())
         with zipfile.ZipFile(archive.open(wheel_name)) as wheel:
             client = wheel.read("ppd_core/client.py")
             packaged = set(wheel.namelist())
-    addon_files = {path.name for path in (REPO / "addon").glob("*.py")} - {"build.py"}
-    assert names == {"blender_manifest.toml", wheel_name, *addon_files}
-    assert manifest["wheels"] == ["./" + wheel_name]
+        with zipfile.ZipFile(archive.open(blender_wheel)) as wheel:
+            for_blender = {name: wheel.read(name) for name in wheel.namelist()}
+    addon_files = {path.relative_to(REPO / "addon").as_posix() for path in (REPO / "addon").rglob("*.py")
+                   if "__pycache__" not in path.parts} - {"build.py"}
+    assert {"backend/tasks.py", "scene/importer.py"} <= addon_files
+    assert names == {"blender_manifest.toml", wheel_name, blender_wheel, *addon_files}
+    assert manifest["wheels"] == ["./" + blender_wheel]  # Blender unpacks only this one
     assert client == (REPO / "ppd_core" / "client.py").read_bytes()
-    assert {"ppd_core/options.py", "ppd_core/files/result_file.py", "mesh/limits.py"} <= packaged
-    assert zip_path.stat().st_size < 400_000
+    assert {"ppd_core/options.py", "ppd_core/files/result_file.py", "mesh/limits.py"} <= packaged  # the backend's
+    # Blender's wheel: no top-level name but ppd_core (and its dist-info); mesh rides inside it.
+    assert {name.split("/")[0] for name in for_blender} == {"ppd_core", f"depth_from_image_blender-"
+                                                           f"{ppd_core.__version__}.dist-info"}
+    assert {"ppd_core/_mesh/limits.py", "ppd_core/_mesh/data.py", "ppd_core/client.py"} <= set(for_blender)
+    assert "ppd_core/pipeline.py" not in for_blender and "ppd_core/model/weights.py" not in for_blender
+    assert b"from ppd_core._mesh.limits import" in for_blender["ppd_core/options.py"]
+    assert for_blender["ppd_core/client.py"] == client
+    assert zip_path.stat().st_size < 500_000
 
 
-def test_blender_unpacks_the_wheel_so_the_addon_imports_its_client_there():
-    """The add-on's `import ppd_core.client` must work in Blender, where only the wheel has it:
-    a plain Python given just Blender's extension site-packages imports the client from there."""
+def test_blender_unpacks_its_wheel_and_the_addons_modules_import_from_it_beside_another_mesh(tmp_path):
+    """The add-on's imports must work in Blender, where only the wheel has them, and must not
+    meet another extension's top-level `mesh` in the shared site-packages: a plain Python given
+    Blender's extension site-packages after a decoy `mesh` (which fails on import) imports every
+    listed module from the wheel, numpy from elsewhere, and never touches the decoy."""
     import subprocess
     import sys
 
+    import numpy
+
     installed_zip()
+    build = _load_build_script()
     site = Path(bpy.utils.user_resource("EXTENSIONS")) / ".local" / "lib"
     found = sorted(site.glob("python3.*/site-packages/ppd_core/client.py"))
     assert found, f"no ppd_core in {site}"
-    script = (f"import sys; sys.path.insert(0, {str(found[0].parents[1])!r}); "
-              "import ppd_core.client as client, ppd_core.options; print(client.__file__)")
-    done = subprocess.run([sys.executable, "-I", "-S", "-c", script], capture_output=True, text=True, check=False)
+    packages = found[0].parents[1]
+    assert not (packages / "mesh").exists()
+    decoy = tmp_path / "decoy" / "mesh"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("raise ImportError('another extension owns this mesh')\n")
+    # numpy's site-packages last: -S skips its .pth files, so this checkout's editable install is not seen.
+    script = (f"import sys; sys.path[:0] = [{str(decoy.parent)!r}, {str(packages)!r}]; "
+              f"sys.path.append({str(Path(numpy.__file__).parents[1])!r}); import importlib; "
+              f"modules = [importlib.import_module(name) for name in {build.BLENDER_MODULES!r}]; "
+              "assert 'mesh' not in sys.modules, 'the decoy mesh was imported'; "
+              "print('\\n'.join(module.__file__ for module in modules))")
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", script], capture_output=True, text=True, check=False,
+                          cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == str(found[0])
+    files = done.stdout.split()
+    assert len(files) == len(build.BLENDER_MODULES) and all(file.startswith(str(packages)) for file in files)
 
 
 def _load_build_script():

@@ -14,7 +14,7 @@ from tests.blender_harness import addon, bpy, clear_scene, write_photo
 
 @pytest.fixture
 def photos():
-    module = addon("photo_source")
+    module = addon("scene.photo_source")
     clear_scene()
     settings = bpy.context.scene.depth_from_image
     yield module, settings

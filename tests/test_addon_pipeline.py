@@ -1,8 +1,11 @@
 """The importer against real pipeline output of every kind, made by the CLI from a photo
-and a depth file (no network needed): grid mesh, Poisson mesh, point cloud, print solid."""
+and a depth file (no network needed): grid mesh, Poisson mesh, point cloud, print solid; and
+the print solid's two ways out in millimetres (Export for Printing, Blender's STL exporter)."""
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 
 import numpy as np
@@ -13,6 +16,8 @@ from tests.blender_harness import (
     WORKER_PYTHON,
     addon,
     bpy,
+    drain_timers,
+    prefs,
     projected_pixels,
     render_through_camera,
     worker_env,
@@ -139,3 +144,68 @@ def test_print_solid_from_the_cli(importer, outputs):
     assert scene.unit_settings.scale_length == pytest.approx(1.0)  # the scene's units are left alone
     assert any(node.type == "ATTRIBUTE" and node.attribute_name == "Col"
                for node in obj.data.materials[0].node_tree.nodes)
+
+
+def slicer_size(path, tmp_path) -> list:
+    """The size (mm) a slicer reads from an STL or 3MF: PrusaSlicer's --info where installed,
+    else the file's own triangles (binary STL) or vertices (3MF) read back here."""
+    prusa = shutil.which("prusa-slicer")
+    if prusa:
+        done = subprocess.run([prusa, "--info", str(path)], capture_output=True, text=True, timeout=120,
+                              env={**__import__("os").environ, "HOME": str(tmp_path)}, check=True)
+        info = dict(re.findall(r"^(\w+)\s*=\s*(.+?)\s*$", done.stdout, re.M))
+        return [float(info[f"size_{axis}"]) for axis in "xyz"]
+    import trimesh
+
+    return list(trimesh.load(path, force="mesh").extents)
+
+
+@pytest.fixture
+def backend_python(monkeypatch):
+    """Export for Printing writes with the backend: this checkout's, in WORKER_PYTHON."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    p = prefs()
+    saved, p.python = p.python, WORKER_PYTHON
+    yield
+    prefs().python = saved
+
+
+def test_export_for_printing_writes_millimetres_a_slicer_reads_in_a_metre_scene(importer, outputs, tmp_path,
+                                                                                backend_python):
+    scene = bpy.context.scene
+    assert scene.unit_settings.scale_length == pytest.approx(1.0)
+    # Imported as the add-on does: the solid becomes the selection and the active object.
+    solid = importer.import_result(scene, str(outputs["solid"]), name="photo",
+                                   view_layer=bpy.context.view_layer).objects[0]
+    assert tuple(solid.scale) == pytest.approx((0.001,) * 3)  # 0.1 units wide in this metre scene
+    state = addon("state")
+    for kind in ("STL", "3MF"):
+        target = tmp_path / f"photo.{kind.lower()}"
+        assert bpy.ops.depth_from_image.export_print(filepath=str(target), file_format=kind) == {"FINISHED"}
+        drain_timers(120)
+        assert state.NOTES["export_ok"], state.NOTES["export"]
+        assert state.NOTES["export"].startswith(f"photo.{kind.lower()}: 100.00 x ")
+        assert "watertight yes" in state.NOTES["export"]
+        assert slicer_size(target, tmp_path)[0] == pytest.approx(100.0, abs=0.01)
+    # Blender's own STL exporter with its defaults writes Blender units: 0.1 here (docs/blender.md says so).
+    bpy.ops.wm.stl_export(filepath=str(tmp_path / "blender.stl"), export_selected_objects=True)
+    assert slicer_size(tmp_path / "blender.stl", tmp_path)[0] == pytest.approx(0.1, abs=1e-4)
+
+
+def test_blenders_stl_exporter_writes_millimetres_in_a_millimetre_scene_as_documented(importer, outputs, tmp_path):
+    """docs/blender.md: make the scene a millimetre one (Unit Scale 0.001, Length Millimeters)
+    before importing; the solid then comes in at scale 1, and Blender's STL exporter with its
+    defaults (and the 3D-Print Toolbox) read millimetres."""
+    scene = bpy.context.scene
+    units = scene.unit_settings
+    saved = (units.system, units.scale_length, units.length_unit)
+    units.system, units.scale_length, units.length_unit = "METRIC", 0.001, "MILLIMETERS"
+    try:
+        solid = importer.import_result(scene, str(outputs["solid"]), name="photo",
+                                       view_layer=bpy.context.view_layer).objects[0]
+        assert tuple(solid.scale) == pytest.approx((1.0,) * 3)
+        assert solid.dimensions.x == pytest.approx(100.0, abs=0.01)  # what Blender shows: 100 mm
+        bpy.ops.wm.stl_export(filepath=str(tmp_path / "blender.stl"), export_selected_objects=True)
+        assert slicer_size(tmp_path / "blender.stl", tmp_path)[0] == pytest.approx(100.0, abs=0.01)
+    finally:
+        units.system, units.scale_length, units.length_unit = saved

@@ -110,7 +110,9 @@ def test_end_to_end_with_moge_semantics_points_say_where_scale_and_camera_came_f
     assert drive(session) == session.FINISHED, state.last_error
     cloud = bpy.data.objects["street points"]
     assert 0 < len(cloud.data.vertices) <= 64 * 48
-    assert "Scale: MoGe-2" in state.last_result and "camera: MoGe-2" in state.last_result
+    scale = state.last_result.split("Scale: ", 1)[1].split(";")[0]
+    assert "MoGe-2" in scale and "camera: MoGe-2" in state.last_result
+    assert "of the network's depth lay outside its trained range and was clipped" in state.last_result  # random
 
 
 def test_end_to_end_solid_then_packed_photo_with_one_worker(session, worker_env, tmp_path):
@@ -220,7 +222,7 @@ def test_interpreter_folder_says_which_file_to_pick(session, tmp_path):
 def test_unwritable_worker_log_is_a_message_not_a_stuck_run(session, tmp_path, monkeypatch):
     blocker = tmp_path / "a file"
     blocker.write_text("")  # its folder cannot be made, even by root
-    monkeypatch.setattr(addon("backend_ops"), "worker_log_path", lambda: str(blocker / "logs" / "worker.log"))
+    monkeypatch.setattr(addon("settings"), "worker_log_path", lambda: str(blocker / "logs" / "worker.log"))
     prefs().python = sys.executable
     settings = bpy.context.scene.depth_from_image
     settings.photo_source, settings.photo_path = "FILE", str(write_photo(tmp_path / "a.png", 8, 6))
@@ -264,7 +266,7 @@ bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_defa
 import importlib
 session = importlib.import_module("{MODULE}.session")
 session.SESSION._ensure_worker({WORKER_PYTHON!r}, {str(tmp_path / "w.log")!r}, {{}})
-session.SESSION.starter.thread.join(120)
+session.SESSION.starter.task.join(120)
 WORKER.append(session.SESSION.starter.client.pid)
 print("WORKER", WORKER[0], flush=True)
 """)
@@ -291,29 +293,32 @@ def test_worker_respects_blenders_online_access(session, online, tmp_path):
     p = prefs()
     saved, p.weights_folder = p.weights_folder, ""
     online.use_online_access = False
-    session.SESSION._ensure_worker(WORKER_PYTHON, log, addon("backend_ops").worker_env(p))
+    session.SESSION._ensure_worker(WORKER_PYTHON, log, addon("settings").worker_env(p))
     offline_client = session.SESSION.starter.client
     assert offline_client.env == {"HF_HUB_OFFLINE": "1"}
     message = session.error_text({"kind": "weights_missing", "message": "ppd.pth not found"})
-    assert message.startswith("ppd.pth not found") and "online access is off" in message
+    assert message.startswith("ppd.pth not found. Next: allow online access in Preferences > System > Network")
     assert "Download Weights" in message
     online.use_online_access = True
     p.weights_folder = str(tmp_path)
-    session.SESSION._ensure_worker(WORKER_PYTHON, log, addon("backend_ops").worker_env(p))
+    session.SESSION._ensure_worker(WORKER_PYTHON, log, addon("settings").worker_env(p))
     started = session.SESSION.starter.client
     assert started is not offline_client and started.env == {"PPD_WEIGHTS": str(tmp_path)}
     message = session.error_text({"kind": "weights_missing", "message": "ppd.pth not found"}, str(tmp_path))
-    assert "Weights Folder lacks files" in message and "online access" not in message
+    assert "downloads into the Weights Folder), or copy the missing files there" in message
+    assert "online access" not in message
     p.weights_folder = saved
     session.SESSION.shutdown()
     assert not offline_client.alive and session.SESSION.starter is None
 
 
-def import_as_a_result(session, photo, npz, temp_dir, job_id: str, create_camera: bool = True) -> str:
+def import_as_a_result(session, photo, npz, temp_dir, job_id: str, create_camera: bool = True,
+                       keep_previous: bool = False) -> str:
     """Feed `npz` to the session as the worker's result of a one-photo run; return the outcome."""
     item = session.QueuedPhoto(photo, str(npz), job_id=job_id)
     run = session.Run(scene_name=bpy.context.scene.name, photos=[item], options={}, shading="EMISSION",
-                      create_camera=create_camera, temp_dir=str(temp_dir), submitted=True)
+                      create_camera=create_camera, temp_dir=str(temp_dir), submitted=True,
+                      keep_previous=keep_previous)
     session.SESSION.run = run
     session.SESSION._handle(bpy.context, run, {"type": "result", "id": job_id, "outputs": {"npz": str(npz)}})
     return session.SESSION._conclude(bpy.context, run)
@@ -322,7 +327,7 @@ def import_as_a_result(session, photo, npz, temp_dir, job_id: str, create_camera
 def test_import_survives_the_chosen_image_being_deleted_mid_run(session, tmp_path):
     """The run keeps the image's name, not a Python reference that deleting or undo can
     invalidate; without the image the photo file from the NPZ textures the mesh."""
-    photos = addon("photo_source")
+    photos = addon("scene.photo_source")
     photo = write_photo(tmp_path / "desk.png", 6, 4)
     image = bpy.data.images.load(str(photo))
     temp_dir = tmp_path / "run"
@@ -339,7 +344,7 @@ def test_import_survives_the_chosen_image_being_deleted_mid_run(session, tmp_pat
 
 
 def test_a_point_cloud_result_is_counted_in_points(session, tmp_path):
-    photos = addon("photo_source")
+    photos = addon("scene.photo_source")
     temp_dir = tmp_path / "run"
     temp_dir.mkdir()
     npz = write_result_npz(temp_dir / "result.npz", grid_result(width=6, height=4), kind="points")
@@ -349,7 +354,7 @@ def test_a_point_cloud_result_is_counted_in_points(session, tmp_path):
 
 
 def test_the_result_line_carries_the_importers_warning(session, tmp_path):
-    photos = addon("photo_source")
+    photos = addon("scene.photo_source")
     heic = tmp_path / "IMG_7.heic"
     heic.write_bytes(b"HEIC bytes Blender cannot decode" * 4)
     temp_dir = tmp_path / "run"
@@ -365,7 +370,7 @@ def test_the_result_line_carries_the_importers_warning(session, tmp_path):
 def test_each_photo_of_a_queue_is_timed_from_when_the_worker_began_it(session, tmp_path, monkeypatch):
     """The worker runs the queue in order: the first photo from its submission, each next one
     from the answer before it, not every photo from the start of the run."""
-    photos = addon("photo_source")
+    photos = addon("scene.photo_source")
     clock = [100.0]
     monkeypatch.setattr(session, "time", type("Clock", (), {"monotonic": staticmethod(lambda: clock[0])}))
     client = type("Client", (), {"handshake": {}, "submit": lambda self, job: job["photo"]})()
@@ -386,3 +391,67 @@ def test_each_photo_of_a_queue_is_timed_from_when_the_worker_began_it(session, t
                                                    "outputs": {"npz": item.npz_path}})
     assert session.SESSION._conclude(bpy.context, run) == session.FINISHED
     assert [item.message.split(" in ")[1].split(" s.")[0] for item in items] == ["30", "10"]
+
+
+def _collections() -> dict:
+    """{collection: sorted names of its objects} of the scene's results."""
+    return {c.name: sorted(o.name for o in c.objects) for c in bpy.context.scene.collection.children}
+
+
+def test_a_rerun_replaces_the_photos_result_unless_kept_and_names_stay_in_step(session, tmp_path):
+    photos = addon("scene.photo_source")
+    photo = write_photo(tmp_path / "desk.png", 6, 4)
+    source = photos.SourcePhoto(str(photo), "", "desk")
+    arrays = grid_result(width=6, height=4)
+
+    def rerun(number: int, **keep) -> str:
+        temp_dir = tmp_path / f"run{number}"
+        temp_dir.mkdir()
+        npz = write_result_npz(temp_dir / "result.npz", arrays, image_path=photo)
+        return import_as_a_result(session, source, npz, temp_dir, f"job-{number}", **keep)
+
+    assert rerun(1) == session.FINISHED
+    first = datablock_counts()
+    old_mesh = bpy.data.objects["desk"].data
+    assert rerun(2) == session.FINISHED
+    assert _collections() == {"desk": ["desk", "desk camera"]} and datablock_counts() == first
+    assert bpy.data.objects["desk"].data != old_mesh and bpy.context.scene.camera.name == "desk camera"
+    assert rerun(3, keep_previous=True) == session.FINISHED  # beside it, named in step
+    assert _collections() == {"desk": ["desk", "desk camera"], "desk.001": ["desk.001", "desk.001 camera"]}
+    assert bpy.context.scene.camera.name == "desk.001 camera"
+    assert rerun(4) == session.FINISHED  # replaces the latest only; the kept one stays
+    assert _collections() == {"desk": ["desk", "desk camera"], "desk.001": ["desk.001", "desk.001 camera"]}
+    assert "desk.002" not in bpy.data.meshes and "desk.001 photo" in bpy.data.materials
+    other = photos.SourcePhoto(str(tmp_path / "elsewhere" / "desk.png"), "", "desk")  # another photo, same name
+    temp_dir = tmp_path / "other"
+    temp_dir.mkdir()
+    npz = write_result_npz(temp_dir / "result.npz", arrays, image_path=photo)
+    assert import_as_a_result(session, other, npz, temp_dir, "job-other") == session.FINISHED
+    assert set(_collections()) == {"desk", "desk.001", "desk.002"}
+
+
+def test_a_failed_rerun_keeps_the_previous_result(session, tmp_path):
+    photos = addon("scene.photo_source")
+    photo = write_photo(tmp_path / "shelf.png", 6, 4)
+    source = photos.SourcePhoto(str(photo), "", "shelf")
+    temp_dir = tmp_path / "good"
+    temp_dir.mkdir()
+    npz = write_result_npz(temp_dir / "result.npz", grid_result(width=6, height=4), image_path=photo)
+    assert import_as_a_result(session, source, npz, temp_dir, "job-good") == session.FINISHED
+    before = (_collections(), datablock_counts())
+    temp_dir = tmp_path / "broken"
+    temp_dir.mkdir()
+    (temp_dir / "result.npz").write_bytes(b"not an npz")
+    assert import_as_a_result(session, source, temp_dir / "result.npz", temp_dir, "job-broken") == session.FAILED
+    assert (_collections(), datablock_counts()) == before
+
+
+def test_the_result_line_says_how_much_depth_was_clipped():
+    wording = addon("backend.wording")
+    event = {"stats": {"depth": {"scale": "Indoor range (0.8-10 m)", "camera": "60 degrees (default)",
+                                 "clipped_px": 23289, "clipped_share": 0.474}}}
+    assert wording.sources_text(event) == [
+        "Scale: Indoor range (0.8-10 m); camera: 60 degrees (default).",
+        "47.4% of the network's depth lay outside its trained range and was clipped (23,289 px)."]
+    event["stats"]["depth"].update(clipped_px=0, network_reused=True)
+    assert wording.sources_text(event)[1:] == ["Depth reused: only lifting and meshing ran."]

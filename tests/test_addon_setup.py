@@ -38,18 +38,16 @@ def test_the_zip_builds_without_bpy_and_blenders_tool_accepts_it(tmp_path, monke
     assert done.returncode == 0 and "Error" not in done.stdout + done.stderr, done.stdout + done.stderr
 
 
-def _wait_for_setup(backend_ops, timeout: float = 600.0):
+def _wait_for_setup(timeout: float = 600.0):
+    """Drive the add-on's task timer until Set up backend has ended (its last step copies the
+    interpreter into the preferences); its status."""
+    state = addon("state")
     deadline = time.monotonic() + timeout
-    while not backend_ops.STATUS["setup"].status().done:
-        for function in list(backend_ops._timers):
-            if bpy.app.timers.is_registered(function) and function() is None:
-                bpy.app.timers.unregister(function)
+    while state.pending():
+        state.poll_tasks()
         assert time.monotonic() < deadline, "Set up backend did not finish"
         time.sleep(0.1)
-    for function in list(backend_ops._timers):  # the last poll copies the interpreter into the preferences
-        if bpy.app.timers.is_registered(function) and function() is None:
-            bpy.app.timers.unregister(function)
-    return backend_ops.STATUS["setup"].status()
+    return state.status("setup")
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +57,8 @@ def backend(tmp_path_factory):
     Python's packages", through PYTHONPATH (this test environment's site-packages, which has no
     ppd_core of its own: the backend's ppd_core comes from the wheel)."""
     installed_zip()
-    backend_ops = addon("backend_ops")
-    extension = os.path.dirname(backend_ops.__file__)
+    settings = addon("settings")
+    extension = settings.EXTENSION_DIR
     wheels = tmp_path_factory.mktemp("wheels")
     bundled = glob.glob(os.path.join(extension, "wheels", "depth_from_image-*.whl"))
     assert len(bundled) == 1
@@ -76,8 +74,8 @@ def backend(tmp_path_factory):
     system.use_online_access = True
     try:
         assert bpy.ops.depth_from_image.setup_backend() == {"FINISHED"}
-        status = _wait_for_setup(backend_ops)
-        yield backend_ops, status
+        status = _wait_for_setup()
+        yield settings, status
     finally:
         system.use_online_access = online
         for key, value in saved.items():
@@ -90,13 +88,13 @@ def backend(tmp_path_factory):
 
 
 def test_set_up_backend_installs_the_bundled_wheel_and_a_photo_runs_end_to_end(backend, session, tmp_path):
-    backend_ops, status = backend
+    settings, status = backend
     assert status.done and not status.error, f"{status.error} / {status.cause}"
     python = prefs().python
-    assert python.startswith(backend_ops.backend_dir())  # outside the extension's folder
+    assert python.startswith(settings.backend_dir())  # outside the extension's folder
     where = subprocess.run([python, "-c", "import ppd_core, sys; print(ppd_core.__file__)"],
                            capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()
-    assert where.startswith(backend_ops.backend_dir())  # from the wheel, not this checkout
+    assert where.startswith(settings.backend_dir())  # from the wheel, not this checkout
     prefs().weights_folder = str(write_small_weights(tmp_path / "weights"))
     settings = bpy.context.scene.depth_from_image
     settings.photo_source, settings.photo_path, settings.output = "FILE", str(write_photo(tmp_path / "yard.png", 64,

@@ -40,39 +40,45 @@ def test_panel_shows_progress_and_cancel_while_running(monkeypatch):
     layout = _draw_panel()
     assert ("progress", "Depth: diffusion step 2/4", pytest.approx(0.4)) in layout.log
     ids = [b.idname for b in layout.operators()]
-    assert ids[-2:] == ["depth_from_image.choose_photo", "depth_from_image.cancel"] and "depth_from_image.run" not in ids
+    assert ids.index("depth_from_image.choose_photo") < ids.index("depth_from_image.cancel")
+    assert "depth_from_image.run" not in ids
     assert "Esc also cancels" in layout.labels()
 
 
 def test_status_block_says_what_is_missing_with_its_fix(monkeypatch, tmp_path):
-    backend_ops, session = addon("backend_ops"), addon("session")
+    settings, state, session = addon("settings"), addon("state"), addon("session")
     monkeypatch.setattr(session.SESSION, "client", None)
     p = prefs()
     saved = (p.python, p.weights_folder)
     p.python, p.weights_folder = "", ""
-    monkeypatch.setitem(backend_ops.STATUS, "handshake", {})
+    state.forget_answers()
     layout = _draw_panel()
     shown, ids = " ".join(layout.labels()), [b.idname for b in layout.operators()]
     assert "Backend: not set up" in shown and "depth_from_image.setup_backend" in ids
-    assert "Weights: the Hugging Face cache (not checked yet)" in shown
+    assert "Weights: the Hugging Face cache (checked once the backend is set up)" in shown
     p.python = "/usr/bin/python3"
-    monkeypatch.setitem(backend_ops.STATUS, "handshake", {
+    state.CHECK.update({"for": settings.backend_key(p), "error": "", "handshake": {
         "python": "3.11.7", "torch": "2.13.0", "devices": [{"id": "cpu"}],
-        "weights": {"ready": False, "problem": "model weights missing: ppd.pth not in the Hugging Face cache"}})
-    monkeypatch.setitem(backend_ops.STATUS, "checked_for", backend_ops.backend_key(p))
+        "weights": {"ready": False, "problem": "model weights missing: ppd.pth not in the Hugging Face cache; "
+                                               "run `ppd-weights download`, or pass a folder holding them with "
+                                               "--weights DIR (or PPD_WEIGHTS)"}}})
     layout = _draw_panel()
     shown, ids = " ".join(layout.labels()), [b.idname for b in layout.operators()]
     assert "Backend: Python 3.11.7, torch 2.13.0, devices cpu" in shown and "depth_from_image.setup_backend" not in ids
     assert "Weights: model weights missing" in shown and "preferences.addon_show" in ids
-    backend_ops.STATUS["handshake"]["weights"] = {"ready": True, "model": "PPD with MoGe-2 semantics and MoGe-2 "
-                                                  "geometry", "folder": str(tmp_path)}
+    compact = _shown(layout)  # long lines wrap: compare without blanks
+    step = addon("backend.wording").weights_next_step(bpy.app.online_access, folder_set=False)
+    assert "Download Weights" in step and "".join(f"Next: {step}".split()) in compact  # Blender's words
+    assert not any(word in shown for word in ("ppd-weights", "--weights", "PPD_WEIGHTS", "HF_HUB_OFFLINE"))
+    state.CHECK["handshake"]["weights"] = {"ready": True, "model": "PPD with MoGe-2 semantics and MoGe-2 "
+                                           "geometry", "folder": str(tmp_path)}
     shown = "".join("".join(_draw_panel().labels()).split())  # long lines wrap: compare without blanks
     assert "".join(f"Weights: PPD with MoGe-2 semantics and MoGe-2 geometry ({tmp_path})".split()) in shown
     p.python, p.weights_folder = saved
 
 
 def test_progress_text_names_the_stage():
-    session = addon("session")
+    session = addon("backend.wording")
     assert session.progress_text({"stage": "diffusion", "message": "diffusion step 2/4"}) == "Depth: diffusion step 2/4"
     assert session.progress_text({"stage": "load", "message": "640x480"}) == "Photo: 640x480"
     assert session.progress_text({"stage": "lift"}) == "Points"
@@ -104,51 +110,50 @@ def _drawn_preferences():
 
 
 def test_check_with_a_bad_path_reports_it_in_the_status_block_for_that_path_only(tmp_path):
-    preferences, backend_ops = addon("preferences"), addon("backend_ops")
+    preferences, status, state = addon("preferences"), addon("status"), addon("state")
     prefs().python = str(tmp_path / "no" / "python")
     assert bpy.ops.depth_from_image.check_interpreter() == {"FINISHED"}
-    drain_timers(backend_ops)
-    handshake, error = backend_ops.checked(prefs())
+    drain_timers()
+    handshake, error = status._handshake(prefs())
     assert handshake == {} and error.startswith(f"Python interpreter not found: {tmp_path / 'no' / 'python'}")
     layout = _drawn_preferences()
     _assert_shown_whole(layout, f"Backend: {error}", "ERROR", preferences.LABEL_WIDTH)
     assert sum("interpreter not found" in label for label in layout.labels()) == 1  # once: the status block
     prefs().python = str(tmp_path / "other" / "python")  # the Check said nothing about this one
-    assert backend_ops.checked(prefs()) == ({}, "")
+    assert status._handshake(prefs()) == ({}, "")
     assert "not checked yet" in " ".join(_drawn_preferences().labels())
     prefs().python = ""
-    backend_ops.forget_check()
+    state.forget_answers()
 
 
 def test_status_block_shows_a_handshake_only_for_the_current_backend(monkeypatch, tmp_path):
     """The session's worker's handshake, else the last Check's, and only while the Python
     and the worker's environment are the ones it came from."""
-    backend_ops, session = addon("backend_ops"), addon("session")
+    settings, state, session = addon("settings"), addon("state"), addon("session")
     p = prefs()
     saved = (p.python, p.weights_folder)
     p.python, p.weights_folder = "/opt/a/bin/python", ""
     checked = {"python": "3.11.7", "torch": "2.13.0", "devices": [{"id": "cpu"}],
                "weights": {"ready": True, "model": "PPD with MoGe-2 semantics", "folder": "/hub"}}
     monkeypatch.setattr(session.SESSION, "client", None)
-    monkeypatch.setitem(backend_ops.STATUS, "handshake", checked)
-    monkeypatch.setitem(backend_ops.STATUS, "check_error", "")
-    monkeypatch.setitem(backend_ops.STATUS, "checked_for", backend_ops.backend_key(p))
+    state.CHECK.update({"for": settings.backend_key(p), "handshake": checked, "error": ""})
     try:
         assert "Backend:Python3.11.7" in _shown(_draw_panel())
         p.weights_folder = str(tmp_path)  # a new Weights Folder: the Check looked elsewhere
         shown = _shown(_draw_panel())
-        assert "Python3.11.7" not in shown and "".join(f"Weights: {tmp_path} (not checked yet)".split()) in shown
+        assert "Python3.11.7" not in shown and "".join(f"Weights: {tmp_path}".split()) in shown
         p.weights_folder = ""
         p.python = "/opt/b/bin/python"  # Detect or Set up chose another Python
         assert "Backend:/opt/b/bin/python(notcheckedyet)" in _shown(_draw_panel())
         worker = type("Client", (), {"handshake": dict(checked, python="3.12.1")})()
         monkeypatch.setattr(session.SESSION, "client", worker)
-        monkeypatch.setattr(session.SESSION, "worker_for", backend_ops.backend_key(p))
+        monkeypatch.setattr(session.SESSION, "worker_for", settings.backend_key(p))
         assert "Backend:Python3.12.1" in _shown(_draw_panel())  # the session's worker, started for b
         p.python = "/opt/a/bin/python"
         assert "Backend:Python3.11.7" in _shown(_draw_panel())  # back to a: the Check's, not b's worker
     finally:
         p.python, p.weights_folder = saved
+        state.forget_answers()
 
 
 def _assert_shown_whole(layout, message: str, icon: str, width: int) -> None:
@@ -165,12 +170,12 @@ def _assert_shown_whole(layout, message: str, icon: str, width: int) -> None:
 
 
 def test_long_messages_wrap_in_the_panel_and_preferences(tmp_path):
-    preferences, backend_ops = addon("preferences"), addon("backend_ops")
+    preferences, settings, state = addon("preferences"), addon("settings"), addon("state")
     message = (f'{tmp_path}/venv/bin/python does not have Depth from Image installed; install it '
                f'with: "{tmp_path}/venv/bin/python" -m pip install depth-from-image')
-    backend_ops.STATUS.update(checked_for=backend_ops.backend_key(prefs()), check_error=message)
+    state.CHECK.update({"for": settings.backend_key(prefs()), "handshake": {}, "error": message})
     _assert_shown_whole(_drawn_preferences(), f"Backend: {message}", "ERROR", preferences.LABEL_WIDTH)
-    backend_ops.forget_check()
+    state.forget_answers()
     state = bpy.context.window_manager.depth_from_image
     state.last_error = message
     _assert_shown_whole(_draw_panel(), message, "ERROR", 60)
@@ -182,7 +187,7 @@ def test_long_messages_wrap_in_the_panel_and_preferences(tmp_path):
 
 def test_detect_returns_at_once_and_reports_later(tmp_path, monkeypatch):
     """Detect probes interpreters on a thread: a slow one does not hold the button."""
-    backend_ops = addon("backend_ops")
+    state = addon("state")
     slow = tmp_path / "bin" / "python3"
     slow.parent.mkdir()
     release = tmp_path / "release"
@@ -192,10 +197,10 @@ def test_detect_returns_at_once_and_reports_later(tmp_path, monkeypatch):
     monkeypatch.delenv("VIRTUAL_ENV", raising=False)
     monkeypatch.delenv("CONDA_PREFIX", raising=False)
     assert bpy.ops.depth_from_image.detect_interpreter() == {"FINISHED"}
-    assert "detect" in backend_ops._tasks and backend_ops._tasks["detect"].is_alive()  # still probing
+    assert state.running("detect") and state.TASKS["detect"].alive  # still probing
     release.write_text("")
-    drain_timers(backend_ops)
-    assert f"{slow}: no Depth from Image" in backend_ops.STATUS["detect"]
+    drain_timers()
+    assert f"{slow}: no Depth from Image" in state.NOTES["detect"]
 
 
 def test_preference_paths_never_stay_relative_to_the_open_blend(tmp_path):
@@ -278,14 +283,14 @@ def test_auto_resolution_is_preview_on_the_cpu_and_standard_on_a_gpu():
 
 
 def test_set_up_backend_refuses_without_online_access_and_says_so():
-    preferences, backend_ops = addon("preferences"), addon("backend_ops")
+    preferences, backend_ops, state = addon("preferences"), addon("backend_ops"), addon("state")
     system = bpy.context.preferences.system
-    before, earlier_setup = system.use_online_access, backend_ops.STATUS["setup"]
+    before, earlier_setup = system.use_online_access, state.TASKS.get("setup")
     system.use_online_access = False
     try:
         with pytest.raises(RuntimeError, match="allow online access in Preferences > System > Network"):
             bpy.ops.depth_from_image.setup_backend()
-        assert backend_ops.STATUS["setup"] is earlier_setup  # nothing was started
+        assert state.TASKS.get("setup") is earlier_setup  # nothing was started
         drawer = DrawSelf(prefs())
         type(prefs()).draw(drawer, bpy.context)
         _assert_shown_whole(drawer.layout, backend_ops.OFFLINE_SETUP, "INTERNET_OFFLINE", preferences.LABEL_WIDTH)
@@ -300,7 +305,7 @@ class _Event:
 
 def test_escape_asks_the_run_to_stop_and_other_keys_pass_through(monkeypatch):
     session = addon("session")
-    operators = addon("operators")
+    operators = addon("run_ops")
     run = type("FakeRun", (), {"cancel_requested": False})()
     monkeypatch.setattr(session.SESSION, "run", run)
     operator = operators.DEPTH_OT_from_image.modal
@@ -319,7 +324,7 @@ def test_one_run_at_a_time(monkeypatch):
 
 
 def test_detect_picks_the_first_python_that_has_the_package_and_never_one_without(tmp_path, monkeypatch):
-    backend_ops = addon("backend_ops")
+    state = addon("state")
     folder = tmp_path / "bin"
     folder.mkdir()
     for name, code in (("python3", 3), ("python", 0)):  # the probe's exit code: 0 = has ppd_core
@@ -331,16 +336,16 @@ def test_detect_picks_the_first_python_that_has_the_package_and_never_one_withou
     monkeypatch.delenv("CONDA_PREFIX", raising=False)
     prefs().python = ""
     bpy.ops.depth_from_image.detect_interpreter()
-    drain_timers(backend_ops)
+    drain_timers()
     assert prefs().python == str(folder / "python")
-    assert backend_ops.STATUS["detect"] == [f"{folder / 'python3'}: no Depth from Image",
+    assert state.NOTES["detect"] == [f"{folder / 'python3'}: no Depth from Image",
                                             f"{folder / 'python'}: Depth from Image installed"]
     (folder / "python").write_text("#!/bin/sh\nexit 3\n")
     prefs().python = ""
     bpy.ops.depth_from_image.detect_interpreter()
-    drain_timers(backend_ops)
+    drain_timers()
     assert prefs().python == ""  # none has the package: nothing is filled in
-    assert backend_ops.STATUS["detect"][-1] == "No Python with Depth from Image found: use Set up backend"
+    assert state.NOTES["detect"][-1] == "No Python with Depth from Image found: use Set up backend"
 
 
 def test_message_lines_fit_the_region_width():
@@ -397,14 +402,14 @@ def test_create_camera_is_greyed_out_for_print_solids():
 def test_the_worker_log_rotates_only_before_a_new_worker_and_a_log_in_use_is_kept(monkeypatch, tmp_path):
     """Asking for the log's path (a run, a Check, Open Worker Log) never moves it: a live
     worker's client reads its crash lines back from it. Only a new worker's start does."""
-    backend_ops, session = addon("backend_ops"), addon("session")
-    monkeypatch.setattr(backend_ops, "LOG_MAX_BYTES", 10)
+    settings, session = addon("settings"), addon("session")
+    monkeypatch.setattr(settings, "LOG_MAX_BYTES", 10)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    path = backend_ops.worker_log_path()
+    path = settings.worker_log_path()
     os.makedirs(os.path.dirname(path))
     with open(path, "w") as handle:
         handle.write("x" * 20)
-    assert backend_ops.worker_log_path() == path and os.path.getsize(path) == 20
+    assert settings.worker_log_path() == path and os.path.getsize(path) == 20
     session.SESSION._ensure_worker(str(tmp_path / "no-python"), path, {})  # fails to start, after rotating
     session.SESSION.shutdown()
     assert os.path.getsize(path + ".1") == 20
@@ -414,6 +419,6 @@ def test_the_worker_log_rotates_only_before_a_new_worker_and_a_log_in_use_is_kep
     def in_use(*args):
         raise PermissionError(13, "The process cannot access the file", path)
 
-    monkeypatch.setattr(backend_ops.os, "replace", in_use)
-    backend_ops.rotate_log(path)
+    monkeypatch.setattr(settings.os, "replace", in_use)
+    settings.rotate_log(path)
     assert os.path.getsize(path) == 20  # kept, no error: rotated another time

@@ -42,11 +42,10 @@ def test_the_download_needs_the_licences_accepted_first():
 
 
 def test_download_shows_bytes_can_be_cancelled_and_resumes(hub, tmp_path):
-    downloads = addon("weights_download")
+    downloads = addon("backend.weights_download")
     folder = tmp_path / "weights"
     names = ["ppd.pth", "depth_anything_v2_vitl.pth", "moge2.pt"]
-    first = downloads.WeightsDownload(sys.executable, str(folder), names, environment(hub, tmp_path))
-    first.start()
+    first = downloads.start_download(sys.executable, str(folder), names, environment(hub, tmp_path))
     deadline = time.monotonic() + 60
     while not 0 < first.status().done_bytes < SIZES["ppd.pth"]:  # part of ppd.pth has arrived
         assert not first.status().done and time.monotonic() < deadline, first.status().error
@@ -55,15 +54,14 @@ def test_download_shows_bytes_can_be_cancelled_and_resumes(hub, tmp_path):
     assert seen.current == "ppd.pth" and seen.total_bytes == SIZES["ppd.pth"] and seen.bytes_per_second > 0
     assert seen.line().startswith("ppd.pth: 0.0") and " of 0.03 GB, " in seen.line()
     first.cancel()
-    stopped = downloads.wait(first, 30)
+    stopped = first.join(30)
     assert stopped.error.startswith("cancelled") and not (folder / "ppd.pth").exists()
     [part] = folder.glob(".ppd.pth.*.part")  # named after the file's ETag
     partial = part.stat().st_size
     assert partial > 0  # kept for the next run
 
-    second = downloads.WeightsDownload(sys.executable, str(folder), names, environment(hub, tmp_path))
-    second.start()
-    finished = downloads.wait(second, 120)
+    second = downloads.start_download(sys.executable, str(folder), names, environment(hub, tmp_path))
+    finished = second.join(120)
     assert finished.done and not finished.error, finished.error
     assert any(r and r.startswith("bytes=") and int(r[6:].split("-")[0]) >= partial for r in hub.ranges), (partial, hub.ranges)
     for name, served in (("ppd.pth", "ppd.pth"), ("depth_anything_v2_vitl.pth", "depth_anything_v2_vitl.pth"),
@@ -73,10 +71,9 @@ def test_download_shows_bytes_can_be_cancelled_and_resumes(hub, tmp_path):
 
 
 def test_an_unreachable_hub_is_one_line(tmp_path):
-    downloads = addon("weights_download")
+    downloads = addon("backend.weights_download")
     env = {key: value for key, value in os.environ.items() if key != "HF_HUB_OFFLINE"}
     env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(REPO))
-    run = downloads.WeightsDownload(sys.executable, str(tmp_path / "w"), ["ppd.pth"], env)
-    run.start()
-    status = downloads.wait(run, 120)
+    run = downloads.start_download(sys.executable, str(tmp_path / "w"), ["ppd.pth"], env)
+    status = run.join(120)
     assert status.done and "could not download ppd.pth" in status.error and "\n" not in status.error

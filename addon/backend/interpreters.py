@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import tempfile
 
-from .backend_setup import venv_python
+from .setup import venv_python
 
 PROBE = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('ppd_core') else 3)"
 

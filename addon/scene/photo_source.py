@@ -37,6 +37,11 @@ class SourcePhoto:
     image_name: str
     name: str
 
+    @property
+    def key(self) -> str:
+        """What makes two runs the same photo: the Blender image's name, else the file's path."""
+        return f"image:{self.image_name}" if self.image_name else f"file:{os.path.normcase(self.path)}"
+
     def image(self) -> bpy.types.Image | None:
         """The Blender image, if it still exists."""
         return bpy.data.images.get(self.image_name) if self.image_name else None

@@ -1,4 +1,4 @@
-"""The "Depth from Image" modal operator and its Cancel button.
+"""The run operators: "Depth from Image" (modal), its Cancel button, and the photo browsers.
 
 The operator only starts the run and then calls `session.SESSION.step` on a timer; Esc or
 the Cancel button asks the run to stop. Only one run at a time (see `poll`).

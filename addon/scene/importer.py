@@ -9,7 +9,9 @@ triangle winding (counter-clockwise seen from the camera) is kept. A "print_mm" 
 comes in at its true size without changing the scene's unit settings.
 
 Everything is created with numpy `foreach_set`; if anything fails, every data-block
-created so far is removed again, so an error never leaves a partial import behind.
+created so far is removed again, so an error never leaves a partial import behind. The
+collection and its objects carry the photo's key and an import serial (`PHOTO_KEY`,
+`SERIAL`): that is how a re-run of the photo finds its previous result (`scene.results`).
 """
 
 from __future__ import annotations
@@ -22,11 +24,16 @@ import numpy as np
 
 from ppd_core.files.result_file import ResultFile, read_result
 
-from . import materials, scene_camera
+from . import camera as scene_camera
+from . import materials
 
 # Blender 4.2-4.5 cut data-block names at 63 bytes; a shorter photo name leaves room for
 # " camera" / " points" and a ".001" so the objects of one import keep telling names.
 NAME_BYTES = 48
+PHOTO_KEY = "depth_from_image_photo"
+"""Custom property of a result's collection and objects: which photo made it (`SourcePhoto.key`)."""
+SERIAL = "depth_from_image_serial"
+"""Custom property of a result's collection: imports count up, so the latest one is the highest."""
 
 
 @dataclass
@@ -141,8 +148,10 @@ def import_result(
     shading: str = "EMISSION",
     create_camera: bool = True,
     view_layer: bpy.types.ViewLayer | None = None,
+    key: str = "",
 ) -> ImportedResult:
-    """Create the objects for one result file in a new collection `name` in `scene`.
+    """Create the objects for one result file in a new collection `name` in `scene`, tagged
+    with the photo's `key`.
 
     `image` is the photo to texture with (loaded from the result's image_path when None).
     With a `view_layer`, the new objects become its selection and the first one active.
@@ -153,12 +162,22 @@ def import_result(
     try:
         imported = _create(scene, result, created, name=short_name(name), image=image, shading=shading,
                            create_camera=create_camera)
+        _tag(imported, key)
         if view_layer is not None:
             select_only(view_layer, imported.objects)
     except Exception:
         created.remove_all()
         raise
     return imported
+
+
+def _tag(imported: ImportedResult, key: str) -> None:
+    """Mark the result as the photo's latest: its key on the collection and objects, the next serial."""
+    serial = max((int(c.get(SERIAL, 0)) for c in bpy.data.collections), default=0) + 1
+    imported.collection[PHOTO_KEY] = key
+    imported.collection[SERIAL] = serial
+    for obj in imported.objects:
+        obj[PHOTO_KEY] = key
 
 
 def _photo_image(result: ResultFile, image: bpy.types.Image | None, created: _Created) -> bpy.types.Image | None:
