@@ -84,6 +84,26 @@ def output_paths(photo: Path, kinds: Sequence[str], output: Optional[Path], sing
     return {kind: folder / (photo.stem + OUTPUT_KINDS[kind].suffix) for kind in kinds}
 
 
+def output_folder(output: Optional[Path], photos: Sequence[Path], kinds: Sequence[str]) -> Optional[Path]:
+    """The folder `-o` puts files in (the file's own folder for `-o FILE`), None without -o."""
+    if output is None:
+        return None
+    names_a_file = not output.is_dir() and output.suffix and len(photos) == 1 and len(kinds) == 1
+    return output.parent if names_a_file else output
+
+
+def make_output_folder(output: Optional[Path], photos: Sequence[Path], kinds: Sequence[str]) -> None:
+    """Create the `-o` folder (and its parents) when it is not there, as users of every depth
+    tool expect; `OutputError` when it cannot be made."""
+    folder = output_folder(output, photos, kinds)
+    if folder is None or folder.is_dir():
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{folder}: cannot create the output folder ({error.strerror or error})") from None
+
+
 def outputs_complete(outputs: dict[str, Path]) -> bool:
     """True when every file of every output is there (outputs are moved in all or none, so an
     interrupted photo never looks complete)."""

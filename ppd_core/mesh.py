@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 from ppd_core.batch import (MANIFEST_NAME, BatchCounts, LocalRunner, PhotoRecord, find_photos,
-                            is_batch_argument, output_strings, plan_batch, run_batch)
+                            is_batch_argument, make_output_folder, output_strings, plan_batch, run_batch)
 from ppd_core.client import WorkerClient, WorkerError
 from ppd_core.errors import BadInputError, PPDError
 from ppd_core.options import OPTIONS, OUTPUT_KINDS, JobOptions, Option
@@ -216,6 +216,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_USAGE
     for argument, error in problems:
         say(failure_line(argument, error), sys.stderr)
+    try:
+        make_output_folder(args.output, photos, kinds)
+    except PPDError as error:
+        say(f"ppd-mesh: error: {error}", sys.stderr)
+        return EXIT_USAGE
     batch = args.ray or any(is_batch_argument(argument) for argument in args.photos)
     counts = BatchCounts()
     try:

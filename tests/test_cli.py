@@ -462,3 +462,23 @@ def test_subprocess_shows_paths_as_named_and_ends_with_the_batch_line(tmp_path, 
     assert code == 0
     assert any(line.startswith("out/img00.stl: ") for line in out) and not any(str(tmp_path) in line for line in out)
     assert out[-1].startswith("2 photos: 2 done, 0 skipped, 0 failed in ")
+
+
+def test_an_output_folder_that_is_not_there_is_created_with_the_manifest_in_it(tmp_path, small_weights, capsys,
+                                                                                 monkeypatch):
+    from tests.batch_helpers import make_shoot, small_run
+
+    make_shoot(tmp_path / "shoot", photos=2)
+    monkeypatch.chdir(tmp_path)
+    code = main(["shoot/", "--stl", "-o", "prints/2026", "--quiet", *small_run(small_weights)])
+    assert code == 1  # the shoot's corrupt photo
+    assert sorted(p.name for p in (tmp_path / "prints" / "2026").iterdir()) == [
+        "img00.stl", "img01.stl", "ppd-mesh-manifest.jsonl"]
+    assert not (tmp_path / "ppd-mesh-manifest.jsonl").exists()
+    capsys.readouterr()
+    photo = tmp_path / "shoot" / "img00.png"
+    assert main([str(photo), "--stl", "-o", "single/file.stl", "--quiet", *small_run(small_weights)]) == 0
+    assert (tmp_path / "single" / "file.stl").is_file()
+    (tmp_path / "blocked").write_text("a file where the folder should be")
+    code = main([str(photo), "--stl", "-o", "blocked/out", "--quiet", *small_run(small_weights)])
+    assert code == 2 and "blocked/out: cannot create the output folder" in capsys.readouterr().err
