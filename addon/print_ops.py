@@ -83,11 +83,9 @@ class DEPTH_OT_export_print(bpy.types.Operator):
                     "choose a folder you can write to" if "cannot write" in task.status().error
                     else "Open Worker Log, or press Check in the add-on preferences"))
                 return
-            width, depth, height = task.result["size_mm"]
-            verdict = "" if task.result["printable"] else " (NOT printable as it is: see the checks)"
-            state.NOTES.update(export_ok=bool(task.result["printable"]), export=(
-                f"{os.path.basename(target)}: {width:.2f} x {depth:.2f} x {height:.2f} mm{verdict}. "
-                f"{task.result['check']}"))
+            # The check's line: the size in mm, the volume, the yes/no checks (and NOT PRINTABLE when one fails).
+            state.NOTES.update(export_ok=bool(task.result["printable"]),
+                               export=f"{os.path.basename(target)}: {task.result['check']}")
 
         state.start_task(backend_runs.start_print_export(python, solid, [target], env), done)
         self.report({"INFO"}, f"Writing {target} in millimetres")
