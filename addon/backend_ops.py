@@ -68,7 +68,10 @@ class DEPTH_OT_detect_interpreter(bpy.types.Operator):
 
         def done(task: Task) -> None:
             if task.exception is not None:
-                state.NOTES["detect"] = [f"Detect failed: {task.status().error}"]
+                state.NOTES["detect"] = [wording.with_next(
+                    f"Detect failed: {task.status().error}",
+                    "set Python to the python executable of an environment with torch and Depth from Image, or use "
+                    "Set up backend")]
                 return
             best, report = task.result
             lines = [f"{path}: {'Depth from Image installed' if ok else 'no Depth from Image'}" for path, ok in report]

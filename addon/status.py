@@ -120,7 +120,8 @@ def draw(layout, context, width: int, in_preferences: bool = False) -> None:
     box = layout.box()
     if state.running("setup"):
         wrapped_label(box, f"Backend: being set up in {settings.backend_dir()}", "TIME", width)
-        draw_setup(box, width)
+        if not in_preferences:  # the preferences draw the bar in their Backend box
+            draw_setup(box, width)
     else:
         text, ok = backend_line(prefs, handshake, error)
         wrapped_label(box, text, _icon(ok), width)
