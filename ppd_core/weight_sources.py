@@ -26,6 +26,8 @@ class WeightSource:
     card: str                 # the model card or download page
     size_gb: float            # about how much a download is
     repo_variable: str = ""   # an environment variable that names another repository
+    non_commercial: bool = False  # said before every download: the user must know before the bytes arrive
+    elsewhere: str = ""       # where its authors publish it when the hub does not have it
 
     def repo(self) -> Optional[str]:
         """The repository to look in and download from: the environment's choice, else the default."""
@@ -36,9 +38,24 @@ PPD = WeightSource("ppd.pth", "gangweix/Pixel-Perfect-Depth", "ppd.pth", "see th
                    "https://huggingface.co/gangweix/Pixel-Perfect-Depth", 2.0)
 DA2 = WeightSource("depth_anything_v2_vitl.pth", "depth-anything/Depth-Anything-V2-Large", "depth_anything_v2_vitl.pth",
                    "CC-BY-NC-4.0, non-commercial use only", "https://huggingface.co/depth-anything/Depth-Anything-V2-Large",
-                   1.3)
+                   1.3, non_commercial=True)
 MOGE2 = WeightSource("moge2.pt", "Ruicheng/moge-2-vitl-normal", "model.pt", "MIT",
                      "https://huggingface.co/Ruicheng/moge-2-vitl-normal", 1.3, repo_variable="PPD_MOGE2_REPO")
 PPD_MOGE = WeightSource("ppd_moge.pth", "", "ppd_moge.pth", "see the PPD repository",
-                        "https://github.com/gangweix/pixel-perfect-depth", 2.0, repo_variable="PPD_MOGE_REPO")
+                        "https://github.com/gangweix/pixel-perfect-depth", 2.0, repo_variable="PPD_MOGE_REPO",
+                        elsewhere="its authors publish it on Google Drive, linked from the README of "
+                                  "https://github.com/gangweix/pixel-perfect-depth")
 SOURCES = (PPD, DA2, MOGE2, PPD_MOGE)
+
+
+def licence_notice(source: WeightSource) -> str:
+    """The line said before `source` is downloaded when its licence restricts its use ("" otherwise)."""
+    if not source.non_commercial:
+        return ""
+    return f"{source.name} is licensed {source.licence} ({source.card}): do not use its results commercially"
+
+
+def manual_steps(source: WeightSource) -> str:
+    """How to get a file the hub does not have: where its authors publish it, and the command that puts it in place."""
+    return (f"{source.name}: {source.elsewhere}; download it there, then run `ppd-weights add <the downloaded file>` "
+            f"(or set {source.repo_variable} to a Hugging Face repository that holds it)")

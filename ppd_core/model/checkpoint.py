@@ -166,6 +166,17 @@ def infer_config(dit: StateDict, encoder: StateDict, dit_path: Path, encoder_pat
     the encoder's from DINOv2's fixed head size of 64.
     """
     dit_cfg = infer_dit_config(dit, dit_path)
+    enc_cfg = infer_encoder_config(encoder, encoder_path)
+    if dit_cfg.semantic_dim != enc_cfg.embed_dim:
+        raise CheckpointError(
+            f"{dit_path}: the DiT expects {dit_cfg.semantic_dim}-channel semantics but {encoder_path} "
+            f"gives {enc_cfg.embed_dim}: the two files do not belong together"
+        )
+    return PPDConfig(dit=dit_cfg, encoder=enc_cfg)
+
+
+def infer_encoder_config(encoder: StateDict, encoder_path: Path) -> DinoConfig:
+    """DINOv2 sizes read off the tensors' shapes (heads of DINOv2's fixed 64 channels)."""
     try:
         embed = encoder["cls_token"].shape[-1]
         patch_e = encoder["patch_embed.proj.weight"].shape[-1]
@@ -183,12 +194,7 @@ def infer_config(dit: StateDict, encoder: StateDict, dit_path: Path, encoder_pat
     except (IndexError, ValueError, TypeError, ZeroDivisionError):  # tensors of too few dimensions, no positions
         raise CheckpointError(f"{encoder_path}: the encoder's tensors have shapes no DINOv2 has") from None
     check_dino_config(enc_cfg, encoder_path)
-    if dit_cfg.semantic_dim != enc_cfg.embed_dim:
-        raise CheckpointError(
-            f"{dit_path}: the DiT expects {dit_cfg.semantic_dim}-channel semantics but {encoder_path} "
-            f"gives {enc_cfg.embed_dim}: the two files do not belong together"
-        )
-    return PPDConfig(dit=dit_cfg, encoder=enc_cfg)
+    return enc_cfg
 
 
 def infer_dit_config(dit: StateDict, dit_path: Path) -> DiTConfig:

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import socket
 import threading
 import time
 import urllib.request
@@ -34,10 +35,13 @@ from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, Repo
 
 from ..errors import PPDError, WeightsMissingError, brief
 from ..progress import ProgressCallback, report
-from ..weight_sources import DOWNLOAD_HINT, WeightSource
+from ..weight_sources import DOWNLOAD_HINT, WeightSource, licence_notice
+
+log = logging.getLogger(__name__)
 
 READ_BYTES = 1 << 20
 TIMEOUT_S = 60.0
+REACH_TIMEOUT_S = 5.0
 HEARTBEAT_S = 2.0
 """Seconds between progress reports while a download runs (the worker's client treats a
 long silence as a hung worker, and a weights file takes minutes to arrive)."""
@@ -82,9 +86,13 @@ def download_source(source: WeightSource, folder: Optional[Path] = None, *,
     every HEARTBEAT_S seconds. A Cancelled raised by a callback stops the download; nothing
     partial ever has the final name."""
     repo = source.repo()
+    notice = licence_notice(source)
+    if notice:  # before the bytes arrive, on the terminal (logging's last resort) or the worker's log events
+        log.warning(notice)
     report(on_progress, "download", 0.0, f"downloading {source.name} from https://huggingface.co/{repo} "
                                          f"({source.licence})")
     try:
+        check_reachable()
         with _quiet_hub_retries():
             if folder is None:
                 path = _into_cache(source, on_progress, on_transfer)
@@ -97,6 +105,25 @@ def download_source(source: WeightSource, folder: Optional[Path] = None, *,
                                   f"{download_problem(exc)}") from None
     report(on_progress, "download", 1.0, f"downloaded {source.name}")
     return path
+
+
+def check_reachable(timeout: float = REACH_TIMEOUT_S) -> None:
+    """Raise `ConnectionError` at once when the hub's host (or the proxy to it) cannot be
+    reached: without this, huggingface-hub retries for about half a minute before it says so."""
+    endpoint = urlsplit(hub_constants.ENDPOINT)
+    target = endpoint
+    proxy = urllib.request.getproxies().get(endpoint.scheme)
+    if proxy and not urllib.request.proxy_bypass(endpoint.hostname or ""):
+        target = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    port = target.port or (443 if target.scheme == "https" else 80)
+    try:
+        socket.create_connection((target.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        via = "" if target is endpoint else f" through the proxy {target.hostname}:{port}"
+        raise ConnectionError(
+            f"cannot reach {hub_constants.ENDPOINT}{via} ({error.strerror or error}): no network? Fetch the weights "
+            "where there is one (`ppd-weights download --dir DIR`), then pass --weights DIR (or set PPD_WEIGHTS)"
+        ) from None
 
 
 class _Reporter:

@@ -25,6 +25,7 @@ from typing import Callable, Iterable, Optional
 import torch
 from torch import nn
 
+from ..cache import cache_folder
 from .device import autocast, cpu_capabilities
 from .dinov2 import Block
 from .dit import DiTBlock, grid_positions, rope_tables
@@ -197,12 +198,8 @@ def run_check(networks: Iterable[tuple[str, nn.Module]], device: torch.device, d
 
 
 def cache_path() -> Path:
-    """$PPD_CACHE_DIR, else $XDG_CACHE_HOME/depth-from-image, else ~/.cache/depth-from-image: precision.json."""
-    folder = os.environ.get("PPD_CACHE_DIR")
-    if not folder:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        folder = os.path.join(base, "depth-from-image")
-    return Path(folder) / "precision.json"
+    """The verdicts' file in the product's cache folder (`ppd_core.cache`)."""
+    return cache_folder() / "precision.json"
 
 
 def machine_key(device: torch.device) -> str:
@@ -282,7 +279,7 @@ def candidates(asked: str, device: torch.device) -> tuple[list[str], str]:
     measured faster (`device.auto_precision`), else nothing (fp32). An explicit bf16/fp16 is
     the one candidate; fp32 has none.
     """
-    from .device import auto_precision, resolve_precision
+    from .device import resolve_precision
 
     chosen, why = resolve_precision(asked, device)
     if chosen == "fp32":

@@ -6,10 +6,11 @@ Four files, two ways to run Pixel-Perfect Depth:
   geometry (scale, focal length, sky mask);
 - Depth Anything V2 semantics: `ppd.pth` with `depth_anything_v2_vitl.pth` (CC-BY-NC-4.0),
   plus `moge2.pt` for metric geometry when it is there.
-Each file is looked for in an explicit folder (`--weights DIR` or `PPD_WEIGHTS`), else the
-Hugging Face cache, else downloaded with huggingface-hub unless HF_HUB_OFFLINE is set. Run
-`ppd-weights download` (or `python -m ppd_core.model.weights download`) to fetch them ahead
-of time, `ppd-weights where` to see which model the files make.
+Each file is looked for in an explicit folder (`--weights DIR` or `PPD_WEIGHTS`), else in the
+folder of files added by hand (`ppd-weights add FILE`), else the Hugging Face cache, else
+downloaded with huggingface-hub unless HF_HUB_OFFLINE is set (a licence that restricts use is
+said before the download). Run `ppd-weights download` (or `python -m ppd_core.model.weights
+download`) to fetch them ahead of time, `ppd-weights where` to see which model the files make.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -27,7 +30,8 @@ from huggingface_hub import try_to_load_from_cache
 from ..errors import BadInputError, PPDError, WeightsMissingError
 from ..options import SEMANTICS
 from ..progress import ProgressCallback
-from ..weight_sources import DA2, MOGE2, PPD, PPD_MOGE, SOURCES, WeightSource
+from ..cache import cache_folder
+from ..weight_sources import DA2, MOGE2, PPD, PPD_MOGE, SOURCES, WeightSource, manual_steps
 from .download import DOWNLOAD_HINT, Transfer, download_source
 
 
@@ -74,6 +78,12 @@ def _in_hf_cache(source: WeightSource) -> Optional[Path]:
     return Path(found) if isinstance(found, str) and Path(found).is_file() else None
 
 
+def added_weights_folder() -> Path:
+    """Where `ppd-weights add` puts files downloaded by hand (the hub does not have them all);
+    looked at, file by file, before the Hugging Face cache."""
+    return cache_folder() / "weights"
+
+
 def _weights_folder(folder: Union[str, Path, None]) -> Optional[Path]:
     """The explicit folder (argument, else PPD_WEIGHTS), checked; None when there is none."""
     folder = folder if folder not in (None, "") else os.environ.get("PPD_WEIGHTS") or None
@@ -94,8 +104,7 @@ def _names(sources) -> str:
 def _not_on_hub(sources) -> str:
     """Those of `sources` with no hub repository, each with the variable that names one (the others
     were downloaded, or not tried because one of these was missing)."""
-    return "; ".join(f"{source.name} is neither in the Hugging Face cache nor on the hub (name a repository "
-                     f"in {source.repo_variable})" for source in sources if source.repo() is None)
+    return "; ".join(manual_steps(source) for source in sources if source.repo() is None)
 
 
 def find_weights(
@@ -118,7 +127,10 @@ def find_weights(
     if semantics not in SEMANTICS:
         raise BadInputError(f"semantics {semantics!r} is not one of {', '.join(SEMANTICS)}")
     where = _weights_folder(folder)
-    found = {source: (_in_folder(where, source) if where else _in_hf_cache(source)) for source in SOURCES}
+    added = added_weights_folder()
+    found = {source: (_in_folder(where, source) if where else
+                      (_in_folder(added, source) if added.is_dir() else None) or _in_hf_cache(source))
+             for source in SOURCES}
     allowed = where is None and ((not offline()) if download is None else download)
 
     def fetch(source: WeightSource) -> Optional[Path]:
@@ -134,8 +146,9 @@ def find_weights(
             why = "downloads are off (HF_HUB_OFFLINE)" if offline() else "downloading was not allowed"
             place = f"model weights missing: {_names(absent)} not in the Hugging Face cache and {why}"
         else:  # a download was allowed: what is still absent has no hub repository
-            place = f"model weights missing: {_not_on_hub(absent)}"
-        return WeightsMissingError(f"{place}; {DOWNLOAD_HINT}")
+            return WeightsMissingError(f"model weights missing: {_not_on_hub(absent)}")
+        manual = _not_on_hub(absent)
+        return WeightsMissingError(f"{place}; {manual or DOWNLOAD_HINT}")
 
     moge_ready = found[PPD_MOGE] is not None and found[MOGE2] is not None
     if semantics == "moge2" or (semantics == "auto" and moge_ready):
@@ -166,12 +179,42 @@ def download_to(folder: Optional[Path], sources=SOURCES, on_transfer=None) -> li
     paths = []
     for source in sources:
         if source.repo() is None:
-            print(f"{source.name}: not on the Hugging Face hub; get it from {source.card} "
-                  f"(or name a repository in {source.repo_variable})", file=sys.stderr)
+            print(manual_steps(source), file=sys.stderr)
             continue
         print(f"{source.name}: https://huggingface.co/{source.repo()} (licence: {source.licence})", file=sys.stderr)
         paths.append(download_source(source, folder, on_transfer=on_transfer))
     return paths
+
+
+def add_file(file: Path, name: Optional[str] = None, folder: Optional[Path] = None, force: bool = False) -> Path:
+    """Check a weight file downloaded by hand and copy it, under its folder name, into `folder`
+    (default: `added_weights_folder`, looked at before the Hugging Face cache); the copy takes
+    its name only when complete. `name` defaults to the file's own name."""
+    from .weight_check import check_weight_file  # loads torch: only for this command
+
+    file = Path(file).expanduser()
+    names = {source.name for source in SOURCES}
+    name = name or file.name
+    if name not in names:
+        raise BadInputError(f"{file}: which weight file is it? Name it with --as ({', '.join(sorted(names))})")
+    if not file.is_file():
+        raise BadInputError(f"{file}: {'not a file' if file.exists() else 'no such file'}")
+    what = check_weight_file(file, name)
+    folder = Path(folder).expanduser() if folder is not None else added_weights_folder()
+    target = folder / name
+    if target.exists() and not force:
+        raise BadInputError(f"{target} already exists (use --force to replace it)")
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+    os.close(handle)
+    try:
+        shutil.copyfile(file, temporary)
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    print(f"{target}: {what}", file=sys.stderr)
+    return target
 
 
 def _print_transfer(transfer: Transfer) -> None:
@@ -188,6 +231,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     get.add_argument("--only", nargs="+", choices=[source.name for source in SOURCES], metavar="FILE",
                      help="download only these files")
     get.add_argument("--json", action="store_true", help="report progress as JSON lines on stdout")
+    add = sub.add_parser("add", help="check a weight file downloaded by hand (ppd_moge.pth: the authors publish it "
+                                     "outside the hub) and put it where the command finds it")
+    add.add_argument("file", type=Path, help="the downloaded file")
+    add.add_argument("--as", dest="name", choices=[source.name for source in SOURCES],
+                     help="which weight file it is (default: its file name)")
+    add.add_argument("--dir", type=Path, help=f"put it in this folder instead of {added_weights_folder()}")
+    add.add_argument("--force", action="store_true", help="replace a file of that name already there")
     where = sub.add_parser("where", help="print which model the weights make and where they are (no download)")
     where.add_argument("--weights", type=Path, help="folder to look in first")
     where.add_argument("--semantics", choices=SEMANTICS, default="auto")
@@ -197,9 +247,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(json.dumps(weights_record(args.weights, args.semantics)), flush=True)
         return 0
     try:
+        if args.command == "add":
+            print(add_file(args.file, args.name, args.dir, args.force))
+            return 0
         if args.command == "download":
-            print("The Depth-Anything-V2-Large encoder weights are CC-BY-NC-4.0: non-commercial use only.",
-                  file=sys.stderr)
             sources = [source for source in SOURCES if not args.only or source.name in args.only]
             for path in download_to(args.dir, sources, _print_transfer if args.json else None):
                 print(json.dumps({"done": str(path)}) if args.json else path, flush=True)
