@@ -44,12 +44,17 @@ def test_seed_makes_it_repeatable(model, photo):
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
+def changes(events: list) -> list:
+    """The events without repeats: the networks repeat the last report at each block, to ask for a cancel."""
+    return [event for number, event in enumerate(events) if number == 0 or event != events[number - 1]]
+
+
 def test_progress_per_stage_and_step(model, photo):
     events = []
     model.predict(photo, steps=3, resolution=64 * 48, on_progress=lambda *e: events.append(e))
-    diffusion = [f for stage, f, _ in events if stage == "diffusion"]
+    diffusion = [f for stage, f, _ in changes(events) if stage == "diffusion"]
     assert diffusion == pytest.approx([0, 1 / 3, 2 / 3, 1])
-    assert events[0][0] == "encode"
+    assert events[0][0] == "encode" and len(events) > len(changes(events))
 
 
 def test_cancel_from_the_callback_stops_the_run(model, photo):
@@ -63,7 +68,7 @@ def test_cancel_from_the_callback_stops_the_run(model, photo):
 
     with pytest.raises(Cancelled):
         model.predict(photo, steps=4, resolution=64 * 48, on_progress=cancel_after_first_step)
-    assert steps_seen == [0, 0.25]
+    assert changes(steps_seen) == [0, 0.25]
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .cancel import poll, polling
+
 # Heads per matmul, here and in DINOv2's explicit attention: with 256 queries, 4 x 256 x 12,288
 # bf16 scores (25 MB).
 HEADS_PER_BLOCK = 4
@@ -28,9 +30,21 @@ def runs_blocked(q: torch.Tensor) -> bool:
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d)) v of (B, heads, N, d) tensors."""
+    """softmax(q k^T / sqrt(d)) v of (B, heads, N, d) tensors.
+
+    On a CPU with a cancel check set (`cancel.cancel_points`), SDPA runs `HEADS_PER_BLOCK`
+    heads at a time with a cancellation point between (the same numbers, bit for bit: each
+    head is computed alone either way); one fine-grid attention is seconds long there.
+    """
     if runs_blocked(q):
         return blocked_attention(q, k, v)
+    if q.device.type == "cpu" and polling():
+        outs = []
+        for first in range(0, q.shape[1], HEADS_PER_BLOCK):
+            poll()
+            heads = slice(first, first + HEADS_PER_BLOCK)
+            outs.append(F.scaled_dot_product_attention(q[:, heads], k[:, heads], v[:, heads]))
+        return torch.cat(outs, dim=1)
     return F.scaled_dot_product_attention(q, k, v)
 
 
@@ -48,6 +62,7 @@ def blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block: 
     out = q.new_empty(B * H, N, d)
     scores = q.new_empty(min(HEADS_PER_BLOCK, B * H), min(block, N), M)
     for first in range(0, B * H, HEADS_PER_BLOCK):
+        poll()
         last = min(first + HEADS_PER_BLOCK, B * H)
         # Contiguous copies of this group only: oneDNN's bf16 matmul runs strided views (q, k, v
         # straight from the qkv projection) 2x slower, and k^T is faster laid out as such.

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import HEADS_PER_BLOCK, attention, runs_blocked
+from .cancel import poll
 from .layers import Mlp, PatchEmbed
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -72,6 +73,7 @@ class Attention(nn.Module):
             q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
             outs = []
             for h in range(0, self.num_heads, HEADS_PER_BLOCK):
+                poll()
                 s = slice(h, h + HEADS_PER_BLOCK)
                 attn = (q[:, s] @ k[:, s].transpose(-2, -1)).softmax(dim=-1)
                 outs.append(attn @ v[:, s])
@@ -157,6 +159,7 @@ class DinoVisionTransformer(nn.Module):
         """x (B, 3, Hs, Ws) normalised -> final-normed patch tokens (B, h * w, D), CLS and registers dropped."""
         t = self.tokens(x)
         for block in self.blocks:
+            poll()
             t = block(t)
         return self.norm(t)[:, 1 + self.config.registers:]
 
@@ -165,6 +168,7 @@ class DinoVisionTransformer(nn.Module):
         t = self.tokens(x)
         taken = []
         for i, block in enumerate(self.blocks[: max(layers) + 1]):
+            poll()
             t = block(t)
             if i in layers:
                 taken.append(self.norm(t))

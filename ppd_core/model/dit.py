@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
+from .cancel import poll
 from .layers import Mlp, PatchEmbed
 
 
@@ -223,6 +224,7 @@ class DiT(nn.Module):
         c = self.t_embedder(timestep)  # (1 or B, D)
         fuse_after = self.config.depth // 2 - 1
         for i, block in enumerate(self.blocks):
+            poll()
             x = block(x, c, rope)
             if i == fuse_after:
                 x = self.proj_fusion(x, semantics, coarse)  # (B, T1, D)

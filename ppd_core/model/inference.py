@@ -15,6 +15,7 @@ import torch
 from ..errors import BadInputError
 from ..options import DEFAULT_RESOLUTION, check_option
 from ..progress import ProgressCallback, report
+from .cancel import RepeatingProgress, cancel_points
 from .checkpoint import hold_weights, load_moge2, load_pixel_perfect_depth, load_ppd_moge
 from .device import DTYPES, autocast, compile_mode, compile_network, resolve_device
 from .precision_check import PrecisionChoice, choose_precision
@@ -177,7 +178,10 @@ class DepthModel:
         the DiT's (H/16, W/16) grid also feeds the geometry heads; otherwise MoGe-2 runs its
         own pass at the official operating point (3600 tokens). `fov_x` (horizontal degrees,
         from EXIF or the user) constrains the focal length, which MoGe-2 recovers otherwise.
+        `on_progress` is also asked again at the networks' cancellation points (`cancel`), so
+        that raising `Cancelled` stops them within a block.
         """
+        on_progress = RepeatingProgress(on_progress)
         if hasattr(rgb, "convert"):  # a PIL image
             rgb = np.asarray(rgb.convert("RGB"))
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -202,7 +206,7 @@ class DepthModel:
                 note = f" (with torch.compile for this size: {time.perf_counter() - started:.1f} s so far)"
             report(on_progress, "diffusion", done / total, f"diffusion step {done}/{total}{note}")
 
-        with torch.inference_mode(), autocast(self.device, self.precision):
+        with torch.inference_mode(), autocast(self.device, self.precision), cancel_points(on_progress.check):
             report(on_progress, "encode", 0.0, "semantic encoder" + (" and MoGe-2 geometry" if shared else ""))
             found = None
             if shared:
@@ -218,6 +222,8 @@ class DepthModel:
         if moge is not None and found is None:  # MoGe-2's own pass at 3600 tokens, in its weights' dtype
             report(on_progress, "geometry", 0.0, "MoGe-2 geometry")
             num_tokens = tokens_for_level(9, moge.num_tokens_range)  # the official operating point
-            found = MoGeGeometry(*moge.infer(image, num_tokens, fov_x=fov_x), token_grid(*image.shape[-2:], num_tokens))
+            with cancel_points(on_progress.check):
+                geometry_found = moge.infer(image, num_tokens, fov_x=fov_x)
+            found = MoGeGeometry(*geometry_found, token_grid(*image.shape[-2:], num_tokens))
             report(on_progress, "geometry", 1.0, "MoGe-2 geometry done")
         return DepthEstimate(depth[0, 0].float().cpu().numpy(), found)

@@ -14,6 +14,8 @@ from typing import Optional, Sequence, TypeVar, Union
 import torch
 from torch import nn
 
+from .cancel import poll
+
 T = TypeVar("T")
 PerLevel = Union[T, Sequence[T]]  # a scalar means the same at every level
 
@@ -136,7 +138,9 @@ class ConvStack(nn.Module):
             if features is not None:
                 features = self.input_blocks[i](features)
                 x = features if x is None else x + features
-            x = self.res_blocks[i](x)
+            for block in self.res_blocks[i]:
+                poll()
+                x = block(x)
             outputs.append(self.output_blocks[i](x))
             if i < self.levels - 1:
                 x = self.resamplers[i](x)  # (B, dims[i + 1], 2H, 2W)
