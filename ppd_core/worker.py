@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, Callable, Optional
 
 import ppd_core
 from ppd_core.errors import BadInputError, Cancelled, PPDError, brief, is_out_of_memory, out_of_memory_text
+from ppd_core.files.staging import remove_stale_staging, sweep_recorded_staging
 from ppd_core.options import JobOptions
 from ppd_core.progress import JOB_STAGES, JobFraction
 from ppd_core.protocol import (
@@ -260,6 +261,8 @@ class JobRunner:
         job_id = job["id"]
         started = time.monotonic()
         try:
+            for folder in {os.path.dirname(os.path.abspath(path)) for path in job["outputs"].values() if path}:
+                remove_stale_staging(folder)  # a killed worker's leftovers, even if this job fails before writing
             # The pipeline loads numpy, OpenCV and the meshers (seconds): after the handshake, not before.
             from ppd_core.photo_depth import ModelCache
             from ppd_core.pipeline import run_photo
@@ -300,6 +303,9 @@ def serve(stdin: BinaryIO, events: EventWriter, parent: int) -> int:
         return 3
     board = JobBoard()
     events.emit(handshake_event())
+    swept = sweep_recorded_staging()
+    if swept:
+        log.info("removed %d staging folders of killed runs: %s", len(swept), ", ".join(map(str, swept)))
     forward = EventLogHandler(events)
     for package in ("ppd_core", "mesh"):
         logging.getLogger(package).addHandler(forward)

@@ -5,10 +5,13 @@ A job writes every output into `.ppd-staging-<host>-<pid>-<random>` beside its f
 moves them in only when all are written. A run killed outright (SIGKILL, power loss) cannot
 remove its staging folder; the next run that stages into the same folder removes those whose
 process, on this host, is gone. Folders of live processes or of other hosts are left alone.
+Each process also records the folders it stages in (the cache folder's `staging/<host>-<pid>`),
+so that a worker starting after a killed one sweeps them before any job writes there.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
@@ -18,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ppd_core.cache import cache_folder
 from ppd_core.errors import OutputError, OutputExistsError
 
 STAGING_PREFIX = ".ppd-staging-"
@@ -76,7 +80,7 @@ def remove_stale_staging(folder: Path) -> list[Path]:
     removed = []
     try:
         entries = list(os.scandir(folder))
-    except OSError:
+    except (OSError, ValueError):  # gone, unreadable, a NUL in the name
         return []
     for entry in entries:
         owner = _owner(entry.name)
@@ -89,12 +93,73 @@ def remove_stale_staging(folder: Path) -> list[Path]:
 
 
 def make_staging(folder: Path) -> Path:
-    """A new, empty staging folder in `folder` (after removing dead runs' leftovers there)."""
+    """A new, empty staging folder in `folder` (after removing dead runs' leftovers there),
+    recorded as this process's (`sweep_recorded_staging`)."""
     remove_stale_staging(folder)
     try:
-        return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{_host()}-{os.getpid()}-", dir=folder))
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{_host()}-{os.getpid()}-", dir=folder))
     except OSError as error:
         raise OutputError(f"{folder}: cannot write here ({error.strerror or error})") from None
+    _record(folder)
+    return staging
+
+
+_recorded: dict[Path, set[str]] = {}
+"""{record: folders already in it}; a forked child has a record of its own (its pid in the name)."""
+
+
+def _records() -> Path:
+    return cache_folder() / "staging"
+
+
+def _record(folder: Path) -> None:
+    """Add `folder` to this process's record of where it stages; the record goes when the
+    process exits normally. A cache folder that cannot be written only loses the sweep."""
+    if os.name == "nt":
+        return
+    record = _records() / f"{_host()}-{os.getpid()}"
+    known = _recorded.setdefault(record, set())
+    where = str(Path(folder).resolve())
+    if where in known:
+        return
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        with open(record, "a", encoding="utf-8") as file:
+            file.write(where + "\n")
+    except OSError:
+        return
+    if not known:
+        atexit.register(_forget, record)
+    known.add(where)
+
+
+def _forget(record: Path) -> None:
+    with contextlib.suppress(OSError):
+        record.unlink()
+
+
+def sweep_recorded_staging() -> list[Path]:
+    """Remove the staging folders of this host's dead runs in every folder they recorded, and
+    their records; return the folders removed. The worker calls it when it starts."""
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
+        return []
+    try:
+        records = list(_records().iterdir())
+    except OSError:
+        return []
+    removed = []
+    for record in records:
+        host, _, pid = record.name.rpartition("-")
+        if host != _host() or not pid.isdigit() or int(pid) == os.getpid() or _process_alive(int(pid)):
+            continue
+        try:
+            folders = record.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            folders = []
+        for folder in dict.fromkeys(folders):
+            removed += remove_stale_staging(Path(folder))
+        _forget(record)
+    return removed
 
 
 def _place_new(staged: Path, final: Path) -> None:
