@@ -219,6 +219,9 @@ class Manifest:
         writable. `OutputError` says what is wrong."""
         try:
             check_targets([self.path], inputs, replace=True, claimed=dict(claimed), owner=Path("the manifest"))
+            # A pipe would block the run, a device swallow the lines, a broken link lead nowhere.
+            if os.path.lexists(self.path) and not self.path.is_file():
+                raise OutputError(f"{self.path}: not a regular file (--no-manifest writes none)")
             if self.path.exists() and not is_manifest(self.path):
                 raise OutputError(f"{self.path}: not a manifest (not JSON lines of photos); refusing to append to it")
             if not os.access(self.path if self.path.exists() else self.path.parent, os.W_OK):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
 from ppd_core.errors import BadInputError, PPDError
+from ppd_core.files.staging import resolved
 from ppd_core.options import OUTPUT_KINDS, PHOTO_SUFFIXES, output_files
 
 LIST_PREFIX = "@"
@@ -200,10 +201,7 @@ def expand_argument(argument: str, recursive: bool = False, on_note: Optional[No
 
 def same_photo_key(photo: Path) -> Path:
     """What makes two names one photo: the resolved path (`a/../a/x.png` and `a/x.png`, a link)."""
-    try:
-        return photo.resolve()
-    except (OSError, RuntimeError, ValueError):  # a link loop, a NUL byte: the name as given
-        return photo.absolute()
+    return resolved(photo)
 
 
 def find_photos(arguments: Sequence[str], recursive: bool = False,

@@ -2,6 +2,7 @@
 manifest that names an input, --ray without Ray Data. Each ends in the right photos or one
 line, within seconds, with nothing half-written and no input changed."""
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -103,6 +104,8 @@ def test_a_manifest_naming_an_input_or_an_output_is_refused_and_nothing_changes(
     np.save("depth.npy", np.full((H, W), 2.0, np.float32))
     Path("list.txt").write_text(f"{photo}\n")
     Path("folder").mkdir()
+    os.mkfifo("pipe")  # opening it to read or append would block the run
+    Path("loop").symlink_to("loop")
     before = folder_state(tmp_path)
     run = [str(photo), "--stl", "--depth", "depth.npy", "--preset", "tabletop", "--manifest"]
     for manifest, problem in ((str(photo), "refusing to overwrite the photo itself"),
@@ -110,6 +113,9 @@ def test_a_manifest_naming_an_input_or_an_output_is_refused_and_nothing_changes(
                               ("photo.stl", "already the output of"),
                               ("folder", "is a folder"),
                               ("list.txt", "not a manifest"),
+                              ("pipe", "not a regular file"),
+                              ("/dev/null", "not a regular file"),
+                              ("loop", "not a regular file"),
                               ("missing/m.jsonl", "no such folder")):
         assert main([*run, manifest]) == 2, manifest
         err = capsys.readouterr().err.strip().splitlines()
@@ -132,3 +138,18 @@ def test_ray_without_ray_data_is_a_usage_error_that_writes_nothing(tmp_path, mon
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install 'depth-from-image[ray]'" in err[0]
     assert folder_state(tmp_path) == before  # no manifest, no output
+
+
+def test_a_depth_file_or_output_that_is_a_link_loop_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    photo_at(Path("photo.png"))
+    np.save("depth.npy", np.full((H, W), 2.0, np.float32))
+    Path("loop.npy").symlink_to("loop.npy")
+    Path("photo.stl").symlink_to("photo.stl")
+    before = folder_state(tmp_path)
+    for flags, problem in ((["--depth", "loop.npy"], "loop.npy: no such depth file"),
+                           (["--depth", "depth.npy"], "photo.stl: already exists")):
+        assert main(["photo.png", "--stl", "--quiet", "--preset", "tabletop", *flags]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and problem in err[0], err
+        assert folder_state(tmp_path) == before

@@ -238,15 +238,21 @@ def test_a_wild_prediction_stays_inside_the_depth_range_and_the_summary_says_how
 
     from ppd_core.files.photo import Photo
     from ppd_core.options import JobOptions
-    from ppd_core.photo_depth import depth_from_network
+    from ppd_core.photo_depth import ModelCache, depth_from_network
 
     rng = np.random.default_rng(0)
     p = rng.normal(0.5, 0.3, (30, 40)).astype(np.float32)
     p[:3] = 9.0  # 120 pixels far beyond the far end
     p[-2:] = -6.0  # 80 far before the near end
-    stub = SimpleNamespace(
-        estimate=lambda photo, options, fov, on_progress: (SimpleNamespace(p=p, geometry=None), False),
-        model=SimpleNamespace(description="stub", precision_choice=SimpleNamespace(describe=lambda: {})))
+    class Stub(ModelCache):  # the network's answer is `p`, with no MoGe-2
+        def get(self, options, on_progress=None):
+            return self.model
+
+        def estimate(self, photo, options, fov_x, on_progress=None):
+            return SimpleNamespace(p=p, geometry=None), False
+
+    stub = Stub(model=SimpleNamespace(description="stub", source="stub", geometry_model=None,
+                                      precision_choice=SimpleNamespace(describe=lambda: {})))
     photo = Photo(rgb=np.zeros((30, 40, 3), np.uint8), path="stub.png")
     near, far = PRESETS["indoor"]
     depth = depth_from_network(photo, JobOptions(preset="indoor"), stub)

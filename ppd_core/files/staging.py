@@ -27,20 +27,29 @@ from ppd_core.errors import OutputError, OutputExistsError
 STAGING_PREFIX = ".ppd-staging-"
 
 
+def resolved(path: Path) -> Path:
+    """The path with links and `..` resolved, as far as it resolves (a link loop, a NUL byte:
+    as given, made absolute), to compare two names of one file."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return Path(path).absolute()
+
+
 def check_targets(targets: Sequence[Path], inputs: dict, replace: bool, claimed: Optional[dict] = None,
                   owner: Optional[Path] = None) -> None:
     """Refuse output files that would go over an input ({path: what it is}, never written
     over), over a folder, over an existing file (unless `replace`), into a missing folder, or
     onto a file an earlier job of the same run writes (`claimed`: {resolved target: owner},
     updated here with these targets for `owner`)."""
-    inputs = {Path(path).resolve(): what for path, what in inputs.items()}
+    inputs = {resolved(path): what for path, what in inputs.items()}
     claimed = {} if claimed is None else claimed
     for target in map(Path, targets):
-        resolved = target.resolve()
-        if resolved in inputs:
-            raise OutputError(f"{target}: refusing to overwrite {inputs[resolved]}")
-        if resolved in claimed:
-            raise OutputError(f"{target}: already the output of {claimed[resolved]} in this run; "
+        where = resolved(target)
+        if where in inputs:
+            raise OutputError(f"{target}: refusing to overwrite {inputs[where]}")
+        if where in claimed:
+            raise OutputError(f"{target}: already the output of {claimed[where]} in this run; "
                               f"rename one of the photos or run them separately")
         if target.is_dir():
             raise OutputError(f"{target}: is a folder, not a file")
@@ -49,7 +58,7 @@ def check_targets(targets: Sequence[Path], inputs: dict, replace: bool, claimed:
         if not target.parent.is_dir():
             what = "not a folder" if target.parent.exists() else "no such folder"
             raise OutputError(f"{target.parent}: {what}")
-    claimed.update((Path(target).resolve(), owner) for target in targets)
+    claimed.update((resolved(target), owner) for target in targets)
 
 
 def _host() -> str:
@@ -119,7 +128,7 @@ def _record(folder: Path) -> None:
         return
     record = _records() / f"{_host()}-{os.getpid()}"
     known = _recorded.setdefault(record, set())
-    where = str(Path(folder).resolve())
+    where = str(resolved(folder))
     if where in known:
         return
     try:
