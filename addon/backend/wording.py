@@ -22,8 +22,10 @@ TERMS = (
     ("run it again to resume", "Download Weights again to resume it"),
     ("(log in with `hf auth login` if the repository is gated)", "(the repository may need a Hugging Face login)"),
 )
-#: `ppd_moge.pth ... (name a repository in PPD_MOGE_REPO)`: not on the hub, from the authors.
-NOT_ON_HUB = re.compile(r" \(name a repository in \w+\)")
+#: What only a terminal user can act on: a command in backquotes, an option, an environment variable.
+TERMINAL = re.compile(r"`[^`]*`|(?<![\w-])--[a-z]|\b(?:PPD|HF)_[A-Z_]+\b")
+#: Where a message's clauses and sentences end (a dropped one leaves the others whole).
+CLAUSES = re.compile(r"(?<=[;?!.])\s+")
 SETUP_NEXT_STEPS = (  # (words of a failed step's cause, what to do)
     (("name resolution", "service not known", "nodename", "getaddrinfo", "new connection", "refused", "timed out"),
      "check the internet connection (and a proxy, if you use one), then press Set up backend again"),
@@ -53,15 +55,20 @@ def with_next(message: str, step: str) -> str:
 
 
 def blender_words(message: str) -> str:
-    """A worker or weights message with its terminal instructions put in Blender's terms."""
+    """A worker or weights message in Blender's terms: known phrases put in its words, then
+    every clause that still tells a terminal user what to type left out (the next step, in
+    Blender's words, comes from the caller)."""
     for terminal, blender in TERMS:
         message = message.replace(terminal, blender)
-    message = NOT_ON_HUB.sub(" (get it from the authors: Where to get it, in the add-on preferences)", message)
-    return " ".join(message.split()).rstrip(";")
+    kept = [clause for clause in CLAUSES.split(" ".join(message.split())) if not TERMINAL.search(clause)]
+    return " ".join(kept).strip().rstrip(";,:")
 
 
-def weights_next_step(online: bool, folder_set: bool) -> str:
-    """What to do about missing weights with these settings."""
+def weights_next_step(online: bool, folder_set: bool, message: str = "") -> str:
+    """What to do about missing weights with these settings (`message`: what is missing)."""
+    if "ppd_moge.pth" in message:  # not on the hub: only by hand
+        return ("download ppd_moge.pth from its authors (Where to get it, in the add-on preferences), put it in a "
+                "folder with moge2.pt and set that folder as the Weights Folder")
     if folder_set:
         return ("use Download Weights in the add-on preferences (it downloads into the Weights Folder), or copy the "
                 "missing files there")
@@ -73,7 +80,7 @@ def weights_next_step(online: bool, folder_set: bool) -> str:
 
 def weights_problem(message: str, online: bool, folder_set: bool) -> str:
     """A weights problem (a Check's, the weights check's, a run's) in Blender's words, with its next step."""
-    return with_next(blender_words(message), weights_next_step(online, folder_set))
+    return with_next(blender_words(message), weights_next_step(online, folder_set, message))
 
 
 def download_failure(message: str) -> str:
