@@ -193,7 +193,9 @@ def _point_cloud_ply(cloud: MeshData) -> bytes:
 
 def obj_files(mesh: MeshData, texture: Texture, mtl_name: str, texture_name: str) -> tuple[bytes, bytes, bytes]:
     """(OBJ, MTL, texture PNG) of a textured mesh, glTF frame; the OBJ names the MTL
-    `mtl_name` and the MTL names the texture `texture_name` (file names, no folders)."""
+    `mtl_name` and the MTL names the texture `texture_name` (file names, no folders). Its
+    first line counts the vertices and faces, so that a copy cut short at a line's end is
+    found out (`ppd_core.files.output_check`)."""
     from trimesh.exchange.obj import export_obj  # heavy (~1 s to load): imported on first use
 
     _require_faces(mesh, "OBJ")
@@ -203,7 +205,8 @@ def obj_files(mesh: MeshData, texture: Texture, mtl_name: str, texture_name: str
                               return_texture=True, mtl_name=mtl_name)
     if mtl_name not in extras or texture_name not in extras:
         raise MeshError(f"trimesh wrote no {mtl_name} / {texture_name} for the OBJ")
-    return text.encode("utf-8"), extras[mtl_name], extras[texture_name]
+    counts = f"# {len(surface.vertices)} vertices, {len(surface.faces)} faces\n"
+    return (counts + text).encode("utf-8"), extras[mtl_name], extras[texture_name]
 
 
 def glb_bytes(mesh: MeshData, texture: Optional[Texture] = None) -> bytes:

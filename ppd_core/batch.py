@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Sequen
 
 from ppd_core.errors import (BadInputError, OutputError, OutputExistsError, PPDError, brief, is_out_of_memory,
                              out_of_memory_text)
+from ppd_core.files.output_check import MISSING, output_problem
 from ppd_core.files.staging import check_targets
 from ppd_core.options import OUTPUT_KINDS, JobOptions, output_files
 # The finder's names stay importable from here, where the command and the add-on import them.
@@ -35,13 +36,11 @@ MANIFEST_NAME = "ppd-mesh-manifest.jsonl"
 MANIFEST_START = b'{"photo": '
 """How every manifest line starts (`PhotoRecord.manifest_line`)."""
 
-Job = tuple[Path, dict[str, Path]]
-"""One photo and its outputs ({kind: path})."""
-
-
 @dataclass
 class PhotoRecord:
-    """What became of one photo: "done", "skipped" (its outputs were all there) or "failed"."""
+    """What became of one photo: "done", "skipped" (its outputs were all complete) or "failed".
+    A resumed photo (--skip-existing) names the outputs it kept and those it wrote anew over
+    a broken file, with what was wrong."""
 
     photo: str
     outputs: dict[str, str]
@@ -49,15 +48,44 @@ class PhotoRecord:
     seconds: float = 0.0
     error: Optional[str] = None          # one line, for failed photos
     stats: Optional[dict] = None         # `run_photo`'s stats for done photos (not in the manifest)
+    kept: tuple[str, ...] = ()           # kinds complete from an earlier run, left as they were
+    redone: dict[str, str] = field(default_factory=dict)  # {kind: what was wrong with its old files}
 
     def manifest_line(self) -> str:
-        """The record as one JSON line of the manifest."""
+        """The record as one JSON line of the manifest ("kept" and "redone" only when there are any)."""
         record = {"photo": self.photo, "outputs": self.outputs, "status": self.status,
                   "seconds": round(self.seconds, 3), "error": self.error}
+        if self.kept and self.status != "skipped":
+            record["kept"] = list(self.kept)
+        if self.redone:
+            record["redone"] = self.redone
         precision = (self.stats or {}).get("depth", {}).get("precision")
         if precision:
             record["precision"] = precision
         return json.dumps(record)
+
+
+@dataclass
+class Job:
+    """One photo's job: every output asked for ({kind: path}); with --skip-existing, the kinds
+    already complete (kept, not written) and those whose files are there but cut short or
+    unreadable ({kind: what is wrong}: written anew over them)."""
+
+    photo: Path
+    outputs: dict[str, Path]
+    kept: tuple[str, ...] = ()
+    redone: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def written(self) -> dict[str, Path]:
+        """The outputs this job writes."""
+        return {kind: path for kind, path in self.outputs.items() if kind not in self.kept}
+
+    def record(self, status: str, seconds: float = 0.0, error: Optional[str] = None,
+               stats: Optional[dict] = None) -> PhotoRecord:
+        """What became of this job, with the photo and outputs as named."""
+        return PhotoRecord(str(self.photo), output_strings(self.outputs), status, seconds, error, stats,
+                           self.kept, dict(self.redone))
 
 
 def error_text(error: BaseException) -> str:
@@ -105,21 +133,28 @@ def make_output_folder(output: Optional[Path], photos: Sequence[Path], kinds: Se
 
 
 def outputs_complete(outputs: dict[str, Path]) -> bool:
-    """True when every file of every output is there (outputs are moved in all or none, so an
-    interrupted photo never looks complete)."""
-    return all(file.is_file() for kind, path in outputs.items() for file in output_files(kind, path))
+    """True when every file of every output is there and whole (`output_problem`: a cheap
+    check by file type; outputs are moved in all or none, so an interrupted photo never looks
+    complete, but a copy cut short or a damaged file is found out)."""
+    return all(output_problem(kind, path) is None for kind, path in outputs.items())
 
 
 def check_job(photo: Path, outputs: dict[str, Path], options: JobOptions, *, replace: bool,
-              skip_existing: bool, claimed: dict) -> bool:
-    """Check one photo's job before anything runs; True when it is to be skipped (its outputs
-    are all there and `skip_existing`). Raises `PPDError` for a job that cannot run."""
+              skip_existing: bool, claimed: dict) -> Job:
+    """Check one photo's job before anything runs. With `skip_existing`, its outputs that are
+    complete are kept and those cut short or unreadable are redone (a job that keeps every
+    output is skipped). Raises `PPDError` for a job that cannot run."""
     if not photo.is_file():
         raise BadInputError(f"{photo}: {'not a file' if photo.exists() else 'no such file'}")
     targets = [target for kind, path in outputs.items() for target in output_files(kind, path)]
-    complete = skip_existing and outputs_complete(outputs)
-    check_targets(targets, options.input_files(photo), replace or complete, claimed=claimed, owner=photo)
-    return complete
+    if not skip_existing:
+        check_targets(targets, options.input_files(photo), replace, claimed=claimed, owner=photo)
+        return Job(photo, outputs)
+    # Each existing file is kept (complete) or written over (broken): none is in the way.
+    check_targets(targets, options.input_files(photo), True, claimed=claimed, owner=photo)
+    problems = {kind: output_problem(kind, path) for kind, path in outputs.items()}
+    return Job(photo, outputs, kept=tuple(kind for kind, problem in problems.items() if problem is None),
+               redone={kind: problem for kind, problem in problems.items() if problem not in (None, MISSING)})
 
 
 @dataclass
@@ -150,15 +185,15 @@ def plan_batch(photos: Iterable[Union[str, Path]], kinds: Sequence[str], options
         outputs: dict[str, Path] = {}
         try:
             outputs = output_paths(photo, kinds, output, single=len(photos) == 1)
-            skip = check_job(photo, outputs, options, replace=replace, skip_existing=skip_existing,
-                             claimed=plan.claimed)
+            job = check_job(photo, outputs, options, replace=replace, skip_existing=skip_existing,
+                            claimed=plan.claimed)
         except PPDError as error:
             plan.settled.append(PhotoRecord(str(photo), output_strings(outputs), "failed", error=error_text(error)))
             continue
-        if skip:
-            plan.settled.append(PhotoRecord(str(photo), output_strings(outputs), "skipped"))
+        if job.written:
+            plan.jobs.append(job)
         else:
-            plan.jobs.append((photo, outputs))
+            plan.settled.append(job.record("skipped"))
     return plan
 
 
@@ -167,24 +202,28 @@ def output_strings(outputs: dict[str, Path]) -> dict[str, str]:
     return {kind: str(path) for kind, path in outputs.items()}
 
 
-def run_job(photo: Path, outputs: dict[str, Path], options: JobOptions, *, models: Optional[ModelCache] = None,
-            replace: bool = False, on_progress: Optional[ProgressCallback] = None) -> PhotoRecord:
-    """Run one photo through `ppd_core.pipeline.run_photo`; a failure is a record, not an
-    exception (Ctrl-C and signals still unwind)."""
+def run_job(job: Job, options: JobOptions, *, models: Optional[ModelCache] = None, replace: bool = False,
+            on_progress: Optional[ProgressCallback] = None) -> PhotoRecord:
+    """Run one photo's job through `ppd_core.pipeline.run_photo` (its kept outputs left alone,
+    its broken ones written over); a failure is a record, not an exception (Ctrl-C and
+    signals still unwind)."""
     # numpy, OpenCV and the meshers load in seconds: only once a photo runs
     from ppd_core import pipeline
 
     start = time.perf_counter()
     try:
-        stats = pipeline.run_photo(photo, outputs, options, models=models, on_progress=on_progress, replace=replace)
+        stats = pipeline.run_photo(job.photo, job.outputs, options, models=models, on_progress=on_progress,
+                                   replace=replace, keep=job.kept, redo=job.redone)
     except Exception as error:
-        return PhotoRecord(str(photo), output_strings(outputs), "failed", time.perf_counter() - start, error_text(error))
-    return PhotoRecord(str(photo), output_strings(outputs), "done", time.perf_counter() - start, stats=stats)
+        return job.record("failed", time.perf_counter() - start, error_text(error))
+    if job.redone:
+        stats["redone"] = dict(job.redone)
+    return job.record("done", time.perf_counter() - start, stats=stats)
 
 
 Runner = Callable[[Sequence[Job], JobOptions, bool], Iterable[PhotoRecord]]
-"""Runs (photo, outputs) jobs with options, replacing existing files or not; yields a record
-per photo as each finishes, in any order."""
+"""Runs jobs with options, replacing existing files or not; yields a record per photo as
+each finishes, in any order."""
 
 
 class LocalRunner:
@@ -199,9 +238,9 @@ class LocalRunner:
         from ppd_core.photo_depth import ModelCache  # numpy and the geometry: only once photos run
 
         models = self.models if self.models is not None else ModelCache()
-        for photo, outputs in jobs:
-            on_progress = self.progress_for(photo) if self.progress_for is not None else None
-            yield run_job(photo, outputs, options, models=models, replace=replace, on_progress=on_progress)
+        for job in jobs:
+            on_progress = self.progress_for(job.photo) if self.progress_for is not None else None
+            yield run_job(job, options, models=models, replace=replace, on_progress=on_progress)
 
 
 class Manifest:
@@ -281,8 +320,9 @@ def run_batch(photos: Iterable[Union[str, Path]], kinds: Sequence[str], options:
 
     `kinds` are output kinds (`"stl"`, `"npz"`, ...), written next to each photo or into the
     folder `output` (a file name only for one photo and one kind). Photos that cannot run
-    (missing, an output in the way) come first, as failed; with `skip_existing`, photos whose
-    outputs are all there are skipped. One bad photo never stops the batch. Each record is
+    (missing, an output in the way) come first, as failed; with `skip_existing`, outputs that
+    are complete are kept, those missing, cut short or unreadable are written, and photos
+    whose outputs are all complete are skipped. One bad photo never stops the batch. Each record is
     appended to `manifest` (JSON lines) when it is known. `runner` runs the photos: by
     default here, one model for all (`LocalRunner`); `ppd_core.ray_batch.RayRunner` on Ray.
     """

@@ -103,15 +103,15 @@ def show_record(record: PhotoRecord, quiet: bool) -> None:
     if record.status == "failed":
         say(failure_line(record.photo, record.error), sys.stderr)
     elif record.status == "skipped" and not quiet:
-        say(f"{record.photo}: skipped, its outputs are all there")
+        say(f"{record.photo}: skipped, its outputs are all complete")
     elif record.stats:
         for line in summary_lines(record.stats):
             say(line)
 
 
 def run_in_worker(jobs: list, options, quiet: bool, counts: BatchCounts) -> None:
-    """Run each (photo, outputs) in a worker process started with this interpreter, counting
-    each photo in `counts`. Paths are shown as the user named them."""
+    """Run each job in a worker process started with this interpreter (its kept outputs
+    named as "keep"), counting each photo in `counts`. Paths are shown as the user named them."""
     with WorkerClient(sys.executable) as client:
         try:
             client.start()
@@ -119,10 +119,11 @@ def run_in_worker(jobs: list, options, quiet: bool, counts: BatchCounts) -> None
             say(f"ppd-mesh: worker: {error}", sys.stderr)
             counts.failed += len(jobs)
             return
-        for number, (photo, outputs) in enumerate(jobs):
+        for number, job in enumerate(jobs):
+            photo = job.photo
             progress = Progress(photo.name, quiet)
-            job_id = client.submit({"photo": str(photo), "outputs": output_strings(outputs),
-                                    "options": dataclasses.asdict(options)})
+            job_id = client.submit({"photo": str(photo), "outputs": output_strings(job.outputs),
+                                    "keep": list(job.kept), "options": dataclasses.asdict(options)})
             try:
                 outcome = _await_result(client, job_id, progress)
             except KeyboardInterrupt:
@@ -133,7 +134,8 @@ def run_in_worker(jobs: list, options, quiet: bool, counts: BatchCounts) -> None
             progress.close()
             if outcome["type"] == "result":
                 counts.done += 1
-                for line in summary_lines({**outcome["stats"], "outputs": output_strings(outputs)}):
+                for line in summary_lines({**outcome["stats"], "outputs": output_strings(job.outputs),
+                                           "redone": job.redone}):
                     say(line)
                 continue
             say(failure_line(photo, outcome.get("message", "the worker failed")), sys.stderr)

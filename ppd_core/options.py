@@ -320,6 +320,8 @@ OUTPUT_KINDS: dict[str, OutputKind] = {kind.name: kind for kind in (
     OutputKind("glb", ".glb", "binary glTF with the photo as its texture (metres, y up)"),
     OutputKind("npz", ".npz", "arrays and camera for Blender and Python (camera frame)", holds_points=True),
     OutputKind("depth_png", "_depth.png", "16-bit depth in millimetres + a colour preview", depth_map=True),
+    OutputKind("depth_exr", "_depth.exr", "float32 depth in metres (no depth: inf) + its validity mask (PNG) and "
+               "camera (JSON), as MoGe writes", depth_map=True),
     OutputKind("preview", "_preview.png", "a small PNG of the result seen from an oblique angle, to check a batch "
                "at a glance", holds_points=True, picture=True),
 )}
@@ -333,10 +335,13 @@ def side_stem(path: Path) -> str:
 
 def output_files(kind: str, path: Union[str, Path]) -> list[Path]:
     """Every file an output of `kind` at `path` consists of, the named one first (OBJ: the
-    OBJ, its MTL and texture; depth_png: the 16-bit depth and its colour preview)."""
+    OBJ, its MTL and texture; depth_png: the 16-bit depth and its colour preview; depth_exr:
+    the float depth, its validity mask and its camera)."""
     path = Path(path)
     if kind == "obj":
         return [path, path.with_name(side_stem(path) + ".mtl"), path.with_name(side_stem(path) + "_texture.png")]
     if kind == "depth_png":
         return [path, path.with_name(path.stem + "_preview.png")]
+    if kind == "depth_exr":
+        return [path, path.with_name(path.stem + "_mask.png"), path.with_name(path.stem + "_camera.json")]
     return [path]

@@ -11,7 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Collection, Optional, Union
 
 import cv2
 import numpy as np
@@ -47,12 +47,17 @@ class PhotoJob:
     grid: Optional[Intrinsics] = None             # the camera in pixels of the mesh grid
     cloud: Optional[PixelCloud] = None            # edge-clean points, when an output needs them
     shapes: dict[str, MeshData] = field(default_factory=dict)  # "mesh" | "points" | "solid"
+    kept: frozenset = frozenset()                 # outputs already complete: not written
 
     def geometry(self, kind: str) -> str:
         return self.options.geometry_for(kind, self.outputs)
 
+    @property
+    def written(self) -> dict[str, Path]:
+        return {kind: path for kind, path in self.outputs.items() if kind not in self.kept}
+
     def wants(self, *geometries: str) -> bool:
-        return any(self.geometry(kind) in geometries for kind in self.outputs)
+        return any(self.geometry(kind) in geometries for kind in self.written)
 
 
 def mesh_grid_size(width: int, height: int, resolution: int) -> tuple[int, int]:
@@ -148,8 +153,12 @@ def build_shapes(job: PhotoJob) -> None:
 
 def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
               models: Optional[ModelCache] = None, on_progress: Optional[ProgressCallback] = None,
-              replace: bool = True) -> dict:
+              replace: bool = True, keep: Collection[str] = (), redo: Collection[str] = ()) -> dict:
     """Run one photo and write `outputs` ({kind: path}, kinds of `options.OUTPUT_KINDS`).
+
+    `keep`: kinds of `outputs` already complete (a resumed batch): not written, though they
+    still decide what a preview shows. `redo`: kinds whose files are there but cut short or
+    unreadable: written over even without `replace`.
 
     Returns JSON-serialisable stats: "outputs" {kind: path}, "vertices", "faces", "bounds",
     "size_mm" or "size_m", "watertight" (None for open meshes and points), "camera" (the
@@ -158,16 +167,20 @@ def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
     OBJ's MTL and texture). Nothing is written unless every output
     succeeds; a failure or cancel leaves the folders as they were. Existing files are
     replaced (`replace=False`: refused, even when they appear during the run), but never the
-    files it reads (`JobOptions.input_files`).
+    files it reads (`JobOptions.input_files`). "kept" in the stats lists the kinds kept.
     """
     outputs = {kind: Path(path) for kind, path in outputs.items()}
     unknown = sorted(set(outputs) - set(OUTPUT_KINDS))
     if unknown or not outputs:
         raise BadInputError(f"outputs must be some of {', '.join(OUTPUT_KINDS)}; got {', '.join(unknown) or 'none'}")
+    if not set(keep) | set(redo) <= set(outputs) or set(keep) >= set(outputs):
+        raise BadInputError("kept and redone outputs must be some of the job's outputs, and something must be written")
     options.validate()
-    check_targets([f for kind, path in outputs.items() for f in output_files(kind, path)],
+    job = PhotoJob(Path(photo), outputs, options, on_progress, kept=frozenset(keep))
+    broken = [f for kind in redo if kind not in job.kept for f in output_files(kind, outputs[kind])]
+    check_targets([f for kind, path in job.written.items() if kind not in redo for f in output_files(kind, path)],
                   options.input_files(photo), replace)
-    job = PhotoJob(Path(photo), outputs, options, on_progress)
+    check_targets(broken, options.input_files(photo), True)
     for kind in outputs:
         job.geometry(kind)  # refuses a point cloud in a mesh-only format before any work
 
@@ -179,18 +192,20 @@ def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
         camera = camera_record(job.depth_info.intrinsics)
         info = {**job.depth_info.describe(), "photo": photo_identity(job.image)}
         sources = {kind: OutputSource(job.geometry(kind), job.shapes.get(job.geometry(kind)), job.depth,
-                                      job.image.rgb, str(job.photo.resolve()), camera, info) for kind in outputs}
-        details, written = write_outputs(outputs, sources, replace=replace, on_progress=on_progress)
+                                      job.image.rgb, str(job.photo.resolve()), camera, info) for kind in job.written}
+        details, written = write_outputs(job.written, sources, replace=replace, broken=broken, on_progress=on_progress)
     except MeshError as error:  # `mesh` speaks for itself; here it is bad input like any other
         raise BadInputError(str(error)) from None
-    return job_stats(outputs, details, written, camera, info)
+    stats = job_stats(outputs, details, written, camera, info)
+    stats["kept"] = [kind for kind in outputs if kind in job.kept]
+    return stats
 
 
 def job_stats(outputs: dict[str, Path], details: dict, written: list[Path], camera, depth: dict) -> dict:
-    """The stats `run_photo` returns: the main (first neither depth map nor picture) output's,
-    plus per output, and `depth`: where the depth's scale and the camera came from
-    (`PhotoDepth.describe`)."""
-    shapes = [kind for kind in outputs if not (OUTPUT_KINDS[kind].depth_map or OUTPUT_KINDS[kind].picture)]
+    """The stats `run_photo` returns: the main (first written neither depth map nor picture)
+    output's, plus per written output, and `depth`: where the depth's scale and the camera
+    came from (`PhotoDepth.describe`)."""
+    shapes = [kind for kind in details if not (OUTPUT_KINDS[kind].depth_map or OUTPUT_KINDS[kind].picture)]
     main = details[shapes[0]] if shapes else {}
     stats = {key: main[key] for key in ("vertices", "faces", "bounds", "size_mm", "size_m") if key in main}
     stats.setdefault("vertices", 0)

@@ -136,6 +136,9 @@ def parse_request(line: bytes) -> dict:
     outputs = request.get("outputs")
     if not isinstance(outputs, dict) or not outputs or not all(isinstance(v, str) for v in outputs.values()):
         raise BadInputError(f"job {job_id} needs 'outputs': an object of format -> file path")
+    keep = request.get("keep", [])
+    if not isinstance(keep, list) or not all(isinstance(kind, str) and kind in outputs for kind in keep):
+        raise BadInputError(f"job {job_id} has 'keep' that is not a list of kinds among its outputs")
     if not isinstance(request.get("options", {}), dict):
         raise BadInputError(f"job {job_id} has 'options' that is not an object")
     return request

@@ -45,13 +45,13 @@ class PhotoWorker:
         self.models = ModelCache()
 
     def __call__(self, row: dict) -> dict:
-        photo = Path(row["photo"])
-        outputs = {kind: Path(path) for kind, path in json.loads(row["outputs"]).items()}
-        if not self.replace and outputs_complete(outputs):
+        job = Job(Path(row["photo"]), {kind: Path(path) for kind, path in json.loads(row["outputs"]).items()},
+                  tuple(json.loads(row["kept"])), json.loads(row["redone"]))
+        if not self.replace and outputs_complete(job.written):
             # An earlier attempt moved them in, then its actor died before it could report.
-            record = PhotoRecord(str(photo), {}, "done")
+            record = PhotoRecord(str(job.photo), {}, "done")
         else:
-            record = run_job(photo, outputs, self.options, models=self.models, replace=self.replace)
+            record = run_job(job, self.options, models=self.models, replace=self.replace)
         return {"photo": row["photo"], "status": record.status, "seconds": record.seconds,
                 "error": record.error or "", "stats": json.dumps(record.stats)}
 
@@ -69,15 +69,14 @@ def pool_shape(resources: dict, actors: Optional[int]) -> tuple[int, float, floa
     return count, max(1.0, float(int(cpus // count))), min(1.0, gpus / count) if gpus else 0.0
 
 
-def _record(row: dict, photo: Path, outputs: dict[str, Path]) -> PhotoRecord:
+def _record(row: dict, job: Job) -> PhotoRecord:
     """An actor's result as the record of the photo and outputs the caller named (the actor
     saw them as absolute paths)."""
-    named = output_strings(outputs)
     stats = json.loads(row["stats"])
     if stats:
-        stats["outputs"] = named
-    error = row["error"].replace(row["photo"], str(photo)) if row["error"] else None
-    return PhotoRecord(str(photo), named, row["status"], row["seconds"], error, stats)
+        stats["outputs"] = output_strings(job.outputs)
+    error = row["error"].replace(row["photo"], str(job.photo)) if row["error"] else None
+    return job.record(row["status"], row["seconds"], error, stats)
 
 
 def import_ray_data():
@@ -138,14 +137,15 @@ class RayRunner:
         finally:
             if started:
                 ray.shutdown()
-            for folder in {path.parent for _, outputs in jobs for path in outputs.values()}:
+            for folder in {path.parent for job in jobs for path in job.outputs.values()}:
                 remove_stale_staging(folder)  # left by an actor killed mid-photo (its retry wrote anew)
 
     def _run(self, ray, jobs: Sequence[Job], options: JobOptions, replace: bool) -> Iterator[PhotoRecord]:
         actors, cpus, gpus = pool_shape(ray.cluster_resources(), self.actors)
-        by_path = {str(photo.absolute()): (photo, outputs) for photo, outputs in jobs}
-        rows = [{"photo": path, "outputs": json.dumps({kind: str(file.absolute()) for kind, file in outputs.items()})}
-                for path, (photo, outputs) in by_path.items()]
+        by_path = {str(job.photo.absolute()): job for job in jobs}
+        rows = [{"photo": path, "kept": json.dumps(job.kept), "redone": json.dumps(job.redone),
+                 "outputs": json.dumps({kind: str(file.absolute()) for kind, file in job.outputs.items()})}
+                for path, job in by_path.items()]
         error = None
         with _data_context(self.quiet):
             dataset = ray.data.from_items(rows, override_num_blocks=len(rows))  # one photo per task
@@ -158,10 +158,9 @@ class RayRunner:
             try:
                 for row in results.iter_rows():
                     if row["photo"] in by_path:  # (a result delivered twice, after a retry, counts once)
-                        yield _record(row, *by_path.pop(row["photo"]))
+                        yield _record(row, by_path.pop(row["photo"]))
             except Exception as failure:  # the run as a whole broke (no actor could start): the rest fail with it
                 error = f"Ray: {type(failure).__name__}: {first_line(failure)}"
-        for photo, outputs in by_path.values():
-            yield PhotoRecord(str(photo), output_strings(outputs), "failed",
-                              error=error or f"no result after {PHOTO_RETRIES + 1} attempts: the Ray actor running "
-                                             f"it died each time (out of memory? see Ray's logs)")
+        for job in by_path.values():
+            yield job.record("failed", error=error or f"no result after {PHOTO_RETRIES + 1} attempts: the Ray actor "
+                                                      f"running it died each time (out of memory? see Ray's logs)")

@@ -13,6 +13,7 @@ from ppd_core.batch import error_text
 from ppd_core.options import OUTPUT_KINDS
 
 WATERTIGHT_WORDS = {True: "yes", False: "no", None: "n/a (open)"}
+DEPTH_MAP_WORDS = {"depth_png": " (+ preview)", "depth_exr": ", float32 metres, no depth = inf (+ mask, camera)"}
 
 
 def depth_line(info: dict) -> str:
@@ -57,7 +58,7 @@ def output_line(path: str, kind: str, detail: dict, scale_guessed: bool) -> str:
         width, height = detail["size_px"]
         clipped = detail.get("clipped_px", 0)
         note = f"; {clipped} px beyond 65.535 m stored as 65.535 m" if clipped else ""
-        return f"{path}: depth map {width}x{height} px (+ preview){note}"
+        return f"{path}: depth map {width}x{height} px{DEPTH_MAP_WORDS[kind]}{note}"
     if OUTPUT_KINDS[kind].picture:
         width, height = detail["size_px"]
         return f"{path}: preview {width}x{height} px ({detail['renderer']})"
@@ -69,13 +70,19 @@ def output_line(path: str, kind: str, detail: dict, scale_guessed: bool) -> str:
 
 
 def summary_lines(stats: dict) -> list[str]:
-    """One line per output (and a solid's check); then where the depth's scale and the camera
-    came from, the precision, and the warnings."""
+    """One line per output (and a solid's check; an output kept from an earlier run, or
+    written over a broken one, says so); then where the depth's scale and the camera came
+    from, the precision, and the warnings."""
     info = stats.get("depth") or {}
     lines = []
     for kind, path in stats["outputs"].items():
+        if kind in stats.get("kept", ()):
+            lines.append(f"{path}: kept, complete from an earlier run")
+            continue
         detail = stats["details"][kind]
         lines.append(output_line(path, kind, detail, bool(info.get("scale_guessed"))))
+        if kind in stats.get("redone", {}):
+            lines.append(f"  written anew: the old one was broken ({stats['redone'][kind]})")
         if "check" in detail:
             lines.append(f"  check: {detail['check']}")
     if info:

@@ -272,7 +272,8 @@ class JobRunner:
             loads_before = self.models.loads
             progress = JobProgress(job_id, JOB_STAGES, self.events, self.board.check_cancel)
             options = JobOptions.from_dict(job.get("options", {}))
-            stats = run_photo(job["photo"], job["outputs"], options, models=self.models, on_progress=progress)
+            stats = run_photo(job["photo"], job["outputs"], options, models=self.models, on_progress=progress,
+                              keep=job.get("keep", ()))
             progress.done()
         except Exception as exc:  # every failure becomes one error event; the worker lives on
             if isinstance(exc, PPDError):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from ppd_core.batch import read_manifest
+from ppd_core.files.output_check import output_problem
 from ppd_core.files.staging import STAGING_PREFIX
 from ppd_core.mesh import main
 from tests.batch_helpers import PHOTOS, make_shoot, small_run
@@ -51,6 +52,19 @@ def kill_first_attempt_hook(victim: str, attempts: str):
     return hook
 
 
+def resume_on_ray(root: Path, photos: list, weights) -> dict:
+    """The first photo's STL cut short, then both resumed on Ray with a GLB added: {code, manifest, stamps}."""
+    folder = root / "ray"
+    (folder / f"{photos[0].stem}.stl").write_bytes((folder / f"{photos[0].stem}.stl").read_bytes()[:999])
+    kept = [folder / f"{photos[0].stem}.npz", folder / f"{photos[1].stem}.npz", folder / f"{photos[1].stem}.stl"]
+    before = {path: (path.stat().st_ino, path.stat().st_mtime_ns) for path in kept}
+    manifest = root / "resumed.jsonl"
+    code = main([*map(str, photos), "--npz", "--stl", "--glb", "--skip-existing", "--quiet", *small_run(weights),
+                 "-o", str(folder), "--manifest", str(manifest), "--ray", "--ray-actors", "2"])
+    after = {path: (path.stat().st_ino, path.stat().st_mtime_ns) for path in kept}
+    return {"code": code, "manifest": manifest, "untouched": before == after, "folder": folder}
+
+
 @pytest.fixture(scope="module")
 def runs(small_weights, tmp_path_factory):
     """The same shoot run in this process and on Ray: {out folders, manifests, attempts file}."""
@@ -70,6 +84,7 @@ def runs(small_weights, tmp_path_factory):
     try:
         result["ray_code"] = main(common + ["-o", str(root / "ray"), "--manifest", str(result["ray_manifest"]),
                                             "--ray", "--ray-actors", "2"])
+        result["resumed"] = resume_on_ray(root, photos[:2], small_weights)
     finally:
         ray.shutdown()
     return result
@@ -107,3 +122,14 @@ def test_an_actor_killed_mid_photo_is_retried_on_a_new_one(runs):
     stem = Path(VICTIM).stem
     assert (runs["ray"] / f"{stem}.npz").is_file() and (runs["ray"] / f"{stem}.stl").is_file()
     assert not [p for p in runs["ray"].iterdir() if p.name.startswith(STAGING_PREFIX)]  # the killed one's is gone
+
+
+def test_a_resumed_batch_on_ray_keeps_what_is_complete_and_redoes_what_was_cut_short(runs):
+    resumed = runs["resumed"]
+    assert resumed["code"] == 0 and resumed["untouched"]
+    first, second = sorted(read_manifest(resumed["manifest"]), key=lambda record: record["photo"])
+    assert first["status"] == second["status"] == "done"
+    assert first["kept"] == ["npz"] and list(first["redone"]) == ["stl"] and "cut short" in first["redone"]["stl"]
+    assert second["kept"] == ["stl", "npz"] and "redone" not in second
+    for record in (first, second):
+        assert all(output_problem(kind, Path(path)) is None for kind, path in record["outputs"].items())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Collection, Optional
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from mesh.checks import MeshReport, check_mesh
 from mesh.data import MeshData
 from mesh.export import glb_bytes, obj_files, ply_bytes, stl_bytes, threemf_bytes
 from ppd_core.errors import OutputError
+from ppd_core.files.depth_exr import depth_exr_files
 from ppd_core.files.depth_file import DEPTH_PNG_MAX_M, depth_png_bytes
 from ppd_core.files.preview import preview_png, preview_size, renderer_for
 from ppd_core.files.result_file import result_bytes
@@ -51,19 +52,24 @@ ENCODERS: dict[str, Callable[[OutputSource, list[Path]], list[bytes]]] = {
     "npz": lambda source, files: [result_bytes(source.shape, source.geometry, source.camera, source.photo_path,
                                                source.depth, source.depth_info)],
     "depth_png": lambda source, files: list(depth_png_bytes(source.depth)),
+    "depth_exr": lambda source, files: list(depth_exr_files(source.depth, source.camera, source.depth_info,
+                                                            (files[0].name, files[1].name))),
     "preview": lambda source, files: [preview_png(source.geometry, source.shape, source.depth, source.photo_rgb,
                                                   source.camera)],
 }
 
 
-def describe(source: OutputSource, checks: dict[int, MeshReport]) -> dict:
-    """Stats of one output for the summary: counts, bounds, size with its unit, watertightness
-    (and the print check of a solid, kept in `checks` so two outputs of one solid check it
-    once); for a depth map its size and the pixels beyond the PNG's range."""
+def describe(source: OutputSource, checks: dict[int, MeshReport], kind: str) -> dict:
+    """Stats of one output of `kind` for the summary: counts, bounds, size with its unit,
+    watertightness (and the print check of a solid, kept in `checks` so two outputs of one
+    solid check it once); for a depth map its size (and for the 16-bit PNG, the pixels beyond
+    its range)."""
     if source.geometry == "depth":
-        with np.errstate(invalid="ignore"):
-            beyond = int(np.count_nonzero(source.depth > DEPTH_PNG_MAX_M))
-        return {"size_px": [int(source.depth.shape[1]), int(source.depth.shape[0])], "clipped_px": beyond}
+        stats = {"size_px": [int(source.depth.shape[1]), int(source.depth.shape[0])]}
+        if kind == "depth_png":
+            with np.errstate(invalid="ignore"):
+                stats["clipped_px"] = int(np.count_nonzero(source.depth > DEPTH_PNG_MAX_M))
+        return stats
     shape = source.shape
     bounds = shape.bounds()
     size = (bounds[1] - bounds[0]).round(4).tolist()
@@ -86,10 +92,12 @@ def describe_picture(source: OutputSource) -> dict:
 
 
 def write_outputs(outputs: dict[str, Path], sources: dict[str, OutputSource], *, replace: bool = True,
+                  broken: Collection[Path] = (),
                   on_progress: Optional[ProgressCallback] = None) -> tuple[dict, list[Path]]:
     """Write each output ({kind: path}) from its source into a staging folder beside it, then
     move them all into place; return ({kind: stats}, every file written). Without `replace`,
-    an output file that exists by then (another program made it) is an error."""
+    an output file that exists by then (another program made it) is an error, unless it is
+    one of the `broken` files (cut short or unreadable), which are written over."""
     staging: dict[Path, Path] = {}
     details: dict[str, dict] = {}
     checks: dict[int, MeshReport] = {}
@@ -113,9 +121,9 @@ def write_outputs(outputs: dict[str, Path], sources: dict[str, OutputSource], *,
                     raise OutputError(f"{final}: cannot write ({error.strerror or error})") from None
                 moves.append((staged, final))
             details[kind] = (describe_picture(sources[kind]) if OUTPUT_KINDS[kind].picture
-                             else describe(sources[kind], checks))
+                             else describe(sources[kind], checks, kind))
         report(on_progress, "export", 1.0, "moving files into place")
-        move_into_place(moves, replace)
+        move_into_place(moves, replace, broken)
     finally:
         for folder in staging.values():
             shutil.rmtree(folder, ignore_errors=True)

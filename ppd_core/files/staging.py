@@ -19,7 +19,7 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Collection, Optional, Sequence
 
 from ppd_core.cache import cache_folder
 from ppd_core.errors import OutputError, OutputExistsError
@@ -187,13 +187,15 @@ def _place_new(staged: Path, final: Path) -> None:
         os.unlink(staged)
 
 
-def move_into_place(moves: Sequence[tuple[Path, Path]], replace: bool = True) -> None:
+def move_into_place(moves: Sequence[tuple[Path, Path]], replace: bool = True,
+                    broken: Collection[Path] = ()) -> None:
     """Move each (staged, final) file onto its final name, all or none.
 
-    With `replace` (--force) a final file that already exists is first hard-linked (or, where
-    links are impossible, renamed) into the staged file's folder; without it an existing final
-    file stops the move. If any move fails or is interrupted, the files already moved go back
-    to staging and the old ones are put back, so the folder is as it was.
+    With `replace` (--force), or for a final file in `broken` (found cut short or unreadable,
+    `ppd_core.files.output_check`), a final file that already exists is first hard-linked (or,
+    where links are impossible, renamed) into the staged file's folder; otherwise an existing
+    final file stops the move. If any move fails or is interrupted, the files already moved go
+    back to staging and the old ones are put back, so the folder is as it was.
     """
     placed: list[tuple[Path, Path]] = []
     saved: list[tuple[Path, Path]] = []
@@ -201,7 +203,7 @@ def move_into_place(moves: Sequence[tuple[Path, Path]], replace: bool = True) ->
         for number, (staged, final) in enumerate(moves):
             if final.is_dir():
                 raise OutputError(f"{final}: is a folder; refusing to replace it with a file")
-            if not replace:
+            if not (replace or final in broken):
                 _place_new(staged, final)
                 placed.append((staged, final))
                 continue
