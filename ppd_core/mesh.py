@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 from ppd_core.batch import (MANIFEST_NAME, BatchCounts, LocalRunner, PhotoRecord, find_photos,
                             is_batch_argument, make_output_folder, output_strings, plan_batch, run_batch)
@@ -31,6 +31,7 @@ from ppd_core.options import OPTIONS, OUTPUT_KINDS, JobOptions, Option
 from ppd_core.progress_display import PhotoDisplay, Progress, say
 from ppd_core.ray_batch import RAY_MISSING, RayRunner
 from ppd_core.summary import failure_line, summary_lines
+from ppd_core.viewer import result_viewer
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -68,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-o", "--output", type=Path, help="output file (one photo, one output) or folder")
     out.add_argument("--force", action="store_true", help="overwrite existing output files")
     out.add_argument("--quiet", action="store_true", help="no progress bars or stage lines (results, failures and the summary still print)")
+    out.add_argument("--show", action="store_true",
+                     help="look at each result in an Open3D window once its outputs are written (where a display "
+                          "exists; the run goes on when the window is closed)")
     out.add_argument("--subprocess", action="store_true",
                      help="run the photos in a worker process (python -m ppd_core.worker), as Blender does")
     many = parser.add_argument_group("many photos")
@@ -109,9 +113,10 @@ def show_record(record: PhotoRecord, quiet: bool) -> None:
             say(line)
 
 
-def run_in_worker(jobs: list, options, quiet: bool, counts: BatchCounts) -> None:
+def run_in_worker(jobs: list, options, quiet: bool, counts: BatchCounts, show: Optional[Callable] = None) -> None:
     """Run each job in a worker process started with this interpreter (its kept outputs
-    named as "keep"), counting each photo in `counts`. Paths are shown as the user named them."""
+    named as "keep"), counting each photo in `counts` and `show`ing it. Paths are shown as
+    the user named them."""
     with WorkerClient(sys.executable) as client:
         try:
             client.start()
@@ -137,6 +142,8 @@ def run_in_worker(jobs: list, options, quiet: bool, counts: BatchCounts) -> None
                 for line in summary_lines({**outcome["stats"], "outputs": output_strings(job.outputs),
                                            "redone": job.redone}):
                     say(line)
+                if show is not None:
+                    show(output_strings(job.outputs))
                 continue
             say(failure_line(photo, outcome.get("message", "the worker failed")), sys.stderr)
             counts.failed += 1
@@ -261,8 +268,9 @@ def manifest_path(args: argparse.Namespace, batch: bool) -> Optional[Path]:
 
 def run_photos(args: argparse.Namespace, photos: list[Path], kinds: list[str], options: JobOptions,
                counts: BatchCounts, batch: bool) -> int:
-    """Run the photos here, on Ray, or in a worker (--subprocess); show each as it finishes;
-    return the number of failed photos."""
+    """Run the photos here, on Ray, or in a worker (--subprocess); show each as it finishes
+    (and in a window, with --show); return the number of failed photos."""
+    show = result_viewer(args.show)
     if args.subprocess:
         plan = plan_batch(photos, kinds, options, output=args.output, replace=args.force,
                           skip_existing=args.skip_existing)
@@ -270,7 +278,7 @@ def run_photos(args: argparse.Namespace, photos: list[Path], kinds: list[str], o
             counts.add(record)
             show_record(record, args.quiet)
         if plan.jobs:
-            run_in_worker(plan.jobs, options, args.quiet, counts)
+            run_in_worker(plan.jobs, options, args.quiet, counts, show)
         return counts.failed
     display = PhotoDisplay(args.quiet)
     runner = RayRunner(args.ray_actors, args.ray_address, args.quiet) if args.ray else LocalRunner(
@@ -281,6 +289,8 @@ def run_photos(args: argparse.Namespace, photos: list[Path], kinds: list[str], o
             display.finish()
             counts.add(record)
             show_record(record, args.quiet)
+            if show is not None and record.status == "done":
+                show(record.outputs)
     except KeyboardInterrupt:
         stopped = display.finish()
         if stopped is not None:
