@@ -10,6 +10,7 @@ import trimesh
 from PIL import Image
 
 from ppd_core.files.output_check import CHECKS, MISSING, output_problem
+from ppd_core.files.outputs import ENCODERS
 from ppd_core.options import OUTPUT_KINDS, JobOptions, output_files
 from ppd_core.pipeline import run_photo
 
@@ -37,7 +38,7 @@ def written(tmp_path_factory):
 
 def test_every_kind_has_a_check_and_its_written_outputs_are_complete(written):
     outputs, points = written
-    assert set(CHECKS) == set(OUTPUT_KINDS)
+    assert set(CHECKS) == set(OUTPUT_KINDS) == set(ENCODERS)
     assert {kind: output_problem(kind, path) for kind, path in outputs.items()} == dict.fromkeys(OUTPUT_KINDS)
     assert output_problem("ply", points) is None
     assert output_problem("stl", outputs["stl"].with_name("other.stl")) == MISSING
