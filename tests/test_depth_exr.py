@@ -75,3 +75,12 @@ def test_the_exr_read_back_as_metric_depth_gives_the_same_result(scene, tmp_path
     np.testing.assert_allclose(again.vertices, first.vertices, rtol=0, atol=1e-6)
     camera = json.loads((tmp_path / "first" / "a_depth_camera.json").read_text())
     assert camera["fov_x"] == pytest.approx(50.0) and camera["camera_source"] == "given field of view"
+
+
+def test_a_second_run_over_the_folder_does_not_take_the_mask_for_a_photo(scene, tmp_path):
+    from ppd_core.batch import find_photos
+
+    photo, depth = scene
+    assert run(photo, depth, tmp_path, "--depth-exr") == 0
+    assert (tmp_path / "a_depth_mask.png").is_file()
+    assert find_photos([str(tmp_path)]) == ([photo], [])
