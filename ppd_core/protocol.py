@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, Optional
 
 import ppd_core
 from ppd_core.client import PROTOCOL_VERSION
-from ppd_core.errors import BadInputError, PPDError
+from ppd_core.errors import BadInputError
 
 #: Error kinds of job errors; the client adds worker_crashed and timeout of its own.
 ERROR_KINDS = ("bad_input", "weights_missing", "out_of_memory", "cancelled", "internal")
@@ -80,24 +80,13 @@ def torch_problem() -> Optional[str]:
     return None
 
 
-def weights_status() -> dict:
-    """Which model the weights at hand make (PPD_WEIGHTS, else the Hugging Face cache; nothing
-    is downloaded), or why there is none: jobs may still name a folder of their own."""
-    from ppd_core.model.weights import find_weights  # loads torch too
-
-    try:
-        files = find_weights(download=False)
-    except PPDError as error:
-        return {"ready": False, "problem": one_line(error)}
-    return {"ready": True, "model": files.describe(), "semantics": files.semantics, "folder": str(files.ppd.parent)}
-
-
 def handshake_event() -> dict:
     """The first event: who this worker is and what it can run on (no model is loaded)."""
     import torch  # only once `torch_problem` said it loads
 
     from ppd_core.model.device import list_devices  # loads torch too
     from ppd_core.model.precision_check import expected_precisions
+    from ppd_core.model.weights import weights_record
 
     return {
         "type": "handshake",
@@ -109,7 +98,7 @@ def handshake_event() -> dict:
         "pid": os.getpid(),
         "python": platform.python_version(),
         "executable": sys.executable,
-        "weights": weights_status(),
+        "weights": weights_record(),  # which model the weights at hand make (no download), or the problem
     }
 
 

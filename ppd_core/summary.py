@@ -19,6 +19,9 @@ DEPTH_MAP_WORDS = {"depth_png": " (+ preview)", "depth_exr": ", float32 metres, 
 def depth_line(info: dict) -> str:
     """Where the depth's scale and the camera came from, and what MoGe-2's mask removed."""
     masked = f"; {info['masked_px']} px of sky or no surface left out" if info.get("masked_px") else ""
+    if info.get("clipped_px"):  # the network said what it was never trained to say there
+        masked += (f"; {info['clipped_px']} px ({info.get('clipped_share', 0):.1%}) of the network's depth outside "
+                   "its trained range, clipped")
     reused = "; network result reused" if info.get("network_reused") else ""
     model = f" ({info['model']})" if info.get("model") else ""
     return f"  depth scale: {info['scale']}; camera: {info['camera']}{masked}{reused}{model}"

@@ -129,3 +129,12 @@ def test_a_result_without_a_fingerprint_under_another_name_is_used_with_a_warnin
     np.savez(old, **arrays)
     _, out = summary(capsys, photo, "--depth", old, "--stl")
     assert f"  warning: {old} was made from elsewhere.png, not photo.png, and holds no fingerprint" in out
+
+
+def test_the_summary_says_how_much_of_the_networks_depth_was_clipped():
+    from ppd_core.summary import depth_line
+
+    info = {"scale": "fit to MoGe-2: 90% of its pixels within 10%", "camera": "EXIF", "clipped_px": 1234,
+            "clipped_share": 0.0157}
+    assert "; 1234 px (1.6%) of the network's depth outside its trained range, clipped" in depth_line(info)
+    assert "clipped" not in depth_line({**info, "clipped_px": 0})
