@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import BadInputError
+from .model.cancel import RepeatingProgress, cancel_points
 from .progress import ProgressCallback, report
 
 if TYPE_CHECKING:  # for annotations only
@@ -130,9 +131,10 @@ def iter_video_depth(
     drawn once and used by every window (None: seeded with `NOISE_SEED`). `size` is the
     network's frame size (H, W), multiples of 16. The depth is the model's normalised
     affine-invariant output (larger = farther), in window 0's affine frame, not metres.
-    `progress(stage, fraction, message)` is called after each window's semantics and each
+    `progress(stage, fraction, message)` is called as each window starts and after each
     step (the fraction is of the whole clip when `frame_count` or `len(frames_rgb_u8)` says
-    how long it is, else of the current window); it may raise `Cancelled`.
+    how long it is, else of the current window), and asked again before each network block
+    (`model.cancel`); it may raise `Cancelled`.
     """
     size = (int(size[0]), int(size[1]))
     if size[0] < 16 or size[1] < 16 or size[0] % 16 or size[1] % 16:
@@ -140,6 +142,8 @@ def iter_video_depth(
     if frame_count is None and hasattr(frames_rgb_u8, "__len__"):
         frame_count = len(frames_rgb_u8)
     windows = window_count(frame_count) if frame_count else None
+    if progress is not None:  # also asked again inside the networks, so that a cancel lands within a block
+        progress = RepeatingProgress(progress)
     device = model.device
     source = _checked(frames_rgb_u8)
     initial = _initial_noise(noise, size, device)
@@ -158,7 +162,8 @@ def iter_video_depth(
         new += [new[-1]] * (WINDOW - len(references) - real)  # pad with the clip's last frame
         slots = torch.stack(references + new)  # (16, 3, H, W)
         on_step = _step_reporter(progress, window, windows)
-        depth = model.sample_window(slots, initial, steps, on_step=on_step)  # (16, 1, H, W)
+        with cancel_points(progress.check if progress is not None else None):
+            depth = model.sample_window(slots, initial, steps, on_step=on_step)  # (16, 1, H, W)
         depth = F.interpolate(depth, size=original_size, mode="bilinear", align_corners=False)
         depth, reference_depths = align_window(depth[:, 0].float().cpu().numpy(), reference_depths)
         first_new = len(references)

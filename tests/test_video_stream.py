@@ -175,3 +175,18 @@ def test_bad_size_and_noise_are_refused():
         video_depth(FrameIdModel(), grey_clip(2), size=(500, 512))
     with pytest.raises(BadInputError, match=r"noise has shape \(16, 1, 8, 8\), the window needs \(16, 1, 16, 16\)"):
         video_depth(FrameIdModel(), grey_clip(2), size=(16, 16), noise=torch.zeros(16, 1, 8, 8))
+
+
+def test_a_cancel_lands_inside_the_networks(small):
+    """The progress callback is asked again before each network block: a cancel stops a window mid-step."""
+    calls = []
+
+    def cancel_at_the_first_repeat(stage, fraction, message):
+        if calls and calls[-1] == message:
+            raise Cancelled("stopped")
+        calls.append(message)
+
+    frames = np.zeros((20, 24, 32, 3), np.uint8)
+    with pytest.raises(Cancelled):
+        video_depth(small, frames, size=(32, 32), progress=cancel_at_the_first_repeat)
+    assert calls == ["window 1/2: semantics"]  # stopped in Pi3's first block

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cancel import poll
 from .dit import DiTBlock, DiTConfig, FinalLayer, SemanticFusion, TimestepEmbedder, unpatchify
 from .layers import PatchEmbed
 
@@ -133,6 +134,7 @@ class DiTVideo(nn.Module):
         c = self.t_embedder(timestep)  # (1, D): one timestep for the whole window
         fuse_after = self.config.depth // 2 - 1
         for i, block in enumerate(self.blocks):
+            poll()
             if i >= TEMPORAL_FROM:  # batch = token position, sequence = the N frames
                 x = self.temporal_blocks[i - TEMPORAL_FROM](x.transpose(0, 1), c).transpose(0, 1)
             if i >= REFERENCE_FROM:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cancel import poll
 from .dinov2 import IMAGENET_MEAN, IMAGENET_STD, DinoConfig, DinoVisionTransformer, LayerScale
 from .dit import Attention, grid_positions, rope_tables
 from .layers import Mlp
@@ -133,6 +134,7 @@ class Pi3Semantics(nn.Module):
         global_rope = (cos.repeat(N, 1), sin.repeat(N, 1))  # (N * T, head_dim)
         last_two = []
         for i, block in enumerate(self.decoder):
+            poll()
             if i % 2 == 0:
                 x = block(x.reshape(N, T, D), frame_rope)
             else:

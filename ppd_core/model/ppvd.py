@@ -66,12 +66,12 @@ class PixelPerfectVideoDepth(nn.Module):
                       on_step: Optional[StepCallback] = None) -> torch.Tensor:
         """Depth `latent + 0.5`, (N, 1, H, W), of one window's frames (N, 3, H, W), from the initial latent `noise`.
 
-        `on_step(done, total)` is called after the semantics (done = 0) and after each step.
+        `on_step(done, total)` is called before the semantics (done = 0) and after each step.
         """
         schedule = timesteps(steps)
-        semantics = self.semantics(frames)
         if on_step is not None:
             on_step(0, len(schedule))
+        semantics = self.semantics(frames)
         cond = frames - 0.5
         latent = noise
         for i, t in enumerate(schedule):
