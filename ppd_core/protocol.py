@@ -22,6 +22,9 @@ from ppd_core.errors import BadInputError
 
 #: Error kinds of job errors; the client adds worker_crashed and timeout of its own.
 ERROR_KINDS = ("bad_input", "weights_missing", "out_of_memory", "cancelled", "internal")
+MAX_REQUEST_BYTES = 1 << 20
+"""Longest request line read (1 MiB; a job is a few hundred bytes): a longer one is skipped
+to its end and answered with an error, so no line can take the worker's memory."""
 
 
 def one_line(text: str) -> str:
@@ -108,6 +111,8 @@ def parse_request(line: bytes) -> dict:
         request = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadInputError(f"request is not a JSON line ({one_line(exc)})") from exc
+    except RecursionError:  # thousands of nested brackets
+        raise BadInputError("request is nested too deeply to be a job or a cancel") from None
     if not isinstance(request, dict):
         raise BadInputError("request is not a JSON object")
     kind = request.get("type")
@@ -137,6 +142,6 @@ def guess_id(line: bytes) -> Optional[str]:
     """The id of a request that failed validation, when it has one, so the error finds its job."""
     try:
         job_id = json.loads(line).get("id")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return None
     return job_id if isinstance(job_id, str) else None

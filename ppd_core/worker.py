@@ -25,6 +25,7 @@ from ppd_core.files.staging import remove_stale_staging, sweep_recorded_staging
 from ppd_core.options import JobOptions
 from ppd_core.progress import JOB_STAGES, JobFraction
 from ppd_core.protocol import (
+    MAX_REQUEST_BYTES,
     EventWriter,
     error_event,
     guess_id,
@@ -152,8 +153,14 @@ class JobBoard:
 
 
 def read_requests(stdin: BinaryIO, board: JobBoard, events: EventWriter) -> None:
-    """Stdin thread: queue jobs, apply cancels, answer garbage with an error; stop at EOF."""
-    for line in iter(stdin.readline, b""):
+    """Stdin thread: queue jobs, apply cancels, answer garbage (and lines over
+    `MAX_REQUEST_BYTES`, skipped to their end) with an error; stop at EOF."""
+    for line in iter(lambda: stdin.readline(MAX_REQUEST_BYTES + 1), b""):
+        if len(line) > MAX_REQUEST_BYTES:
+            while line and not line.endswith(b"\n"):
+                line = stdin.readline(MAX_REQUEST_BYTES)
+            events.emit(error_event(None, "bad_input", f"request longer than {MAX_REQUEST_BYTES} bytes: ignored"))
+            continue
         if not line.strip():
             continue
         try:

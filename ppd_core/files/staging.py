@@ -45,6 +45,8 @@ def check_targets(targets: Sequence[Path], inputs: dict, replace: bool, claimed:
     inputs = {resolved(path): what for path, what in inputs.items()}
     claimed = {} if claimed is None else claimed
     for target in map(Path, targets):
+        if "\x00" in str(target):  # no file system takes it: refused before any work, not after
+            raise OutputError(f"{str(target)!r}: a file name cannot hold a NUL character")
         where = resolved(target)
         if where in inputs:
             raise OutputError(f"{target}: refusing to overwrite {inputs[where]}")
