@@ -6,8 +6,9 @@ compared with `MAX_IMAGE_PIXELS`, so an oversized file is one clear line, not Pi
 decompression-bomb error, OpenCV's `CV_IO_MAX_IMAGE_PIXELS` assertion or an allocation of
 gigabytes. Pillow reads the headers it knows; TIFFs Pillow cannot decode (3-channel or
 float64 ones, which OpenCV reads as depth) are sized from their first directory, OpenEXR
-from its `dataWindow`, `.npy` arrays from their header. It lives at the bottom of the
-imports (`mesh/` imports nothing of `ppd_core`) because the texture writer reads images too.
+from its `dataWindow`, `.npy` arrays and NPZ members from their header. It lives at the
+bottom of the imports (`mesh/` imports nothing of `ppd_core`) because the texture writer
+reads images too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import struct
 import warnings
 from pathlib import Path
-from typing import Optional, Union
+from typing import BinaryIO, Optional, Union
 
 MAX_IMAGE_PIXELS = 100_000_000
 """Largest image accepted (100 MP), below Pillow's decompression-bomb error (179 MP) and
@@ -52,12 +53,24 @@ def check_image_size(path: Union[str, Path]) -> Optional[tuple[int, int]]:
     """(width, height) of an image file within `MAX_IMAGE_PIXELS`, or None for a format no
     reader here knows; `ImageTooLarge` (one line naming the file) above the limit."""
     size = image_size(path)
-    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
-        width, height = size
-        shape = f"{width}x{height}" if height > 1 else f"an array of {width} values"
-        raise ImageTooLarge(f"{path}: {shape} is {width * height / 1e6:.0f} MP, more than the "
-                            f"{MAX_IMAGE_PIXELS // 1_000_000} MP limit of an image")
+    if size is not None:
+        _check_pixels(str(path), *size)
     return size
+
+
+def check_array_size(handle: BinaryIO, name: str) -> None:
+    """The same limit for the .npy array whose header `handle` is at (an NPZ member, named
+    `name` in the message), before its data is read: a compressed NPZ can unpack gigabytes."""
+    elements = _npy_elements(handle)
+    if elements is not None:
+        _check_pixels(name, elements, 1)
+
+
+def _check_pixels(name: str, width: int, height: int) -> None:
+    if width * height > MAX_IMAGE_PIXELS:
+        shape = f"{width}x{height}" if height > 1 else f"an array of {width} values"
+        raise ImageTooLarge(f"{name}: {shape} is {width * height / 1e6:.0f} MP, more than the "
+                            f"{MAX_IMAGE_PIXELS // 1_000_000} MP limit of an image")
 
 
 def _pillow_size(path: Path) -> Optional[tuple[int, int]]:
@@ -118,19 +131,25 @@ def _exr_size(path: Path) -> Optional[tuple[int, int]]:
 
 def _npy_size(path: Path) -> Optional[tuple[int, int]]:
     """(elements, 1) of an .npy array, from its header."""
+    with path.open("rb") as handle:
+        elements = _npy_elements(handle)
+    return None if elements is None else (elements, 1)
+
+
+def _npy_elements(handle: BinaryIO) -> Optional[int]:
+    """The element count an .npy header at `handle` declares; None when it is no .npy header."""
     import numpy as np
 
     try:
-        with path.open("rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-            if read_header is None:
-                return None
-            shape, _, _ = read_header(handle)
+        version = np.lib.format.read_magic(handle)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            return None
+        shape, _, _ = read_header(handle)
     except (ValueError, OSError, EOFError, SyntaxError, TypeError):
         return None
     count = 1
     for side in shape:
         count *= int(side)
-    return count, 1
+    return count

@@ -74,3 +74,21 @@ def folder_state(folder: Path) -> dict[str, tuple[int, int, bytes]]:
         digest = hashlib.sha1(path.read_bytes()).digest() if path.is_file() and not path.is_symlink() else b""
         state[str(path.relative_to(folder))] = (info.st_size, info.st_mtime_ns, digest)
     return state
+
+
+def npz_claiming(path: Path, height: int, width: int, compressed_data: bool = False) -> Path:
+    """A result-file NPZ whose 'depth' member declares a float32 (height, width) array: 16
+    bytes of data, or with `compressed_data` all of it, zeros, deflated to a thousandth."""
+    import io
+    import zipfile
+
+    def member(shape: tuple, descr: str, data: bytes) -> bytes:
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order": False, "shape": shape})
+        return header.getvalue() + data
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED if compressed_data else zipfile.ZIP_STORED) as npz:
+        npz.writestr("format.npy", member((), "<U9", "ppd-npz-1".encode("utf-32-le")))
+        data = bytes(4 * height * width) if compressed_data else b"\x00" * 16
+        npz.writestr("depth.npy", member((height, width), "<f4", data))
+    return path

@@ -17,7 +17,7 @@ from ppd_core.errors import BadInputError
 from ppd_core.files.depth_file import read_depth_file
 from ppd_core.files.photo import load_image
 from ppd_core.mesh import main
-from tests.hostile_files import exr_claiming, folder_state, npy_claiming, png_claiming, tiff_claiming
+from tests.hostile_files import exr_claiming, folder_state, npy_claiming, npz_claiming, png_claiming, tiff_claiming
 
 ONE_LINE_LIMIT = r"more than the 100 MP limit of an image"
 
@@ -95,3 +95,28 @@ def test_an_oversized_reference_or_depth_fails_the_photo_in_one_line_writing_not
         assert len(err) == 1 and name in err[0] and "more than the 100 MP limit" in err[0], err
         assert "internal error" not in err[0]
     assert folder_state(tmp_path) == before
+
+
+@pytest.mark.parametrize("name,builder,problem", [
+    ("declared.npz", lambda path: npz_claiming(path, 10**6, 10**6), "'depth': an array of 1000000000000 values"),
+    ("deflated.npz", lambda path: npz_claiming(path, 48 * 200, 64 * 200, compressed_data=True),  # 0.5 MB on disk
+     "'depth': an array of 122880000 values is 123 MP"),
+    ("short.npz", lambda path: npz_claiming(path, 48, 64), "a damaged result file"),
+])
+def test_a_result_file_that_unpacks_to_gigabytes_or_nothing_is_one_line(tmp_path, capsys, name, builder, problem):
+    """--depth result.npz (re-meshing) and the Blender importer read result files: each member
+    is sized from its header before it is unpacked."""
+    from ppd_core.files.result_file import read_result
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(photo)
+    path = builder(tmp_path / name)
+    before = folder_state(tmp_path)
+    start = time.perf_counter()
+    assert main([str(photo), "--stl", "--quiet", "--depth", str(path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and name in err[0] and problem in err[0] and "internal error" not in err[0], err
+    assert time.perf_counter() - start < 5 and folder_state(tmp_path) == before
+    if "damaged" not in problem:
+        with pytest.raises(BadInputError, match=problem):
+            read_result(path)

@@ -16,17 +16,20 @@ without the network.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
 from mesh.data import MeshData
-from ppd_core.errors import BadInputError
+from mesh.image_size import ImageTooLarge, check_array_size
+from ppd_core.errors import BadInputError, first_line
 from ppd_core.geometry.camera import CameraRecord
 
 RESULT_FORMAT = "ppd-npz-1"
@@ -145,19 +148,42 @@ def _open(path: str):
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise BadInputError(f"{path}: not a readable NPZ file ({error})") from None
     try:
-        if _text(data, "format", path) != RESULT_FORMAT:
-            raise BadInputError(f"{path}: format is not {RESULT_FORMAT}")
-    except BadInputError:
+        _check_members(data, path)
+    except BaseException:
         data.close()
         raise
     return data
+
+
+def _check_members(data, path: str) -> None:
+    """Every member's size (from its header, before any is unpacked: a small NPZ can unpack to
+    gigabytes) within the image limit, and the format."""
+    try:
+        for member in data.zip.namelist():
+            with data.zip.open(member) as handle:
+                check_array_size(handle, f"{path}: '{member.removesuffix('.npy')}'")
+    except ImageTooLarge as error:
+        raise BadInputError(str(error)) from None
+    except (OSError, zipfile.BadZipFile, zlib.error) as error:
+        raise BadInputError(f"{path}: not a readable NPZ file ({error})") from None
+    if _text(data, "format", path) != RESULT_FORMAT:
+        raise BadInputError(f"{path}: format is not {RESULT_FORMAT}")
+
+
+@contextlib.contextmanager
+def _damaged_as_bad_input(path: str) -> Iterator[None]:
+    """A member cut short or corrupt (its header said more than it holds) is bad input, not a crash."""
+    try:
+        yield
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as error:
+        raise BadInputError(f"{path}: a damaged result file ({first_line(error)})") from None
 
 
 def read_saved_depth(path: str) -> tuple[Optional[np.ndarray], dict, Optional[CameraRecord]]:
     """(depth map or None, its info, camera or None) of a result file, without reading its
     mesh: re-meshing a saved result needs only these."""
     path = os.fspath(path)
-    with _open(path) as data:
+    with _open(path) as data, _damaged_as_bad_input(path):
         saved = _depth(data, path)
         return saved.get("depth"), saved.get("depth_info", {}), _camera(data, path)
 
@@ -165,7 +191,7 @@ def read_saved_depth(path: str) -> tuple[Optional[np.ndarray], dict, Optional[Ca
 def read_result(path: str) -> ResultFile:
     """Load and check a result file; BadInputError names the file and what is wrong."""
     path = os.fspath(path)
-    with _open(path) as data:
+    with _open(path) as data, _damaged_as_bad_input(path):
         kind = _text(data, "kind", path)
         if kind not in KINDS:
             raise BadInputError(f"{path}: unknown kind '{kind}'")
