@@ -30,6 +30,17 @@ def test_working_size_follows_resolution(model, photo):
     assert depth.shape == (48, 64) and depth.dtype == np.float32 and np.isfinite(depth).all()
 
 
+def test_a_photo_thousands_of_times_longer_than_wide_keeps_the_asked_area():
+    """The short side's 16 px floor must not let the long one run on (1 x 100000 asked 4.5 MP)."""
+    from ppd_core.model.inference import working_size
+
+    for resolution in (256, 64 * 48, 1024 * 768, 3 * 1024 * 1024):
+        for height, width in ((1, 100_000), (100_000, 1), (1, 1), (3, 40_000), (2, 5_000)):
+            H, W, _ = working_size(height, width, resolution)
+            assert H % 16 == W % 16 == 0 and min(H, W) >= 16 and H * W <= 2 * resolution, (height, width, resolution)
+    assert working_size(3024, 4032) == (768, 1024, True)  # ordinary photos are sized as before
+
+
 def test_pil_image_in(model, photo):
     from PIL import Image
 

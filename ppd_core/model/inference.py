@@ -31,11 +31,15 @@ def working_size(height: int, width: int, resolution: int = DEFAULT_RESOLUTION) 
     """(H, W, shrink) of the network input for a photo: area ≈ `resolution`, multiples of 16.
 
     `shrink` is the official choice of interpolation: True (INTER_AREA) when the scale is
-    below 1, else INTER_CUBIC, decided on the overall scale, not per axis.
+    below 1, else INTER_CUBIC, decided on the overall scale, not per axis. A photo thousands
+    of times longer than wide (its short side held at 16) has its long side cut back to the
+    area, not left at many times it (a 1 x 100000 photo asked for 4.5 MP at the default).
     """
     scale = math.sqrt(resolution / (height * width))
     H = max(16, int(round(height * scale / 16)) * 16)
     W = max(16, int(round(width * scale / 16)) * 16)
+    if H * W > 2 * resolution:  # rounding alone stays under 1.8x; this is the 16 px floor
+        H, W = min(H, max(16, resolution // W // 16 * 16)), min(W, max(16, resolution // H // 16 * 16))
     return H, W, scale < 1
 
 
