@@ -27,13 +27,26 @@ from ppd_core.batch import (MANIFEST_NAME, BatchCounts, LocalRunner, PhotoRecord
                             is_batch_argument, make_output_folder, output_strings, plan_batch, run_batch)
 from ppd_core.client import WorkerClient, WorkerError
 from ppd_core.errors import BadInputError, PPDError
-from ppd_core.options import OPTIONS, OUTPUT_KINDS, JobOptions, Option
+from ppd_core import __version__
+from ppd_core.options import DEFAULT_OUTPUTS, OPTIONS, OUTPUT_KINDS, JobOptions, Option
 from ppd_core.progress_display import PhotoDisplay, Progress, say
 from ppd_core.ray_batch import RAY_MISSING, RayRunner
 from ppd_core.summary import failure_line, summary_lines
 from ppd_core.viewer import result_viewer
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXAMPLES = """examples:
+  ppd-mesh photo.jpg                         a textured mesh: photo.glb next to the photo
+  ppd-mesh photo.jpg --stl                   a printable solid, 100 mm wide: photo.stl
+  ppd-mesh photo.jpg --points --ply          an edge-clean coloured point cloud
+  ppd-mesh shoot/ --stl -o prints/           every photo in a folder (-r: and below), into prints/
+  ppd-mesh photo.jpg --depth d.png --ply     your own depth map (16-bit PNG in mm), no network
+  ppd-mesh photo.jpg --align-to lidar.png --glb   true size from a metric depth map
+  ppd-mesh photo.jpg --resolution 196608 --stl    512x384: several times faster on a CPU
+
+weights: found in --weights DIR or $PPD_WEIGHTS, else among files added with `ppd-weights add`,
+else in the Hugging Face cache, else downloaded (`ppd-weights download` fetches them ahead).
+exit codes: 0 every photo done, 1 a photo failed, 2 usage error."""
 
 
 def _help(row: Option) -> str:
@@ -59,10 +72,14 @@ def _add_option(group: argparse._ArgumentGroup, row: Option) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The command's arguments: photos, output kinds, the run's own flags, then every job option."""
     parser = argparse.ArgumentParser(
-        prog="ppd-mesh", description="Photo to depth, point cloud, mesh or printable solid (Pixel-Perfect Depth).")
+        prog="ppd-mesh", description="Photo to depth, point cloud, mesh or printable solid (Pixel-Perfect Depth).",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("photos", nargs="+", metavar="PHOTO",
                         help="photo files, folders, quoted globs ('shoot/*.jpg') or @list.txt (one path a line)")
-    out = parser.add_argument_group("outputs (several at once; default names next to the photo)")
+    defaults = " ".join(OUTPUT_KINDS[kind].flag for kind in DEFAULT_OUTPUTS)
+    out = parser.add_argument_group(f"outputs (several at once, named after the photo, next to it or in -o; "
+                                    f"none named: {defaults})")
     for kind in OUTPUT_KINDS.values():
         out.add_argument(kind.flag, dest=f"want_{kind.name}", action="store_true",
                          help=f"{kind.help}: <photo>{kind.suffix}")
@@ -202,12 +219,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return EXIT_OK if exit_.code == 0 else EXIT_USAGE
-    kinds = [kind for kind in OUTPUT_KINDS if getattr(args, f"want_{kind}")]
-    if not kinds:
-        parser.print_usage(sys.stderr)
-        flags = ", ".join(kind.flag for kind in OUTPUT_KINDS.values())
-        say(f"ppd-mesh: error: choose at least one output ({flags})", sys.stderr)
-        return EXIT_USAGE
+    kinds = [kind for kind in OUTPUT_KINDS if getattr(args, f"want_{kind}")] or list(DEFAULT_OUTPUTS)
     try:
         options = job_options(args)
         options.validate()

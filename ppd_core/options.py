@@ -136,7 +136,10 @@ class JobOptions:
     device: str = option("auto", "auto, cpu, cuda (or cuda:N), mps", MODEL, pattern=r"auto|cpu|mps|cuda(:\d+)?")
     precision: str = option("auto", "number format of the network", MODEL, choices=PRECISIONS)
     seed: int = option(0, "random seed of the diffusion sampler", MODEL, minimum=-(2**63), maximum=2**64 - 1)
-    weights: Optional[str] = option(None, "folder with the weight files", MODEL, metavar="DIR")
+    weights: Optional[str] = option(None, "folder with the weight files: ppd_moge.pth + moge2.pt, or ppd.pth + "
+                                    "depth_anything_v2_vitl.pth (+ moge2.pt); default: $PPD_WEIGHTS, else files "
+                                    "added with `ppd-weights add`, the Hugging Face cache, a download", MODEL,
+                                    metavar="DIR")
 
     @classmethod
     def from_dict(cls, values: dict) -> JobOptions:
@@ -325,6 +328,10 @@ OUTPUT_KINDS: dict[str, OutputKind] = {kind.name: kind for kind in (
     OutputKind("preview", "_preview.png", "a small PNG of the result seen from an oblique angle, to check a batch "
                "at a glance", holds_points=True, picture=True),
 )}
+
+
+DEFAULT_OUTPUTS = ("glb",)
+"""What the command writes when no output is named: a textured mesh that every 3D viewer opens."""
 
 
 def side_stem(path: Path) -> str:

@@ -159,7 +159,6 @@ def test_output_file_name_must_match_its_kind(scene, tmp_path, capsys):
 
 def test_usage_errors_exit_2(scene):
     photo, depth, _ = scene
-    assert main([str(photo)]) == 2  # no output chosen
     assert main([str(photo), "--stl", "--method", "marching"]) == 2
     assert main([str(photo), "--stl", "--decimate", "0"]) == 2
     assert main([str(photo), "--stl", "--width-mm", "-5"]) == 2
@@ -482,3 +481,16 @@ def test_an_output_folder_that_is_not_there_is_created_with_the_manifest_in_it(t
     (tmp_path / "blocked").write_text("a file where the folder should be")
     code = main([str(photo), "--stl", "-o", "blocked/out", "--quiet", *small_run(small_weights)])
     assert code == 2 and "blocked/out: cannot create the output folder" in capsys.readouterr().err
+
+
+def test_version_help_examples_and_the_default_output(scene, capsys):
+    from ppd_core import __version__
+
+    assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == f"ppd-mesh {__version__}"
+    assert main(["--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "examples:\n  ppd-mesh photo.jpg " in help_text and "none named: --glb" in help_text
+    assert "PPD_WEIGHTS" in help_text and "ppd_moge.pth + moge2.pt" in help_text
+    photo, depth, _ = scene
+    assert main([str(photo), "--depth", str(depth), "--quiet"]) == 0  # no output named: the textured mesh
+    assert photo.with_suffix(".glb").is_file() and f"{photo.with_suffix('.glb')}: " in capsys.readouterr().out
