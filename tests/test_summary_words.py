@@ -138,3 +138,14 @@ def test_the_summary_says_how_much_of_the_networks_depth_was_clipped():
             "clipped_share": 0.0157}
     assert "; 1234 px (1.6%) of the network's depth outside its trained range, clipped" in depth_line(info)
     assert "clipped" not in depth_line({**info, "clipped_px": 0})
+
+
+def test_the_readme_lists_the_photo_types_the_command_reads():
+    import re
+    from pathlib import Path
+
+    from ppd_core.options import PHOTO_SUFFIXES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    listed = re.search(r"A folder gives its `([^`]+)` files", readme).group(1).split()
+    assert tuple(listed) == PHOTO_SUFFIXES
