@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Sequence, Union
 
-from ppd_core.errors import (BadInputError, OutputError, OutputExistsError, PPDError, brief, is_out_of_memory,
-                             out_of_memory_text)
+from ppd_core.errors import (BadInputError, OutputError, OutputExistsError, PPDError, brief, file_error_text,
+                             is_out_of_memory, out_of_memory_text)
 from ppd_core.files.output_check import MISSING, output_problem
 from ppd_core.files.staging import check_targets
 from ppd_core.options import OUTPUT_KINDS, JobOptions, output_files
@@ -96,7 +96,7 @@ def error_text(error: BaseException) -> str:
         return str(error)
     if is_out_of_memory(error):
         return out_of_memory_text(error)
-    return f"internal error ({type(error).__name__}: {brief(error, 300)}); please report it"
+    return file_error_text(error) or f"internal error ({type(error).__name__}: {brief(error, 300)}); please report it"
 
 
 def output_paths(photo: Path, kinds: Sequence[str], output: Optional[Path], single: bool) -> dict[str, Path]:
@@ -123,13 +123,13 @@ def output_folder(output: Optional[Path], photos: Sequence[Path], kinds: Sequenc
 def make_output_folder(output: Optional[Path], photos: Sequence[Path], kinds: Sequence[str]) -> None:
     """Create the `-o` folder (and its parents) when it is not there, as users of every depth
     tool expect; `OutputError` when it cannot be made."""
-    folder = output_folder(output, photos, kinds)
-    if folder is None or folder.is_dir():
-        return
     try:
+        folder = output_folder(output, photos, kinds)
+        if folder is None or folder.is_dir():
+            return
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"{folder}: cannot create the output folder ({error.strerror or error})") from None
+    except OSError as error:  # also a name too long for the file system
+        raise OutputError(f"{output}: cannot create the output folder ({error.strerror or error})") from None
 
 
 def outputs_complete(outputs: dict[str, Path]) -> bool:
@@ -187,7 +187,7 @@ def plan_batch(photos: Iterable[Union[str, Path]], kinds: Sequence[str], options
             outputs = output_paths(photo, kinds, output, single=len(photos) == 1)
             job = check_job(photo, outputs, options, replace=replace, skip_existing=skip_existing,
                             claimed=plan.claimed)
-        except PPDError as error:
+        except (PPDError, OSError) as error:  # OSError: a name too long for the file system
             plan.settled.append(PhotoRecord(str(photo), output_strings(outputs), "failed", error=error_text(error)))
             continue
         if job.written:

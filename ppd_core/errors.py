@@ -1,6 +1,7 @@
 """Exceptions a user can act on; each carries the worker protocol's error kind (standard library only)."""
 
 import textwrap
+from typing import Optional
 
 
 def brief(text: object, limit: int) -> str:
@@ -28,6 +29,15 @@ def is_out_of_memory(error: BaseException) -> bool:
         return True
     text = str(error).lower()
     return isinstance(error, RuntimeError) and ("out of memory" in text or "tried to allocate" in text)
+
+
+def file_error_text(error: BaseException) -> Optional[str]:
+    """One line for an OSError about a named file (a name too long for the file system, a
+    full disk, no permission): the user can act on it, so it is no internal error. None for
+    any other error."""
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{brief(error.filename, 150)}: {brief(error.strerror or error, 100)}"
+    return None
 
 
 def out_of_memory_text(error: BaseException) -> str:

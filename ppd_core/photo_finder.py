@@ -34,9 +34,13 @@ Note = Callable[[str], None]
 def is_batch_argument(argument: str) -> bool:
     """True for an argument that stands for many photos: a folder, a glob or an @list file."""
     path = Path(argument)
-    if path.is_file():
-        return False
-    return path.is_dir() or argument.startswith(LIST_PREFIX) or glob.has_magic(argument)
+    try:
+        if path.is_file():
+            return False
+        folder = path.is_dir()
+    except OSError:  # a name too long for the file system: no folder, and said when it is read
+        folder = False
+    return folder or argument.startswith(LIST_PREFIX) or glob.has_magic(argument)
 
 
 def _output_names(photos: Sequence[Path]) -> set[str]:
@@ -216,6 +220,9 @@ def find_photos(arguments: Sequence[str], recursive: bool = False,
             found = expand_argument(argument, recursive, on_note)
         except PPDError as error:
             problems.append((argument, error))
+            continue
+        except OSError as error:  # a name too long for the file system
+            problems.append((argument, BadInputError(f"{argument}: {error.strerror or error}")))
             continue
         for photo in found:
             key = same_photo_key(photo)

@@ -20,7 +20,8 @@ import traceback
 from typing import Any, BinaryIO, Callable, Optional
 
 import ppd_core
-from ppd_core.errors import BadInputError, Cancelled, PPDError, brief, is_out_of_memory, out_of_memory_text
+from ppd_core.errors import (BadInputError, Cancelled, PPDError, brief, file_error_text, is_out_of_memory,
+                             out_of_memory_text)
 from ppd_core.files.staging import remove_stale_staging, sweep_recorded_staging
 from ppd_core.options import JobOptions
 from ppd_core.progress import JOB_STAGES, JobFraction
@@ -199,6 +200,8 @@ def error_for(exc: BaseException, job_id: str) -> dict:
         kind, message = exc.kind, one_line(exc)
     elif is_out_of_memory(exc):
         kind, message = "out_of_memory", out_of_memory_text(exc)
+    elif file_error_text(exc) is not None:  # a name too long, a full disk: the user's to fix
+        kind, message = "bad_input", file_error_text(exc)
     elif isinstance(exc, ImportError):
         kind = "internal"
         message = (

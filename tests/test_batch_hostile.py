@@ -153,3 +153,20 @@ def test_a_depth_file_or_output_that_is_a_link_loop_is_one_line(tmp_path, monkey
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and problem in err[0], err
         assert folder_state(tmp_path) == before
+
+
+def test_names_too_long_for_the_file_system_are_one_line_each(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    photo_at(Path("photo.png"))
+    np.save("depth.npy", np.full((H, W), 2.0, np.float32))
+    long = "y" * 300  # a file name of over 255 bytes: the file system refuses to look it up
+    before = folder_state(tmp_path)
+    run = ["--stl", "--quiet", "--preset", "tabletop"]
+    for arguments, code in (([f"{long}.png", "--depth", "depth.npy"], 1), (["photo.png", "--depth", f"{long}.npy"], 1),
+                            (["photo.png", "--depth", "depth.npy", "-o", f"{long}.stl"], 2),
+                            (["photo.png", "--depth", "depth.npy", "--manifest", f"{long}.jsonl"], 2)):
+        assert main([*arguments, *run]) == code, arguments
+        err = [line for line in capsys.readouterr().err.strip().splitlines()]
+        assert len(err) == 1 and ("File name too long" in err[0] or "name too long" in err[0]), err
+        assert "internal error" not in err[0] and "Traceback" not in err[0]
+        assert folder_state(tmp_path) == before

@@ -31,6 +31,7 @@ def test_malformed_and_oversized_requests_are_one_error_each_and_the_worker_goes
             "nested": (b"[" * 100_000 + b"]" * 100_000 + b"\n", "nested too deeply"),
             "oversized": (b'{"type": "job", "id": "' + b"x" * (2 * MAX_REQUEST_BYTES) + b'"}\n', "longer than"),
             "a NUL in a name": (job("nul", str(tmp_path / "a\u0000b.stl")), "cannot hold a NUL character"),
+            "a name too long": (job("long", str(tmp_path / ("x" * 300 + ".stl"))), "File name too long"),
         }
         for what, (line, problem) in hostile.items():
             send_raw(client, line)

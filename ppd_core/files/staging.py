@@ -53,14 +53,21 @@ def check_targets(targets: Sequence[Path], inputs: dict, replace: bool, claimed:
         if where in claimed:
             raise OutputError(f"{target}: already the output of {claimed[where]} in this run; "
                               f"rename one of the photos or run them separately")
-        if target.is_dir():
-            raise OutputError(f"{target}: is a folder, not a file")
-        if target.exists() and not replace:
-            raise OutputExistsError(f"{target}: already exists")
-        if not target.parent.is_dir():
-            what = "not a folder" if target.parent.exists() else "no such folder"
-            raise OutputError(f"{target.parent}: {what}")
+        try:
+            _check_place(target, replace)
+        except OSError as error:  # a name too long for the file system, a folder that cannot be searched
+            raise OutputError(f"{target}: cannot write here ({error.strerror or error})") from None
     claimed.update((resolved(target), owner) for target in targets)
+
+
+def _check_place(target: Path, replace: bool) -> None:
+    if target.is_dir():
+        raise OutputError(f"{target}: is a folder, not a file")
+    if target.exists() and not replace:
+        raise OutputExistsError(f"{target}: already exists")
+    if not target.parent.is_dir():
+        what = "not a folder" if target.parent.exists() else "no such folder"
+        raise OutputError(f"{target.parent}: {what}")
 
 
 def _host() -> str:
