@@ -26,6 +26,7 @@ from typing import Callable, Iterator, Optional, Sequence
 from ppd_core.batch import (MANIFEST_NAME, BatchCounts, LocalRunner, PhotoRecord, find_photos,
                             is_batch_argument, make_output_folder, output_strings, plan_batch, run_batch)
 from ppd_core.client import WorkerClient, WorkerError
+from ppd_core.clip_command import is_clip_run, run_clip_command
 from ppd_core.errors import BadInputError, PPDError
 from ppd_core import __version__
 from ppd_core.options import DEFAULT_OUTPUTS, OPTIONS, OUTPUT_KINDS, JobOptions, Option
@@ -226,6 +227,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BadInputError as error:
         say(f"ppd-mesh: error: {error}", sys.stderr)
         return EXIT_USAGE
+    if is_clip_run(args.photos, options):  # a video, or a folder of frames: `ppd_core.clip_command`
+        try:
+            with stop_signals_unwind():
+                return run_clip_command(args, kinds, options)
+        except KeyboardInterrupt as interrupt:
+            return 128 + getattr(interrupt, "signum", signal.SIGINT)
     args.ray = args.ray or args.ray_address is not None
     usage = batch_usage_error(args)
     photos, problems = find_photos(args.photos, args.recursive,

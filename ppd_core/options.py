@@ -59,6 +59,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".heic", ".heif", ".avif")
 """Photo file endings (any case) that folders and globs are searched for and the add-on's file
 browser shows; a file named directly is read whatever its name. HEIC/HEIF/AVIF need pillow-heif."""
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".mts", ".m2ts", ".ts")
+"""Video file endings (any case): such a file is a clip, whose frames the video model runs on."""
+STRIDES = (1, 1000)
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ def option(default: Any, help: str, group: str, **spec: Any) -> Any:
     return field(default=default, metadata={"spec": OptionSpec(help=help, group=group, **spec)})
 
 
-GEOMETRY, DEPTH, MODEL = "geometry", "depth and camera", "model"
+GEOMETRY, DEPTH, MODEL, CLIP = "geometry", "depth and camera", "model", "clips (video)"
 
 
 @dataclass
@@ -140,6 +143,11 @@ class JobOptions:
                                     "depth_anything_v2_vitl.pth (+ moge2.pt); default: $PPD_WEIGHTS, else files "
                                     "added with `ppd-weights add`, the Hugging Face cache, a download", MODEL,
                                     metavar="DIR")
+    video: bool = option(False, "treat each folder given as one clip whose images, in name order, are its frames "
+                         f"(a video file, {', '.join(VIDEO_SUFFIXES[:3])}..., always is one)", CLIP)
+    frames: Optional[str] = option(None, "a clip's frames A up to B (not B itself), counted from 0; A: or :B leave "
+                                   "one end open", CLIP, label="frames", pattern=r"\d*:\d*", metavar="A:B")
+    stride: int = option(1, "use every Nth frame of a clip", CLIP, minimum=STRIDES[0], maximum=STRIDES[1], metavar="N")
 
     @classmethod
     def from_dict(cls, values: dict) -> JobOptions:
@@ -155,6 +163,9 @@ class JobOptions:
         """Raise BadInputError for a value no stage could use, or options that contradict each other."""
         for name in OPTIONS:
             check_option(name, getattr(self, name))
+        start, _, stop = (self.frames or ":").partition(":")
+        if start and stop and int(stop) <= int(start):
+            raise BadInputError(f"--frames {self.frames} selects no frame: the end must come after the start")
         near, far = self.depth_range()
         if not near < far:
             raise BadInputError(f"depth range near={near}, far={far} is invalid: need 0 <= near < far (metres)")

@@ -78,6 +78,11 @@ def depth_on_mesh_grid(job: PhotoJob, models: Optional[ModelCache]) -> None:
     across edges, sampled at each grid pixel's centre (a nearest-pixel pick would put the
     points half a pixel off the surface)."""
     job.depth_info = photo_depth(job.image, job.options, models, job.on_progress)
+    to_mesh_grid(job)
+
+
+def to_mesh_grid(job: PhotoJob) -> None:
+    """The job's metric depth (`depth_info`), photo and camera resampled onto the mesh grid."""
     metric = job.depth_info.metric
     size = mesh_grid_size(job.image.width, job.image.height, job.options.resolution)
     job.rgb = job.image.rgb
@@ -186,18 +191,27 @@ def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
 
     load_photo(job)
     depth_on_mesh_grid(job, models)
+    return mesh_and_write(job, replace=replace, broken=broken)
+
+
+def mesh_and_write(job: PhotoJob, *, replace: bool, broken: Collection[Path] = (), info: Optional[dict] = None,
+                   extra_files: Optional[dict] = None) -> dict:
+    """Lift, mesh and write the outputs of a job whose depth is on the mesh grid (`to_mesh_grid`),
+    all or none (`extra_files` {path: bytes} with them); return `run_photo`'s stats. `info`
+    adds to the depth info the outputs carry."""
     try:
         lift_points(job)
         build_shapes(job)
         camera = camera_record(job.depth_info.intrinsics)
-        info = {**job.depth_info.describe(), "photo": photo_identity(job.image)}
+        info = {**job.depth_info.describe(), "photo": photo_identity(job.image), **(info or {})}
         sources = {kind: OutputSource(job.geometry(kind), job.shapes.get(job.geometry(kind)), job.depth,
                                       job.image.rgb, str(job.photo.resolve()), camera, info) for kind in job.written}
-        details, written = write_outputs(job.written, sources, replace=replace, broken=broken, on_progress=on_progress)
+        details, written = write_outputs(job.written, sources, replace=replace, broken=broken,
+                                         on_progress=job.on_progress, extra_files=extra_files)
     except MeshError as error:  # `mesh` speaks for itself; here it is bad input like any other
         raise BadInputError(str(error)) from None
-    stats = job_stats(outputs, details, written, camera, info)
-    stats["kept"] = [kind for kind in outputs if kind in job.kept]
+    stats = job_stats(job.outputs, details, written, camera, info)
+    stats["kept"] = [kind for kind in job.outputs if kind in job.kept]
     return stats
 
 

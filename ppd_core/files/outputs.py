@@ -92,17 +92,23 @@ def describe_picture(source: OutputSource) -> dict:
 
 
 def write_outputs(outputs: dict[str, Path], sources: dict[str, OutputSource], *, replace: bool = True,
-                  broken: Collection[Path] = (),
-                  on_progress: Optional[ProgressCallback] = None) -> tuple[dict, list[Path]]:
+                  broken: Collection[Path] = (), on_progress: Optional[ProgressCallback] = None,
+                  extra_files: Optional[dict[Path, bytes]] = None) -> tuple[dict, list[Path]]:
     """Write each output ({kind: path}) from its source into a staging folder beside it, then
     move them all into place; return ({kind: stats}, every file written). Without `replace`,
     an output file that exists by then (another program made it) is an error, unless it is
-    one of the `broken` files (cut short or unreadable), which are written over."""
+    one of the `broken` files (cut short or unreadable), which are written over.
+    `extra_files` ({path: bytes}: a clip frame's 16-bit depth) move in with the outputs."""
     staging: dict[Path, Path] = {}
     details: dict[str, dict] = {}
     checks: dict[int, MeshReport] = {}
     moves: list[tuple[Path, Path]] = []
     try:
+        for final, data in (extra_files or {}).items():
+            if final.parent not in staging:
+                staging[final.parent] = make_staging(final.parent)
+            _stage(staging[final.parent] / final.name, data, final)
+            moves.append((staging[final.parent] / final.name, final))
         for number, (kind, path) in enumerate(outputs.items()):
             report(on_progress, "export", number / len(outputs), f"writing {path.name}")
             files = output_files(kind, path)
@@ -115,10 +121,7 @@ def write_outputs(outputs: dict[str, Path], sources: dict[str, OutputSource], *,
                 staging[folder] = make_staging(folder)
             for final, data in zip(files, contents):
                 staged = staging[folder] / final.name
-                try:
-                    staged.write_bytes(data)
-                except OSError as error:  # a full disk, a vanished folder: said plainly, naming the user's file
-                    raise OutputError(f"{final}: cannot write ({error.strerror or error})") from None
+                _stage(staged, data, final)
                 moves.append((staged, final))
             details[kind] = (describe_picture(sources[kind]) if OUTPUT_KINDS[kind].picture
                              else describe(sources[kind], checks, kind))
@@ -128,3 +131,10 @@ def write_outputs(outputs: dict[str, Path], sources: dict[str, OutputSource], *,
         for folder in staging.values():
             shutil.rmtree(folder, ignore_errors=True)
     return details, [final for _, final in moves]
+
+
+def _stage(staged: Path, data: bytes, final: Path) -> None:
+    try:
+        staged.write_bytes(data)
+    except OSError as error:  # a full disk, a vanished folder: said plainly, naming the user's file
+        raise OutputError(f"{final}: cannot write ({error.strerror or error})") from None
