@@ -28,6 +28,7 @@ class WeightSource:
     repo_variable: str = ""   # an environment variable that names another repository
     non_commercial: bool = False  # said before every download: the user must know before the bytes arrive
     elsewhere: str = ""       # where its authors publish it when the hub does not have it
+    url: str = ""             # a direct link where its authors publish it (fetched when the hub has no copy)
 
     def repo(self) -> Optional[str]:
         """The repository to look in and download from: the environment's choice, else the default."""
@@ -46,6 +47,26 @@ PPD_MOGE = WeightSource("ppd_moge.pth", "", "ppd_moge.pth", "see the PPD reposit
                         elsewhere="its authors publish it on Google Drive, linked from the README of "
                                   "https://github.com/gangweix/pixel-perfect-depth")
 SOURCES = (PPD, DA2, MOGE2, PPD_MOGE)
+"""The image model's files; `ppd-weights download` fetches those the hub has."""
+
+PPVD_PAGE = "https://github.com/gangweix/pixel-perfect-depth"
+PI3 = WeightSource("pi3.safetensors", "yyfz233/Pi3", "model.safetensors", "CC BY-NC 4.0, strictly non-commercial use",
+                   "https://huggingface.co/yyfz233/Pi3", 3.8, repo_variable="PPD_PI3_REPO", non_commercial=True)
+PPVD = WeightSource("ppvd.pth", "", "ppvd.pth", "no licence stated by its authors", PPVD_PAGE, 2.2,
+                    repo_variable="PPD_PPVD_REPO",
+                    elsewhere=f"its authors publish it on Google Drive, linked from the README of {PPVD_PAGE}",
+                    url="https://drive.google.com/uc?export=download&id=1IbMxrljpqkw92Z0G3CVEIrf-JffbI8sN")
+VIDEO_SOURCES = (PPVD, PI3)
+"""The video model's files (Pixel-Perfect Video Depth): fetched only when asked for by name and
+after their terms (`VIDEO_TERMS`) are accepted, never as a side effect of a run."""
+
+VIDEO_TERMS = (
+    f"Video depth needs two more files, under their own terms. {PI3.name} (Pi3, {PI3.card}) is licensed "
+    f"{PI3.licence}: do not use it, or results made with it, commercially. {PPVD.name} (Pixel-Perfect Video "
+    f"Depth) is published by its authors on Google Drive ({PPVD_PAGE}) with no licence stated: use it for "
+    "research, and ask its authors before anything else."
+)
+"""What a user reads, and accepts, before a video file is downloaded (the weights tool and the add-on)."""
 
 
 def licence_notice(source: WeightSource) -> str:

@@ -31,7 +31,7 @@ from ..errors import BadInputError, PPDError, WeightsMissingError
 from ..options import SEMANTICS
 from ..progress import ProgressCallback
 from ..cache import cache_folder
-from ..weight_sources import DA2, MOGE2, PPD, PPD_MOGE, SOURCES, WeightSource, manual_steps
+from ..weight_sources import DA2, MOGE2, PPD, PPD_MOGE, SOURCES, VIDEO_SOURCES, VIDEO_TERMS, WeightSource, manual_steps
 from .download import DOWNLOAD_HINT, Transfer, download_source
 
 
@@ -193,8 +193,10 @@ def add_file(file: Path, name: Optional[str] = None, folder: Optional[Path] = No
     from .weight_check import check_weight_file  # loads torch: only for this command
 
     file = Path(file).expanduser()
-    names = {source.name for source in SOURCES}
-    name = name or file.name
+    names = {source.name for source in SOURCES + VIDEO_SOURCES}
+    # A file saved under its hub name (Pi3's model.safetensors) is known by it when no other file shares it.
+    hub_names = [source.name for source in SOURCES + VIDEO_SOURCES if source.repo_filename == file.name]
+    name = name or (file.name if file.name in names or len(hub_names) != 1 else hub_names[0])
     if name not in names:
         raise BadInputError(f"{file}: which weight file is it? Name it with --as ({', '.join(sorted(names))})")
     if not file.is_file():
@@ -217,6 +219,15 @@ def add_file(file: Path, name: Optional[str] = None, folder: Optional[Path] = No
     return target
 
 
+def _ask_to_accept(terms: str) -> bool:
+    """Show `terms` and ask for a "yes" on a terminal; False where nobody can answer."""
+    print(terms, file=sys.stderr)
+    if not sys.stdin.isatty():
+        return False
+    answer = input("Type yes to accept these terms and download: ")
+    return answer.strip().lower() == "yes"
+
+
 def _print_transfer(transfer: Transfer) -> None:
     """One JSON line per progress report, for a program that runs `ppd-weights download --json`."""
     print(json.dumps({"file": transfer.name, "bytes": transfer.done, "total": transfer.total,
@@ -231,10 +242,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     get.add_argument("--only", nargs="+", choices=[source.name for source in SOURCES], metavar="FILE",
                      help="download only these files")
     get.add_argument("--json", action="store_true", help="report progress as JSON lines on stdout")
+    get.add_argument("--video", action="store_true",
+                     help="download the video model's files instead (" + ", ".join(s.name for s in VIDEO_SOURCES)
+                          + "): their terms are shown first and must be accepted")
+    get.add_argument("--accept-video-terms", action="store_true",
+                     help="accept the video files' terms (Pi3: CC BY-NC 4.0, non-commercial; ppvd.pth: no licence "
+                          "stated) without being asked")
     add = sub.add_parser("add", help="check a weight file downloaded by hand (ppd_moge.pth: the authors publish it "
                                      "outside the hub) and put it where the command finds it")
     add.add_argument("file", type=Path, help="the downloaded file")
-    add.add_argument("--as", dest="name", choices=[source.name for source in SOURCES],
+    add.add_argument("--as", dest="name", choices=[source.name for source in SOURCES + VIDEO_SOURCES],
                      help="which weight file it is (default: its file name)")
     add.add_argument("--dir", type=Path, help=f"put it in this folder instead of {added_weights_folder()}")
     add.add_argument("--force", action="store_true", help="replace a file of that name already there")
@@ -242,13 +259,27 @@ def main(argv: Optional[list[str]] = None) -> int:
     where.add_argument("--weights", type=Path, help="folder to look in first")
     where.add_argument("--semantics", choices=SEMANTICS, default="auto")
     where.add_argument("--json", action="store_true", help="print one JSON object (ready, model, files, or problem)")
+    where.add_argument("--video", action="store_true", help="the video model's files instead, and their terms")
     args = parser.parse_args(argv)
+    if args.command == "where" and args.video:
+        from .video_weights import video_weights_record
+
+        record = video_weights_record(args.weights)
+        print(json.dumps(record) if args.json else "\n".join(record.get("files") or [record["problem"]]), flush=True)
+        return 0 if args.json or record["ready"] else 1
     if args.command == "where" and args.json:
         print(json.dumps(weights_record(args.weights, args.semantics)), flush=True)
         return 0
     try:
         if args.command == "add":
             print(add_file(args.file, args.name, args.dir, args.force))
+            return 0
+        if args.command == "download" and args.video:
+            from .video_weights import download_video_weights
+
+            accepted = args.accept_video_terms or _ask_to_accept(VIDEO_TERMS)
+            for path in download_video_weights(args.dir, accepted, _print_transfer if args.json else None):
+                print(json.dumps({"done": str(path)}) if args.json else path, flush=True)
             return 0
         if args.command == "download":
             sources = [source for source in SOURCES if not args.only or source.name in args.only]
