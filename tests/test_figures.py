@@ -17,6 +17,7 @@ SIZES = {"flow.png": (1572, 310), "flying_points.png": (960, 400 * math.ceil(len
 
 
 @pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="bpy (Blender as a module) renders the figures")
+@pytest.mark.slow
 def test_the_script_writes_every_figure_at_its_size(tmp_path):
     # Its own process: bpy must not load into the test process before the add-on tests set it up.
     done = subprocess.run([sys.executable, str(FIGURES / "make_figures.py"), "--out", str(tmp_path)],

@@ -20,6 +20,8 @@ from tests.batch_helpers import PHOTOS, make_shoot, small_run
 
 VICTIM = "img03.png"
 
+pytestmark = pytest.mark.slow  # a local Ray cluster starts in 20-50 s
+
 
 def kill_first_attempt_hook(victim: str, attempts: str):
     """A Ray worker setup hook: the first attempt at `victim` kills its own process after the

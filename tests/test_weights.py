@@ -118,6 +118,7 @@ def download_command(folder) -> list:
             "--json"]
 
 
+@pytest.mark.slow
 def test_download_into_a_folder_resumes_and_uses_the_folder_names(tmp_path):
     """`ppd-weights download --dir` against a stand-in hub: stopped mid-file, run again, it asks
     only for the rest; MoGe-2's model.pt arrives as moge2.pt."""

@@ -31,6 +31,7 @@ def environment(tmp_path, endpoint: str) -> dict:
     return env
 
 
+@pytest.mark.slow
 def test_the_first_run_says_the_non_commercial_licence_before_downloading_that_file(tmp_path):
     folder = write_small_moge(write_small_weights(tmp_path / "files"))
     files = {f"{REPOS[name]}/{SERVED_AS.get(name, name)}": (folder / name).read_bytes() for name in REPOS}
