@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import socket
 import warnings
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -91,6 +92,27 @@ def import_ray_data():
     return ray
 
 
+REACH_TIMEOUT_S = 5.0
+"""How long a Ray address may take to accept a connection before it is called unreachable."""
+
+
+def check_reachable(address: Optional[str]) -> None:
+    """An address naming a host and port (HOST:PORT, ray://HOST:PORT) must accept a TCP
+    connection within `REACH_TIMEOUT_S`: `ray.init` waits for an unreachable one for good
+    (over 7 minutes seen). "auto" and no address are Ray's own to look up."""
+    if address is None or address in ("auto", "local"):
+        return
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not host or not port.isdigit():
+        raise BadInputError(f"--ray-address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S):
+            pass
+    except (OSError, OverflowError) as error:
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        raise BadInputError(f"cannot reach the Ray cluster at {address} ({reason})") from None
+
+
 @contextlib.contextmanager
 def _data_context(quiet: bool) -> Iterator[None]:
     """Ray Data settings for one batch: a photo whose retries ran out is a failed photo, not
@@ -118,6 +140,7 @@ class RayRunner:
 
     def __init__(self, actors: Optional[int] = None, address: Optional[str] = None, quiet: bool = False) -> None:
         self.ray = import_ray_data()
+        check_reachable(address)
         self.actors = actors
         self.address = address
         self.quiet = quiet

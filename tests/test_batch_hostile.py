@@ -170,3 +170,24 @@ def test_names_too_long_for_the_file_system_are_one_line_each(tmp_path, monkeypa
         assert len(err) == 1 and ("File name too long" in err[0] or "name too long" in err[0]), err
         assert "internal error" not in err[0] and "Traceback" not in err[0]
         assert folder_state(tmp_path) == before
+
+
+def test_an_unreachable_or_malformed_ray_address_is_a_usage_error_within_seconds(tmp_path, monkeypatch, capsys):
+    """ray.init waits for an address nobody answers at for good (over 7 minutes seen)."""
+    import socket
+
+    pytest.importorskip("ray.data")
+    monkeypatch.chdir(tmp_path)
+    photo_at(Path("shoot/a.png"))
+    with socket.socket() as probe:  # a port nothing listens on once it is closed again
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    before = folder_state(tmp_path)
+    for address, problem in ((f"127.0.0.1:{closed}", "cannot reach the Ray cluster"),
+                             (f"ray://127.0.0.1:{closed}", "cannot reach the Ray cluster"),
+                             ("nowhere", "expected auto, HOST:PORT or ray://HOST:PORT")):
+        start = time.perf_counter()
+        assert main(["shoot", "--stl", "--ray-address", address]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and problem in err[0] and time.perf_counter() - start < 10, err
+        assert folder_state(tmp_path) == before
