@@ -223,12 +223,4 @@ class DEPTH_OT_open_log(bpy.types.Operator):
 CLASSES = (DEPTH_OT_detect_interpreter, DEPTH_OT_check_interpreter, DEPTH_OT_setup_backend, DEPTH_OT_cancel_setup,
            DEPTH_OT_remove_backend, DEPTH_OT_open_log)
 
-
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

@@ -182,12 +182,4 @@ def _folder_photos(folder: str) -> list:
 
 CLASSES = (DEPTH_OT_from_image, DEPTH_OT_cancel, DEPTH_OT_choose_photo, DEPTH_OT_choose_photos)
 
-
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

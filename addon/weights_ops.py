@@ -123,12 +123,4 @@ class DEPTH_OT_cancel_download(bpy.types.Operator):
 
 CLASSES = (DEPTH_OT_check_weights, DEPTH_OT_download_weights, DEPTH_OT_cancel_download)
 
-
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)
