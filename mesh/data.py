@@ -71,6 +71,30 @@ class PixelCloud:
 
 
 @dataclass
+class Paint:
+    """The filament of each triangle of a multi-material print solid.
+
+    faces:  (F,) int16 filament per triangle (0 = the first), -1 = the object's own filament,
+            which is the first: sides and base are left unpainted
+    colors: (K, 3) uint8 sRGB of each filament, in the order of the printer's filament slots
+    names:  K words for the legend ("white", "#2a5d8f")
+    """
+
+    faces: np.ndarray
+    colors: np.ndarray
+    names: tuple
+
+    def __post_init__(self) -> None:
+        self.faces = np.ascontiguousarray(self.faces, dtype=np.int16).reshape(-1)
+        self.colors = np.ascontiguousarray(self.colors, dtype=np.uint8).reshape(-1, 3)
+        self.names = tuple(str(name) for name in self.names)
+        if len(self.names) != len(self.colors) or not len(self.colors):
+            raise MeshError(f"paint needs one name per filament colour, got {len(self.names)} for {len(self.colors)}")
+        if self.faces.size and (self.faces.min() < -1 or self.faces.max() >= len(self.colors)):
+            raise MeshError(f"paint names filaments {self.faces.min()}..{self.faces.max()} of {len(self.colors)}")
+
+
+@dataclass
 class MeshData:
     """A triangle mesh (or, with no faces, a point cloud) as numpy arrays.
 
@@ -80,6 +104,7 @@ class MeshData:
     colors:   (N, 3) uint8 RGB per vertex, or None
     normals:  (N, 3) float32 unit vertex normals, or None
     frame:    "opencv" (metres, camera frame) or "print_mm" (millimetres, z up)
+    paint:    the filament of each face of a multi-material solid (`Paint`), or None
     """
 
     vertices: np.ndarray
@@ -88,6 +113,7 @@ class MeshData:
     colors: Optional[np.ndarray] = None
     normals: Optional[np.ndarray] = None
     frame: str = "opencv"
+    paint: Optional[Paint] = None
 
     def __post_init__(self) -> None:
         self.vertices = _rows_of(self.vertices, 3, np.float32, "vertices")
@@ -106,6 +132,8 @@ class MeshData:
             self.normals = np.ascontiguousarray(self.normals, dtype=np.float32).reshape(n, 3)
         if self.frame not in FRAMES:
             raise ValueError(f"unknown mesh frame {self.frame!r}; expected one of {FRAMES}")
+        if self.paint is not None and len(self.paint.faces) != len(self.faces):
+            raise MeshError(f"paint has {len(self.paint.faces)} faces for a mesh of {len(self.faces)}")
 
     @property
     def is_points(self) -> bool:

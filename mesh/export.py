@@ -22,6 +22,7 @@ from PIL import Image
 
 from mesh.data import MeshData, MeshError
 from mesh.image_size import ImageTooLarge, check_image_size
+from mesh.painted_3mf import painted_threemf_bytes
 
 # Proper rotations (det +1), so faces keep their winding.
 _OPENCV_TO_GLTF = np.diag([1.0, -1.0, -1.0])
@@ -134,11 +135,14 @@ def stl_bytes(mesh: MeshData) -> bytearray:
 
 def threemf_bytes(mesh: MeshData) -> bytes:
     """3MF (unit millimetre), z up, written by pymeshlab (lib3mf), which needs a file: it is
-    written in a private temporary folder and read back."""
+    written in a private temporary folder and read back. A painted solid (`mesh.paint`, a
+    colour relief) is written with its filaments by `mesh.painted_3mf`."""
     import pymeshlab  # heavy (~2 s to load): imported on first use
 
     _require_faces(mesh, "3MF")
     solid = print_frame(mesh)
+    if solid.paint is not None:
+        return painted_threemf_bytes(solid)
     meshes = pymeshlab.MeshSet()
     meshes.add_mesh(pymeshlab.Mesh(vertex_matrix=solid.vertices.astype(np.float64), face_matrix=solid.faces))
     with tempfile.TemporaryDirectory(prefix="ppd-3mf-") as folder:

@@ -99,33 +99,32 @@ def heightfield_solid(top: np.ndarray, cell_mm: float, row_mm: Optional[float] =
                     frame="print_mm")
 
 
-def cell_for_face_count(shape: tuple[int, int], width_mm: float, faces: int) -> float:
-    """The cell size (mm) whose print grid has about `faces` triangles on its top."""
-    height, width = shape
-    columns = max(2.0, np.sqrt(faces / 2.0 * width / height))
-    return width_mm / (columns - 1)
-
-
 def relief_solid(depth: np.ndarray, *, width_mm: float = 100.0, relief_mm: float = 5.0,
                  base_mm: float = 2.0, reverse: bool = False, cell_mm: float = DEFAULT_CELL_MM) -> MeshData:
     """A watertight print solid from a metric depth map (H, W), `width_mm` wide along x.
 
     The relief rises `relief_mm` above a `base_mm` thick flat base, near high (or far high
     with `reverse`, lithophane style). It is exactly `width_mm` by `width_mm * H / W` (the
-    map's aspect, whatever the grid). The map is resampled to cells of about `cell_mm`
-    (`cell_for_face_count` picks one for a triangle budget). UVs map the photo onto the top.
+    map's aspect, whatever the grid). The map is resampled to cells of about `cell_mm`. UVs map
+    the photo onto the top. `mesh.relief_print` adds the relief options (frame, outline, hanger,
+    curve, smoothing, budget, colours) to it.
     """
     check_print_size(width_mm, relief_mm, base_mm)
     heights = relief_heights(depth, reverse)
     rows, columns = print_grid_shape(heights.shape, width_mm, cell_mm)
     length_mm = width_mm * heights.shape[0] / heights.shape[1]
+    heights = resampled_heights(heights, rows, columns)
+    return heightfield_solid(base_mm + relief_mm * heights, width_mm / (columns - 1), length_mm / (rows - 1))
+
+
+def resampled_heights(heights: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """(rows, columns) float64 heights in [0, 1] area-resampled from `heights`, whose top stays 1."""
     if (rows, columns) != heights.shape:
         heights = cv2.resize(heights.astype(np.float32), (columns, rows), interpolation=cv2.INTER_AREA)
         # Area averaging lowers a near region narrower than a cell: the top is 1 again, so the
         # solid is exactly base + relief high.
         heights = heights / max(float(heights.max()), 1e-12) if heights.max() > 0 else heights
-    return heightfield_solid(base_mm + relief_mm * heights.astype(np.float64), width_mm / (columns - 1),
-                             length_mm / (rows - 1))
+    return heights.astype(np.float64)
 
 
 def check_print_size(width_mm: float, relief_mm: float, base_mm: float) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
 from mesh.limits import POISSON_DEPTHS, PRINT_MM
+from mesh.print_options import FILAMENTS_PATTERN, HANGERS, shape_problem
 from ppd_core.errors import BadInputError
 
 DEFAULT_RESOLUTION = 1024 * 768
@@ -86,6 +87,7 @@ def option(default: Any, help: str, group: str, **spec: Any) -> Any:
 
 
 GEOMETRY, DEPTH, MODEL, CLIP = "geometry", "depth and camera", "model", "clips (video)"
+PRINT = "print solid"
 
 
 @dataclass
@@ -102,8 +104,32 @@ class JobOptions:
                               GEOMETRY, label="relief height", unit="mm", minimum=0.0, maximum=PRINT_MM[1])
     base_mm: float = option(2.0, "thickness of the print solid's flat base", GEOMETRY, label="base thickness",
                             unit="mm", minimum=PRINT_MM[0], maximum=PRINT_MM[1])
-    decimate: Optional[int] = option(None, "target triangle count", GEOMETRY, label="decimation target",
-                                     minimum=1, metavar="N")
+    frame_mm: float = option(0.0, "a frame this wide around the picture, within the print width (0: none)", PRINT,
+                             label="frame width", unit="mm", minimum=0.0, maximum=PRINT_MM[1])
+    frame_height_mm: Optional[float] = option(None, "height of the frame's top above the base (default: the relief "
+                                              "height)", PRINT, label="frame height", unit="mm", minimum=0.0,
+                                              maximum=PRINT_MM[1])
+    corner_mm: float = option(0.0, "radius of the print's rounded corners (0: square)", PRINT, label="corner radius",
+                              unit="mm", minimum=0.0, maximum=PRINT_MM[1])
+    hanger: str = option("none", "a hole through the print near its top edge for a nail or string, or a keyhole "
+                         "slot for a screw head in its back (needs a 5 mm base)", PRINT, choices=HANGERS)
+    curve_radius_mm: Optional[float] = option(None, "bend the print into a standing curved panel, its back on a "
+                                              "cylinder of this radius (at most a half cylinder)", PRINT,
+                                              label="curve radius", unit="mm", minimum=PRINT_MM[0],
+                                              maximum=PRINT_MM[1])
+    smooth_mm: float = option(0.0, "smooth the relief over about this distance, keeping its depth steps (0: none)",
+                              PRINT, label="smoothing", unit="mm", minimum=0.0, maximum=PRINT_MM[1])
+    silhouette: bool = option(False, "cut the print along the photo's region with depth (sky and other pixels "
+                              "without depth cut away) instead of its rectangle", PRINT)
+    max_mb: Optional[float] = option(None, "the print file's budget: triangles merged where the relief is flat, its "
+                                     "depth edges kept (counted as binary STL, 1 MB = 10^6 bytes)", PRINT,
+                                     label="file budget", unit="MB", minimum=0.001, maximum=1e6)
+    filaments: Optional[str] = option(None, "a colour relief for a multi-material printer, written as a painted "
+                                      "3MF: the photo's colours as this many filaments (2..8), or as your own in "
+                                      "slot order, by name or #rrggbb (white,black,red,#2060c0)", PRINT,
+                                      pattern=FILAMENTS_PATTERN, metavar="N|COLOURS")
+    decimate: Optional[int] = option(None, "target triangle count (a print solid: merged where it is flat, its "
+                                     "depth edges kept)", GEOMETRY, label="decimation target", minimum=1, metavar="N")
     edge_strength: float = option(0.5, "how readily depth edges cut the surface (0: never, 1: at every faint "
                                   "edge)", GEOMETRY, label="edge strength", minimum=0.0, maximum=1.0)
     poisson_depth: int = option(9, "Poisson octree depth (each step up is ~4x the time)", GEOMETRY,
@@ -175,6 +201,10 @@ class JobOptions:
         if str(self.depth_file).lower().endswith(".npz") and (self.range_given() or self.scale_from != "auto"):
             raise BadInputError("a saved result (--depth FILE.npz) keeps its own scale: it cannot be combined "
                                 "with --preset, --near, --far or --scale-from")
+        problem = shape_problem(width_mm=self.width_mm, base_mm=self.base_mm, frame_mm=self.frame_mm,
+                                corner_mm=self.corner_mm, hanger=self.hanger, curve_radius_mm=self.curve_radius_mm)
+        if problem:
+            raise BadInputError(problem)
         if self.scale_from == "moge2" and (self.depth_file is not None or self.align_to is not None
                                            or self.range_given()):
             raise BadInputError("--scale-from moge2 takes the scale from the network's MoGe-2: it cannot be combined "

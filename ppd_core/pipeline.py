@@ -20,7 +20,8 @@ from mesh.data import MeshData, MeshError, PixelCloud
 from mesh.decimate import decimate
 from mesh.grid import grid_mesh
 from mesh.poisson import poisson_mesh
-from mesh.solid import DEFAULT_CELL_MM, cell_for_face_count, relief_solid, solid_from_mesh
+from mesh.relief_print import ReliefSpec, relief_print, stl_face_budget
+from mesh.solid import mesh_depth
 from ppd_core.errors import BadInputError
 from ppd_core.files.outputs import OutputSource, write_outputs
 from ppd_core.files.photo import Photo, load_image
@@ -31,6 +32,10 @@ from ppd_core.geometry.lift import lift
 from ppd_core.options import OUTPUT_KINDS, JobOptions, output_files
 from ppd_core.photo_depth import ModelCache, PhotoDepth, photo_depth, photo_identity
 from ppd_core.progress import ProgressCallback, report
+
+COLOUR_KINDS = ("3mf", "npz")
+"""Output kinds that carry a colour relief's filaments."""
+
 
 @dataclass
 class PhotoJob:
@@ -129,18 +134,28 @@ def scene_mesh(job: PhotoJob) -> MeshData:
     return surface
 
 
+def relief_spec(options: JobOptions) -> ReliefSpec:
+    """The print solid the options ask for; a triangle budget from --decimate and --max-mb, the smaller."""
+    budgets = [options.decimate] if options.decimate is not None else []
+    if options.max_mb is not None:
+        budgets.append(stl_face_budget(options.max_mb))
+    return ReliefSpec(width_mm=options.width_mm, relief_mm=options.relief_mm, base_mm=options.base_mm,
+                      frame_mm=options.frame_mm, frame_height_mm=options.frame_height_mm, corner_mm=options.corner_mm,
+                      hanger=options.hanger, curve_radius_mm=options.curve_radius_mm, smooth_mm=options.smooth_mm,
+                      silhouette=options.silhouette, max_faces=min(budgets) if budgets else None,
+                      filaments=options.filaments)
+
+
 def print_solid(job: PhotoJob) -> MeshData:
-    """The print solid: the depth map's relief, or the Poisson surface closed over a base."""
-    options = job.options
-    cell = DEFAULT_CELL_MM
-    if options.decimate is not None:
-        cell = cell_for_face_count(job.depth.shape, options.width_mm, options.decimate)
-    sizes = dict(width_mm=options.width_mm, relief_mm=options.relief_mm, base_mm=options.base_mm, cell_mm=cell)
-    if options.method == "poisson":  # the Poisson surface's depth, seen by the photo's camera
+    """The print solid: the depth map's relief, or the Poisson surface's depth seen by the photo's
+    camera made a relief, with every relief option (`mesh.relief_print`)."""
+    depth = job.depth
+    if job.options.method == "poisson":
         grid = job.grid
-        return solid_from_mesh(job.shapes["mesh"], (grid.fx, grid.fy, grid.cx, grid.cy), (grid.width, grid.height),
-                               **sizes)
-    return relief_solid(job.depth, **sizes)
+        depth = mesh_depth(job.shapes["mesh"], (grid.fx, grid.fy, grid.cx, grid.cy), grid.width, grid.height)
+    return relief_print(depth, job.rgb, relief_spec(job.options),
+                        on_progress=lambda fraction, message: report(job.on_progress, "mesh", 0.9 + 0.1 * fraction,
+                                                                     message))
 
 
 def build_shapes(job: PhotoJob) -> None:
@@ -188,6 +203,10 @@ def run_photo(photo: Union[str, Path], outputs: dict, options: JobOptions, *,
     check_targets(broken, options.input_files(photo), True)
     for kind in outputs:
         job.geometry(kind)  # refuses a point cloud in a mesh-only format before any work
+    if options.filaments is not None and not any(job.geometry(kind) == "solid" and kind in COLOUR_KINDS
+                                                 for kind in outputs):
+        raise BadInputError("--filaments paints a print solid's 3MF (and the NPZ for Blender); STL has no colours: "
+                            "add --3mf")
 
     load_photo(job)
     depth_on_mesh_grid(job, models)

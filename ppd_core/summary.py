@@ -69,7 +69,15 @@ def output_line(path: str, kind: str, detail: dict, scale_guessed: bool) -> str:
     if detail["faces"] == 0:
         return f"{path}: {detail['vertices']} points, {size}"
     watertight = WATERTIGHT_WORDS[detail["watertight"]]
-    return f"{path}: {detail['vertices']} vertices, {detail['faces']} faces, {size}, watertight {watertight}"
+    megabytes = f", {detail['file_bytes'] / 1e6:.1f} MB" if "size_mm" in detail and "file_bytes" in detail else ""
+    return (f"{path}: {detail['vertices']} vertices, {detail['faces']} faces, {size}, watertight {watertight}"
+            f"{megabytes}")
+
+
+def filament_line(legend: list[dict]) -> str:
+    """A colour relief's legend: each filament slot's colour, the first also printing sides and base."""
+    slots = [f"{row['filament']} {row['rgb']} {row['name']} ({row['share']:.0%})" for row in legend]
+    return f"  filaments in slot order (1 also prints the sides and base): {'; '.join(slots)}"
 
 
 def summary_lines(stats: dict) -> list[str]:
@@ -88,6 +96,8 @@ def summary_lines(stats: dict) -> list[str]:
             lines.append(f"  written anew: the old one was broken ({stats['redone'][kind]})")
         if "check" in detail:
             lines.append(f"  check: {detail['check']}")
+        if "filaments" in detail:
+            lines.append(filament_line(detail["filaments"]))
     if info:
         lines.append(depth_line(info))
         lines.extend(precision_lines(info))

@@ -15,7 +15,7 @@ from typing import Callable, Collection, Optional
 import numpy as np
 
 from mesh.checks import MeshReport, check_mesh
-from mesh.data import MeshData
+from mesh.data import MeshData, Paint
 from mesh.export import glb_bytes, obj_files, ply_bytes, stl_bytes, threemf_bytes
 from ppd_core.errors import OutputError
 from ppd_core.files.depth_exr import depth_exr_files
@@ -80,9 +80,21 @@ def describe(source: OutputSource, checks: dict[int, MeshReport], kind: str) -> 
         check = checks[id(shape)]
         stats.update(size_mm=size, watertight=check.watertight, check=check.summary(),
                      printable=check.printable, volume_mm3=round(check.volume, 3))
+        if shape.paint is not None and kind in ("3mf", "npz"):
+            stats["filaments"] = filament_legend(shape.paint)
     else:
         stats.update(size_m=size, watertight=None)
     return stats
+
+
+def filament_legend(paint: Paint) -> list[dict]:
+    """A colour relief's filaments in slot order: number (1 = also sides and base), name, sRGB, share
+    of the painted triangles."""
+    counts = np.bincount(paint.faces[paint.faces >= 0].astype(np.int64), minlength=len(paint.colors))
+    painted = max(int(counts.sum()), 1)
+    return [{"filament": number + 1, "name": name, "rgb": "#" + "".join(f"{int(v):02x}" for v in colour),
+             "share": round(int(count) / painted, 4)}
+            for number, (name, colour, count) in enumerate(zip(paint.names, paint.colors, counts))]
 
 
 def describe_picture(source: OutputSource) -> dict:
@@ -125,6 +137,7 @@ def write_outputs(outputs: dict[str, Path], sources: dict[str, OutputSource], *,
                 moves.append((staged, final))
             details[kind] = (describe_picture(sources[kind]) if OUTPUT_KINDS[kind].picture
                              else describe(sources[kind], checks, kind))
+            details[kind]["file_bytes"] = sum(len(data) for data in contents)
         report(on_progress, "export", 1.0, "moving files into place")
         move_into_place(moves, replace, broken)
     finally:
