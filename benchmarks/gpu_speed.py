@@ -75,11 +75,13 @@ def time_mode(mode: str, precision: str, photo: np.ndarray, photos: int) -> dict
     marks: dict[str, float] = {}
 
     def on_progress(stage: str, fraction: float, message: str) -> None:
-        if stage == "diffusion" and fraction == 0:
+        # the first diffusion event only: the network reports again before every block
+        if stage == "diffusion" and "diffusion" not in marks:
             torch.cuda.synchronize()
             marks["diffusion"] = time.perf_counter()
 
     def one_photo() -> tuple[float, float]:
+        marks.clear()
         torch.cuda.synchronize()
         start = time.perf_counter()
         depth_model.predict(photo, steps=STEPS, resolution=RESOLUTION, on_progress=on_progress)

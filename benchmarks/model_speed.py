@@ -116,12 +116,16 @@ def one_run(precision: str, resolution: int, steps: int, clock: Callable[[], flo
     marks = {"start": clock()}
 
     def on_progress(stage: str, fraction: float, message: str) -> None:
+        # The network also reports before every block (its cancellation points) with the
+        # message unchanged: a step ends where the message names the next one.
+        if stage != "diffusion" or message == marks.get("message"):
+            return
         now = clock()
-        if stage == "diffusion" and fraction == 0:
+        if "encoded" not in marks:
             marks["encoded"] = now
-        elif stage == "diffusion":
-            step_times.append(now - marks.get("last", marks["encoded"]))
-        marks["last"] = now
+        else:
+            step_times.append(now - marks["last"])
+        marks["last"], marks["message"] = now, message
 
     depth_model.predict(photo, steps=steps, resolution=resolution, on_progress=on_progress)
     return {
