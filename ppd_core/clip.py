@@ -17,6 +17,7 @@ window of frames and depths whatever the clip's length (`ppd_core.video`).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import shutil
 import time
@@ -279,6 +280,10 @@ def run_clip(run: ClipRun) -> dict:
             continue
         stats = _write_frame(run, scale, index, rgb, p)
         written += 1
+        # A trimesh mesh and its colours refer to each other: only the cyclic collector frees them, and it
+        # runs by objects made, not bytes, so a long clip's memory crept up (70 MB in 300 frames). They are
+        # young yet: collecting the two young generations frees them in microseconds (a full pass: 0.3 s).
+        gc.collect(1)
         if run.on_frame is not None:
             run.on_frame(index, stats)
     near, far = record["depth"]["preview_range_m"]
