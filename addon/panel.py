@@ -52,6 +52,7 @@ class VIEW3D_PT_depth_from_image(bpy.types.Panel):
             col.prop(settings, "width_mm")
             col.prop(settings, "relief_mm")
             col.prop(settings, "base_mm")
+            _draw_shape(layout.column(heading="Shape"), settings)
         else:
             col.prop(settings, "shading")
 
@@ -86,6 +87,30 @@ class VIEW3D_PT_depth_from_image(bpy.types.Panel):
             wrapped_label(layout, state.last_result, "CHECKMARK", chars_per_line(context))
         if settings.output == "SOLID" or (context.active_object is not None and context.active_object.type == "MESH"):
             _draw_print(layout, context)
+
+
+def _draw_shape(col, settings) -> None:
+    """The print solid's relief options: frame, corners, hanger, curve, smoothing, outline,
+    budget, colours (each a job option of the same name)."""
+    col.prop(settings, "frame_mm")
+    if settings.frame_mm > 0:
+        col.prop(settings, "frame_matches_relief")
+        if not settings.frame_matches_relief:
+            col.prop(settings, "frame_height_mm")
+    col.prop(settings, "corner_mm")
+    col.prop(settings, "hanger")
+    col.prop(settings, "curved")
+    if settings.curved:
+        col.prop(settings, "curve_radius_mm")
+    col.prop(settings, "smooth_mm")
+    col.prop(settings, "silhouette")
+    col.prop(settings, "use_budget")
+    if settings.use_budget:
+        col.prop(settings, "max_mb")
+    col.prop(settings, "colour_relief")
+    if settings.colour_relief:
+        col.prop(settings, "filament_count")
+        col.prop(settings, "filament_colours")
 
 
 def _draw_print(layout, context) -> None:

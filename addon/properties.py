@@ -18,7 +18,8 @@ from bpy.props import (
     StringProperty,
 )
 
-from ppd_core.options import DEFAULT_HFOV_DEG, DEFAULT_PRESET, DEFAULT_RESOLUTION, OPTIONS, PRESETS
+from ppd_core.options import (DEFAULT_HFOV_DEG, DEFAULT_PRESET, DEFAULT_RESOLUTION, FILAMENT_COUNTS, HANGERS, OPTIONS,
+                              PRESETS)
 
 from .scene.materials import SHADING_ITEMS
 
@@ -33,14 +34,20 @@ PRESET_ITEMS = (("auto", "Auto", f"MoGe-2's metric scale when its weights are th
 INT32 = (-(2**31), 2**31 - 1)  # what an IntProperty holds
 
 
+def option_description(name: str) -> str:
+    """Job option `name`'s help text from the options table, as a tooltip."""
+    spec = OPTIONS[name].spec
+    unit = f", in {spec.unit}" if spec.unit else ""
+    return spec.help[:1].upper() + spec.help[1:] + unit
+
+
 def option_property(name: str, label: str, *, default=None, **ui):
     """A Float- or IntProperty for job option `name`: its description, default and hard limits
     from the options table (`ppd_core.options`), so the panel cannot drift from the command.
     `default` replaces an option whose own default is "not given" (None); `ui` adds soft limits."""
     row = OPTIONS[name]
     spec = row.spec
-    unit = f", in {spec.unit}" if spec.unit else ""
-    values = dict(name=label, description=spec.help[:1].upper() + spec.help[1:] + unit,
+    values = dict(name=label, description=option_description(name),
                   default=row.default if default is None else default, **ui)
     if row.kind is int:
         values["min"] = max(INT32[0], spec.minimum) if spec.minimum is not None else INT32[0]
@@ -127,6 +134,30 @@ class DepthFromImageSettings(bpy.types.PropertyGroup):
     width_mm: option_property("width_mm", "Width (mm)", soft_min=1.0, soft_max=500.0)
     relief_mm: option_property("relief_mm", "Relief (mm)", soft_min=0.1, soft_max=100.0)
     base_mm: option_property("base_mm", "Base (mm)", soft_min=0.1, soft_max=50.0)
+    frame_mm: option_property("frame_mm", "Frame (mm)", soft_max=30.0)
+    frame_matches_relief: BoolProperty(name="Frame as High as the Relief", default=True,
+                                       description="The frame's top level with the relief's highest point")
+    frame_height_mm: option_property("frame_height_mm", "Frame Height (mm)", default=OPTIONS["relief_mm"].default,
+                                     soft_max=50.0)
+    corner_mm: option_property("corner_mm", "Corners (mm)", soft_max=30.0)
+    hanger: EnumProperty(name="Hanger", description=option_description("hanger"), default="none",
+                         items=tuple((key, key.title(), words) for key, words in zip(HANGERS, (
+                             "A plain back", "A hole through the print near its top edge, for a nail or a string",
+                             "A keyhole slot in the back for a screw head (needs a 5 mm base)"))))
+    curved: BoolProperty(name="Curved Panel", default=False, description=option_description("curve_radius_mm"))
+    curve_radius_mm: option_property("curve_radius_mm", "Curve Radius (mm)", default=100.0, soft_min=20.0,
+                                     soft_max=500.0)
+    smooth_mm: option_property("smooth_mm", "Smoothing (mm)", soft_max=5.0)
+    silhouette: BoolProperty(name="Silhouette", default=False, description=option_description("silhouette"))
+    use_budget: BoolProperty(name="File Budget", default=False, description=option_description("max_mb"))
+    max_mb: option_property("max_mb", "Budget (MB)", default=20.0, soft_min=0.5, soft_max=100.0)
+    colour_relief: BoolProperty(name="Colour Relief", default=False, description=option_description("filaments"))
+    filament_count: IntProperty(name="Filaments", default=4, min=FILAMENT_COUNTS[0], max=FILAMENT_COUNTS[1],
+                                description="How many filaments the photo's colours become (the printer's slots)")
+    filament_colours: StringProperty(
+        name="Your Filaments", default="",
+        description="Optional: your filaments in slot order, by name or #rrggbb, separated by commas "
+                    "(white,black,red,#2060c0); they replace the count")
 
     steps: option_property("steps", "Steps", soft_max=20)
     resolution: EnumProperty(
@@ -190,6 +221,7 @@ def job_options(settings: DepthFromImageSettings, prefs) -> dict:
         "width_mm": settings.width_mm,
         "relief_mm": settings.relief_mm,
         "base_mm": settings.base_mm,
+        **print_options(settings),
         "edge_strength": settings.edge_strength,
         "steps": settings.steps,
         "resolution": RESOLUTIONS.get(settings.resolution),  # None: Auto, chosen once the worker is up
@@ -207,6 +239,23 @@ def job_options(settings: DepthFromImageSettings, prefs) -> dict:
         options["fov"] = settings.fov
     if prefs.weights_folder:
         options["weights"] = bpy.path.abspath(prefs.weights_folder)
+    return options
+
+
+def print_options(settings: DepthFromImageSettings) -> dict:
+    """The print solid's shape options (names of `JobOptions`) for a Print Solid output; none otherwise."""
+    if settings.output != "SOLID":
+        return {}
+    options = {"frame_mm": settings.frame_mm, "corner_mm": settings.corner_mm, "hanger": settings.hanger,
+               "smooth_mm": settings.smooth_mm, "silhouette": settings.silhouette}
+    if settings.frame_mm > 0 and not settings.frame_matches_relief:
+        options["frame_height_mm"] = settings.frame_height_mm
+    if settings.curved:
+        options["curve_radius_mm"] = settings.curve_radius_mm
+    if settings.use_budget:
+        options["max_mb"] = settings.max_mb
+    if settings.colour_relief:
+        options["filaments"] = settings.filament_colours.strip().replace(" ", "") or str(settings.filament_count)
     return options
 
 

@@ -3,8 +3,8 @@
 Colours are compared in CIELAB (OpenCV's conversion), where straight distances follow how
 different two colours look far better than in RGB: a count of filaments is found by k-means
 there (OpenCV), a list of the user's own filaments is matched by the nearest colour. The
-result is made printable on the picture's print grid: no region narrower than a nozzle, no
-island smaller than `MIN_ISLAND_MM` square; their cells join the nearest region that stays.
+result is made printable on the picture's print grid: no strip narrower than a nozzle, no
+island smaller than `MIN_ISLAND_MM` square; their cells join the regions around them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from scipy.ndimage import distance_transform_edt
 
 from mesh.data import MeshData, MeshError, Paint
 from mesh.print_options import FILAMENT_COLOURS, filament_list
-from mesh.relief_shape import PictureLayout
+from mesh.relief_layout import PictureLayout
 
 NOZZLE_MM = 0.4
 """The usual nozzle: a line of one colour narrower than this cannot be printed."""
@@ -29,7 +29,6 @@ nearest centre."""
 TOP_NORMAL_Z = 1e-3
 """A face is on top when its normal points up by more than this (steps of a relief are steep
 but never vertical; sides, hole walls and the base are)."""
-CLEANUP_ROUNDS = 8
 
 
 def lab(rgb: np.ndarray) -> np.ndarray:
@@ -93,27 +92,44 @@ def quantised(rgb: np.ndarray, filaments: str) -> tuple[np.ndarray, np.ndarray, 
 
 
 def printable_labels(labels: np.ndarray, cell_mm: tuple[float, float]) -> np.ndarray:
-    """`labels` on a grid of cells `cell_mm` (x, y) wide with every strip narrower than
-    `NOZZLE_MM` and every island smaller than `MIN_ISLAND_MM` square (4-connected) given to
-    the nearest cell of a region that stays."""
+    """`labels` on a grid of cells `cell_mm` (x, y) wide, made printable: strips narrower than
+    `NOZZLE_MM` go to the nearest region that stays, then every island (4-connected) smaller
+    than `MIN_ISLAND_MM` square joins the region it borders most, until none is left."""
     labels = np.asarray(labels).copy()
-    least = math.ceil(MIN_ISLAND_MM**2 / (cell_mm[0] * cell_mm[1]) - 1e-9)
     kernel = np.ones((math.ceil(NOZZLE_MM / cell_mm[1] - 1e-9), math.ceil(NOZZLE_MM / cell_mm[0] - 1e-9)), np.uint8)
-    for _ in range(CLEANUP_ROUNDS):
-        loose = np.zeros(labels.shape, bool)
+    if kernel.size > 1:
+        thin = np.zeros(labels.shape, bool)
         for label in np.unique(labels):
             mask = (labels == label).astype(np.uint8)
-            body = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_REPLICATE) if kernel.size > 1 \
-                else mask
-            _, parts, stats, _ = cv2.connectedComponentsWithStats(body, connectivity=4)
-            small = stats[:, cv2.CC_STAT_AREA] < least
-            small[0] = True  # the background of `body`: the label's cells outside it are loose
-            loose |= mask.astype(bool) & small[parts]
-        if not loose.any() or loose.all():
-            break
-        nearest = distance_transform_edt(loose, return_distances=False, return_indices=True)
-        labels = labels[tuple(nearest)]
+            thin |= mask.astype(bool) & ~cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel,
+                                                          borderType=cv2.BORDER_REPLICATE).astype(bool)
+        if thin.any() and not thin.all():
+            nearest = distance_transform_edt(thin, return_distances=False, return_indices=True)
+            labels = labels[tuple(nearest)]
+    least = math.ceil(MIN_ISLAND_MM**2 / (cell_mm[0] * cell_mm[1]) - 1e-9)
+    while _merge_islands(labels, least):
+        pass
     return labels
+
+
+def _merge_islands(labels: np.ndarray, least: int) -> bool:
+    """Give each island of fewer than `least` cells the label most common around it, in place;
+    True when one was merged. Each merge joins two regions, so repeating this ends."""
+    cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
+    merged = False
+    for label in np.unique(labels):
+        _, parts, stats, _ = cv2.connectedComponentsWithStats((labels == label).astype(np.uint8), connectivity=4)
+        for part in np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] < least) + 1:
+            x, y, width, height = stats[part, :4]
+            rows = slice(max(y - 1, 0), y + height + 1)
+            columns = slice(max(x - 1, 0), x + width + 1)
+            island = parts[rows, columns] == part
+            around = labels[rows, columns][cv2.dilate(island.astype(np.uint8), cross).astype(bool) & ~island]
+            around = around[around != label]
+            if around.size:
+                labels[rows, columns][island] = np.bincount(around).argmax()
+                merged = True
+    return merged
 
 
 def paint_relief(flat_vertices: np.ndarray, solid: MeshData, rgb: np.ndarray, layout: PictureLayout,

@@ -19,7 +19,8 @@ from mesh.data import MeshData, MeshError
 from mesh.decimate import decimate_solid
 from mesh.print_options import HANGERS, shape_problem
 from mesh.relief_bend import Bend, bend_panel
-from mesh.relief_shape import PictureLayout, picture_heights, picture_layout, reaching_layout, shaped_solid
+from mesh.relief_layout import PictureLayout, picture_layout, reaching_layout
+from mesh.relief_shape import picture_heights, shaped_solid
 from mesh.solid import DEFAULT_CELL_MM, check_print_size, heightfield_solid
 
 STL_HEADER_BYTES, STL_TRIANGLE_BYTES = 84, 50

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
 from mesh.limits import POISSON_DEPTHS, PRINT_MM
-from mesh.print_options import FILAMENTS_PATTERN, HANGERS, shape_problem
+from mesh.print_options import FILAMENT_COUNTS, FILAMENTS_PATTERN, HANGERS, shape_problem
 from ppd_core.errors import BadInputError
 
 DEFAULT_RESOLUTION = 1024 * 768
@@ -125,8 +125,9 @@ class JobOptions:
                                      "depth edges kept (counted as binary STL, 1 MB = 10^6 bytes)", PRINT,
                                      label="file budget", unit="MB", minimum=0.001, maximum=1e6)
     filaments: Optional[str] = option(None, "a colour relief for a multi-material printer, written as a painted "
-                                      "3MF: the photo's colours as this many filaments (2..8), or as your own in "
-                                      "slot order, by name or #rrggbb (white,black,red,#2060c0)", PRINT,
+                                      "3MF: the photo's colours as this many filaments "
+                                      f"({FILAMENT_COUNTS[0]}..{FILAMENT_COUNTS[1]}), or as your own in slot order, "
+                                      "by name or #rrggbb (white,black,red,#2060c0)", PRINT,
                                       pattern=FILAMENTS_PATTERN, metavar="N|COLOURS")
     decimate: Optional[int] = option(None, "target triangle count (a print solid: merged where it is flat, its "
                                      "depth edges kept)", GEOMETRY, label="decimation target", minimum=1, metavar="N")

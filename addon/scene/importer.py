@@ -199,6 +199,15 @@ def _photo_image(result: ResultFile, image: bpy.types.Image | None, created: _Cr
     return photo
 
 
+def _paint_filaments(mesh: bpy.types.Mesh, paint, name: str) -> None:
+    """A colour relief: one material per filament in slot order (its colour, its number and name),
+    each face the material of its filament (sides and base: the first, as the printer prints them)."""
+    for number, (colour, word) in enumerate(zip(paint.colors, paint.names), start=1):
+        mesh.materials.append(materials.filament_material(f"{name} filament {number} {word}", colour))
+    mesh.polygons.foreach_set("material_index", np.maximum(paint.faces, 0).astype(np.int32))
+    mesh.update()
+
+
 def _create(scene, result: ResultFile, created: _Created, *, name, image, shading, create_camera) -> ImportedResult:
     collection = bpy.data.collections.new(name)
     scene.collection.children.link(collection)
@@ -234,6 +243,8 @@ def _create(scene, result: ResultFile, created: _Created, *, name, image, shadin
         group = materials.points_node_group(f"{name} points", material, radius)
         modifier = obj.modifiers.new("Mesh to Points", "NODES")
         modifier.node_group = group
+    elif result.paint is not None:
+        _paint_filaments(mesh, result.paint, name)
     else:
         material = materials.color_attribute_material(f"{name} solid", "Col", "PRINCIPLED")
         mesh.materials.append(material)

@@ -69,6 +69,24 @@ def color_attribute_material(name: str, attribute: str, shading: str = "EMISSION
     return material
 
 
+def srgb_to_linear(rgb) -> tuple:
+    """Blender's scene-linear colour of sRGB bytes (0..255)."""
+    channels = [value / 255.0 for value in rgb]
+    return tuple(c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+
+
+def filament_material(name: str, rgb) -> bpy.types.Material:
+    """A lit Principled surface in a filament's sRGB colour (also its colour in Solid view)."""
+    material = _new_material(name)
+    colour = (*srgb_to_linear(rgb), 1.0)
+    node = material.node_tree.nodes.new("ShaderNodeRGB")
+    node.outputs["Color"].default_value = colour
+    node.location = (-200, 0)
+    _shader_from_color(material.node_tree, node.outputs["Color"], "PRINCIPLED")
+    material.diffuse_color = colour
+    return material
+
+
 def points_node_group(name: str, material: bpy.types.Material, radius: float) -> bpy.types.NodeTree:
     """Geometry Nodes: the mesh's vertices become render-able points of `radius` with `material`."""
     group = bpy.data.node_groups.new(name, "GeometryNodeTree")

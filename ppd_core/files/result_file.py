@@ -11,7 +11,9 @@ intrinsics float64 (fx, fy, cx, cy), camera_lens_mm, camera_sensor_width_mm,
 camera_sensor_fit, camera_shift float64 (2,); and, from the pipeline, the metric depth it
 meshed: depth float32 (h, w) metres on the mesh grid (NaN = none) with depth_info (a JSON text:
 where scale and camera came from), so that `ppd-mesh photo.jpg --depth photo.npz` re-meshes
-without the network.
+without the network. A colour relief (a solid painted for a multi-material printer) adds
+face_filaments int16 (F,) (each face's filament, 0 the first; -1 the object's own, the first),
+filament_colors uint8 (K, 3) sRGB in slot order and filament_names (a JSON list of K words).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from mesh.data import MeshData
+from mesh.data import MeshData, Paint
 from mesh.image_size import ImageTooLarge, check_array_size
 from ppd_core.errors import BadInputError, first_line
 from ppd_core.geometry.camera import CameraRecord
@@ -55,6 +57,7 @@ class ResultFile:
     camera: Optional[CameraRecord]
     depth: Optional[np.ndarray] = None    # metric depth on the mesh grid, when the pipeline wrote it
     depth_info: Optional[dict] = None
+    paint: Optional[Paint] = None         # a colour relief's filament per face
 
 
 def result_bytes(mesh: MeshData, kind: str, camera: CameraRecord, image_path: str,
@@ -86,6 +89,10 @@ def result_bytes(mesh: MeshData, kind: str, camera: CameraRecord, image_path: st
     if depth is not None:
         arrays["depth"] = np.asarray(depth, dtype=np.float32)
         arrays["depth_info"] = np.array(json.dumps(depth_info or {}))
+    if mesh.paint is not None:
+        arrays["face_filaments"] = mesh.paint.faces.astype(np.int16)
+        arrays["filament_colors"] = mesh.paint.colors.astype(np.uint8)
+        arrays["filament_names"] = np.array(json.dumps(list(mesh.paint.names)))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
         for key, value in arrays.items():
@@ -136,6 +143,19 @@ def _depth(data, path: str) -> dict:
     except ValueError:
         raise BadInputError(f"{path}: 'depth_info' is not JSON") from None
     return {"depth": depth, "depth_info": info if isinstance(info, dict) else {}}
+
+
+def _paint(data, path: str) -> dict:
+    """A colour relief's paint, when the file has it."""
+    if "face_filaments" not in data.files:
+        return {}
+    try:
+        names = json.loads(_text(data, "filament_names", path))
+        return {"paint": Paint(faces=np.asarray(data["face_filaments"]).reshape(-1),
+                               colors=_rows(data, "filament_colors", path, np.uint8, 3),
+                               names=tuple(names) if isinstance(names, list) else ())}
+    except (ValueError, KeyError) as error:  # MeshError is a ValueError
+        raise BadInputError(f"{path}: the filaments of the colour relief are not readable ({error})") from None
 
 
 def _open(path: str):
@@ -203,14 +223,17 @@ def read_result(path: str) -> ResultFile:
         optional = {key: _rows(data, key, path, dtype, width, count) if key in data.files else None
                     for key, dtype, width in (("uvs", np.float32, 2), ("colors", np.uint8, 3),
                                               ("normals", np.float32, 3))}
-        result = ResultFile(kind=kind, frame=_text(data, "frame", path), vertices=vertices,
-                            faces=_rows(data, "faces", path, np.int32, 3),
+        faces = _rows(data, "faces", path, np.int32, 3)
+        result = ResultFile(kind=kind, frame=_text(data, "frame", path), vertices=vertices, faces=faces,
                             image_path=_text(data, "image_path", path) if "image_path" in data.files else "",
-                            camera=_camera(data, path), **optional, **_depth(data, path))
+                            camera=_camera(data, path), **optional, **_depth(data, path),
+                            **_paint(data, path))
     if result.frame != FRAME_OF_KIND[kind]:
         raise BadInputError(f"{path}: a {kind} result must be in frame '{FRAME_OF_KIND[kind]}'")
     if not np.isfinite(result.vertices).all():
         raise BadInputError(f"{path}: vertices contain NaN or infinity")
     if len(result.faces) and (result.faces.min() < 0 or result.faces.max() >= count):
         raise BadInputError(f"{path}: faces index vertices outside 0..{count - 1}")
+    if result.paint is not None and len(result.paint.faces) != len(result.faces):
+        raise BadInputError(f"{path}: {len(result.paint.faces)} face filaments for {len(result.faces)} faces")
     return result
