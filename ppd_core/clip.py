@@ -239,10 +239,7 @@ def _scale_and_frames(run: ClipRun, record: Optional[dict]) -> Iterator[tuple]:
     plan, options, model = run.plan, run.options, run.model
     if not plan.to_write and record is not None:
         return
-    geometry_of = None
-    if model.moge2 is not None:
-        def geometry_of(rgb: np.ndarray):
-            return model.geometry(rgb, options.fov, run.on_progress)
+    geometry_of = None if model.moge2 is None else (lambda rgb: model.geometry(rgb, options.fov, run.on_progress))
     first: list = []
     scale = None
     for frame in _frames_with_depth(run):

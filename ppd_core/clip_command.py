@@ -55,8 +55,9 @@ def cost_line(plan, model) -> str:
     seconds = model.seconds_per_frame()
     size = "x".join(map(str, model.size))
     where = f"{model.device.type} ({model.precision})"
+    windows = window_count(len(plan.frames))
     head = (f"{clip.path}: {frames} of {len(plan.frames)} chosen frames to write ({clip.width}x{clip.height}), "
-            f"{window_count(len(plan.frames))} windows of 16 at {size} on {where}")
+            f"{windows} window{'s' if windows > 1 else ''} of 16 at {size} on {where}")
     if seconds is None:
         return f"{head}; the time left is shown once the first window is done"
     return (f"{head}: at least {duration_words(seconds)} a frame here, {duration_words(seconds * len(plan.frames))} "

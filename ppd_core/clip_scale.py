@@ -132,7 +132,8 @@ def clip_scale(first: Sequence[tuple[int, np.ndarray, np.ndarray]], options: Job
                              keyframes=tuple(keyframes), warnings=warnings)
         if options.scale_from == "moge2":
             raise BadInputError(f"MoGe-2 trusts fewer than {MIN_MASKED_PIXELS} pixels of the clip's keyframes "
-                                "(all sky?), so it gives no scale: use --scale-from range with --preset, --near or --far")
+                                "(all sky?), so it gives no scale: use --scale-from range with --preset, --near "
+                                "or --far")
         unscaled = f"MoGe-2 trusts fewer than {MIN_MASKED_PIXELS} pixels of the keyframes"
     scale, guessed, warnings = _range_scale(options, unscaled or "--scale-from range")
     return ClipScale(default_camera[0], scale, default_camera[1], depth_range=options.depth_range(),

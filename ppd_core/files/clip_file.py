@@ -156,6 +156,8 @@ def _open_video(path: Path) -> Clip:
             rate = float(stream.average_rate or stream.guessed_rate or DEFAULT_FPS)
     except BadInputError:
         raise
+    except av.EOFError:  # the container ends where its first frame would start
+        raise BadInputError(f"{path}: the video has no frames") from None
     except (av.FFmpegError, OSError, ValueError) as error:
         raise BadInputError(f"{path}: not a readable video ({_first_line(error)})") from None
     first = next(_decoded(path), None)

@@ -70,7 +70,8 @@ class VideoModel:
         choice = choose_precision(precision, torch_device, networks)
         for _, net in networks:
             hold_weights(net, DTYPES[choice.precision]).to(torch_device)
-        report(on_progress, "model", 1.0, f"{files.describe()}, on {torch_device.type} ({choice.precision}: {choice.why})")
+        report(on_progress, "model", 1.0,
+               f"{files.describe()}, on {torch_device.type} ({choice.precision}: {choice.why})")
         return cls(network, moge, torch_device, choice, files)
 
     def depths(self, frames_rgb_u8: Iterable[np.ndarray], *, steps: int = 4, seed: int = 0,
