@@ -129,3 +129,25 @@ def test_the_painted_3mf_reads_back_triangle_for_triangle():
 def test_a_colour_relief_needs_a_photo():
     with pytest.raises(MeshError, match="colours"):
         relief_print(box_depth(), None, ReliefSpec(filaments="4"))
+
+
+def test_the_command_writes_a_painted_3mf_with_its_legend_and_refuses_colours_in_an_stl(tmp_path, capsys):
+    from PIL import Image
+
+    from ppd_core.mesh import main
+
+    Image.fromarray(quadrant_photo()).save(tmp_path / "photo.png")
+    np.save(tmp_path / "depth.npy", box_depth())
+    common = [str(tmp_path / "photo.png"), "--depth", str(tmp_path / "depth.npy"), "--width-mm", "60",
+              "--filaments", "black,white,red,blue"]
+    assert main([*common, "--stl"]) == 1
+    assert "STL has no colours: add --3mf" in capsys.readouterr().err
+    assert not (tmp_path / "photo.stl").exists()
+    assert main([*common, "--3mf", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    size = (tmp_path / "photo.3mf").stat().st_size
+    assert f"watertight yes, {size / 1e6:.1f} MB" in out
+    legend = next(line for line in out.splitlines() if "filaments in slot order" in line)
+    assert legend.index("1 #1c1c1c black") < legend.index("2 #f4f4f2 white") < legend.index("3 #c8202a red")
+    _, _, filaments = read_painted_threemf((tmp_path / "photo.3mf").read_bytes())
+    assert set(np.unique(filaments)) == {0, 1, 2, 3, 4}

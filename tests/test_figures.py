@@ -13,7 +13,9 @@ from benchmarks.edge_quality import METHODS
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
 SIZES = {"flow.png": (1572, 310), "flying_points.png": (960, 400 * math.ceil(len(METHODS) / 2)),
-         "print.png": (800, 520)}  # the flying points: two panels a row, one per lifting method
+         "print.png": (800, 520),  # the flying points: two panels a row, one per lifting method
+         **{f"relief_{name}.png": (480, 410) for name in ("frame", "corners", "curved", "silhouette", "colour")},
+         **{f"relief_{name}.png": (960, 410) for name in ("hanger", "smooth", "budget")}}  # two panels side by side
 
 
 @pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="bpy (Blender as a module) renders the figures")

@@ -11,6 +11,7 @@ pictures can never drift from the code: regenerate them after any change that sh
     flow.png           photo -> coloured depth map -> textured mesh -> print solid
     flying_points.png  one soft depth map lifted by each of the edge benchmark's methods, from the side
     print.png          the print solid on a build plate, with its size in mm
+    relief_*.png       each relief option's solid (`RELIEF_FIGURES`), with the size the command measured
 """
 
 from __future__ import annotations
@@ -46,10 +47,30 @@ ARROW_PX, CAPTION_PX = 44, 40
 POINTS_PANEL = (480, 360)              # one panel of the flying-points figure
 POINTS_DEGRADATION = "down4+bilinear"  # soft edges, as a network's depth has them
 PRINT_SIZE = (800, 520)
+RELIEF_PANEL = (480, 330)
+RELIEF_FIGURES = {  # file: one (caption, scene, options, seen from behind) per panel
+    "relief_frame.png": [("--frame-mm 6 --frame-height-mm 3", FLOW_SCENE, dict(frame_mm=6.0, frame_height_mm=3.0),
+                          False)],
+    "relief_corners.png": [("--corner-mm 12", FLOW_SCENE, dict(corner_mm=12.0), False)],
+    "relief_hanger.png": [("--hanger hole", FLOW_SCENE, dict(hanger="hole"), False),
+                          ("--hanger keyhole --base-mm 5, from behind", FLOW_SCENE,
+                           dict(hanger="keyhole", base_mm=5.0), True)],
+    "relief_curved.png": [("--curve-radius-mm 70", FLOW_SCENE, dict(curve_radius_mm=70.0), False)],
+    "relief_smooth.png": [("grainy depth", "grainy", {}, False),
+                          ("--smooth-mm 1.5", "grainy", dict(smooth_mm=1.5), False)],
+    "relief_silhouette.png": [("--silhouette (the sky cut away)", "skyline", dict(silhouette=True), False)],
+    "relief_budget.png": [("every triangle (12 MB of STL)", FLOW_SCENE, {}, False),
+                          ("--max-mb 0.2", FLOW_SCENE, dict(max_mb=0.2), False)],
+    "relief_colour.png": [("--filaments 4 --3mf", FLOW_SCENE, dict(filaments="4"), False)],
+}
+"""The relief options' figures: each panel a product run of `scene` with `options` (and
+--relief-mm 8), in the colours of its filaments, or each triangle's own shade (budget)."""
 FIGURES = {
     "flow.png": (4 * PANEL[0] + 3 * ARROW_PX, PANEL[1] + CAPTION_PX),
     "flying_points.png": (2 * POINTS_PANEL[0], math.ceil(len(METHODS) / 2) * (POINTS_PANEL[1] + CAPTION_PX)),
     "print.png": PRINT_SIZE,
+    **{name: (len(panels) * RELIEF_PANEL[0], RELIEF_PANEL[1] + 2 * CAPTION_PX)
+       for name, panels in RELIEF_FIGURES.items()},
 }
 """Every figure this script writes, with its size in pixels (width, height)."""
 
@@ -253,6 +274,64 @@ def print_figure(folder: Path, stats: dict, outputs: dict[str, Path]) -> Image.I
     return figure
 
 
+def relief_run(folder: Path, scene_name: str, options: dict) -> tuple[MeshData, dict]:
+    """(the print solid, its stats) of a product run on `scene_name`'s photo and exact depth
+    ("grainy": the flow scene's with sensor grain), read back from the run's result file."""
+    truth = make_scene("skyline" if scene_name == "skyline" else FLOW_SCENE).render(*PHOTO_SIZE)
+    depth = truth.depth.astype(np.float32)
+    if scene_name == "grainy":
+        depth = depth * (1.0 + np.random.default_rng(0).normal(0.0, 0.01, depth.shape)).astype(np.float32)
+    Image.fromarray(truth.rgb).save(folder / f"{scene_name}.png")
+    np.save(folder / f"{scene_name}.npy", depth)
+    outputs = {"npz": folder / "relief.npz", "stl": folder / "relief.stl"}
+    job = JobOptions(depth_file=str(folder / f"{scene_name}.npy"), fov=60.0, relief_mm=8.0, solid=True, **options)
+    stats = run_photo(folder / f"{scene_name}.png", outputs, job)
+    result = read_result(outputs["npz"])
+    return MeshData(result.vertices, result.faces, frame="print_mm", paint=result.paint), stats
+
+
+def face_colours(solid: MeshData, shades: bool) -> np.ndarray:
+    """(F, 3) uint8: each face's filament colour (the first for its sides and base), or, with
+    `shades`, a grey of its own for every triangle so their sizes show."""
+    if shades:
+        return np.random.default_rng(0).integers(120, 235, (len(solid.faces), 1)).repeat(3, axis=1).astype(np.uint8)
+    if solid.paint is None:
+        return np.full((len(solid.faces), 3), 200, np.uint8)
+    return solid.paint.colors[np.maximum(solid.paint.faces, 0)]
+
+
+def relief_panel(folder: Path, solid: MeshData, colours: np.ndarray, behind: bool, name: str) -> Image.Image:
+    """The solid from the preview's angle (turned over, seen from behind), each face its colour."""
+    if behind:  # turned over about y: its back up, the picture's left on the right
+        solid = MeshData(solid.vertices * np.array([-1.0, 1.0, -1.0]), solid.faces, frame="print_mm")
+    corners = solid.vertices[solid.faces].reshape(-1, 3)
+    scene = new_stage(RELIEF_PANEL, "VERTEX", cavity=True)
+    scene.display.shading.light = "STUDIO"
+    add_object(scene, name, corners, np.arange(len(corners)).reshape(-1, 3), colours.repeat(3, axis=0))
+    view = oblique_view(solid)
+    look(scene, view["eye"], view["centre"], float(view["fov"]))
+    return render(scene, folder, name)
+
+
+def relief_figure(folder: Path, name: str) -> Image.Image:
+    """One relief option's figure: its panels, each captioned with the flags and the size measured."""
+    panels = RELIEF_FIGURES[name]
+    figure = Image.new("RGB", FIGURES[name], "white")
+    draw = ImageDraw.Draw(figure)
+    for number, (caption, scene_name, options, behind) in enumerate(panels):
+        solid, stats = relief_run(folder, scene_name, options)
+        detail = stats["details"]["stl"]
+        size = " x ".join(f"{value:.1f}" for value in detail["size_mm"])
+        left = number * RELIEF_PANEL[0]
+        panel = relief_panel(folder, solid, face_colours(solid, "budget" in name), behind, f"{name}_{number}")
+        figure.paste(panel, (left, 2 * CAPTION_PX))
+        centre = left + RELIEF_PANEL[0] // 2
+        draw.text((centre, CAPTION_PX // 2), caption, fill=INK, font=font(20), anchor="mm")
+        draw.text((centre, 3 * CAPTION_PX // 2), f"{size} mm, {detail['faces']:,} triangles, "
+                  f"{detail['file_bytes'] / 1e6:.1f} MB STL", fill=INK, font=font(17), anchor="mm")
+    return figure
+
+
 def save_small(image: Image.Image, path: Path) -> None:
     """A 256-colour PNG: the figures are flat shaded, so they stay well under 300 KB."""
     image.quantize(colors=256, dither=Image.Dither.NONE).save(path, optimize=True)
@@ -268,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(scratch)
         stats, outputs = product_run(folder)
         figures = {"flow.png": flow_figure(folder, outputs), "flying_points.png": flying_points_figure(folder),
-                   "print.png": print_figure(folder, stats, outputs)}
+                   "print.png": print_figure(folder, stats, outputs),
+                   **{name: relief_figure(folder, name) for name in RELIEF_FIGURES}}
         for name, figure in figures.items():
             path = args.out / name
             save_small(figure, path)
