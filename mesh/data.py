@@ -1,5 +1,6 @@
 """The plain-array geometry of `mesh`: `PixelCloud` (points lifted from a depth map's pixels,
-what the meshers take) and `MeshData` (what every mesher returns and every writer takes)."""
+what the meshers take), `MeshData` (what every mesher returns and every writer takes) and
+`Paint` (a colour relief's filament per face)."""
 
 from __future__ import annotations
 

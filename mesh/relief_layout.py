@@ -64,7 +64,7 @@ def picture_layout(shape: tuple[int, int], width_mm: float, frame_mm: float, cel
 
 def reaching_layout(layout: PictureLayout) -> PictureLayout:
     """The layout with its grid reaching a fraction of a cell past the picture (the picture's
-    heights stretched by it, 0.04 mm a side at 0.25 mm cells), chosen so that the outline's
+    heights stretched by it, at most 0.11 mm a side at 0.25 mm cells), chosen so that the outline's
     straight sides (at the picture's edge, or the frame's) keep at least a tenth of a cell from
     every grid line: a cut along a grid line leaves needle triangles."""
     def clearance(reach: float, half: float, count: int) -> float:

@@ -91,6 +91,8 @@ def fresh(fixture_folder: Path, tmp_path: Path) -> Path:
 MAIN_JOB = {  # command -> (files it must write, words its output must hold)
     "python -m ppd_core.mesh photo.jpg": (["photo.glb"], ["photo.glb: ", "depth scale: "]),
     "python -m ppd_core.mesh photo.jpg --stl": (["photo.stl"], ["photo.stl: ", "watertight yes", "check: "]),
+    "python -m ppd_core.mesh photo.jpg --3mf --filaments 4 --frame-mm 5 --hanger hole": (
+        ["photo.3mf"], ["photo.3mf: ", "watertight yes", "filaments in slot order"]),
     "python -m ppd_core.mesh photo.jpg --glb --obj": (
         ["photo.glb", "photo.obj", "photo.mtl", "photo_texture.png"], ["photo.glb: ", "photo.obj: "]),
     "python -m ppd_core.mesh photo.jpg --points --ply": (["photo.ply"], [" points, "]),

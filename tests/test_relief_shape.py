@@ -6,8 +6,11 @@ measured in millimetres against what the option promises; its shape is probed wi
 
 import math
 
+import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mesh.checks import check_mesh
 from mesh.data import MeshError
@@ -230,3 +233,26 @@ def test_budget_keeps_the_size_and_the_depth_edge():
     x_edge, y_edge = -50.0 + 75 * 100.0 / 199, 75.0 / 2 - 50 * 75.0 / 149
     probes = np.array([(x_edge - 0.6, 0.0), (x_edge + 0.6, 0.0), (0.0, y_edge + 0.6), (0.0, y_edge - 0.6)])
     np.testing.assert_allclose(top_at(small, probes), top_at(full, probes), atol=0.05)
+
+
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(st.integers(30, 90), st.integers(30, 120), st.floats(20.0, 150.0), st.floats(0.5, 10.0), st.floats(0.5, 6.0),
+       st.sampled_from([0.0, 5.0, 2.7]), st.sampled_from([0.0, 3.0, 7.3]), st.sampled_from(["none", "hole", "keyhole"]),
+       st.sampled_from([None, 2.0, 0.9]), st.booleans(), st.sampled_from([None, "3"]), st.sampled_from([0.25, 0.33]))
+def test_any_combination_of_options_is_printable(rows, columns, width, relief, base, frame, corner, hanger, bend,
+                                                 silhouette, filaments, cell):
+    """Random sizes, aspects and options: printable, or refused in words (a keyhole on a thin base, no room)."""
+    rng = np.random.default_rng(rows * 1000 + columns)
+    depth = cv2.GaussianBlur(rng.uniform(1.0, 3.0, (rows, columns)).astype(np.float32), (0, 0), 2.0)
+    if silhouette:
+        yy, xx = np.mgrid[0:rows, 0:columns]
+        depth[((xx - columns / 2) / (0.4 * columns)) ** 2 + ((yy - rows / 2) / (0.4 * rows)) ** 2 > 1] = np.nan
+    spec = ReliefSpec(width_mm=width, relief_mm=relief, base_mm=base, frame_mm=frame, corner_mm=corner,
+                      hanger=hanger, curve_radius_mm=None if bend is None else width / bend, silhouette=silhouette,
+                      filaments=filaments, cell_mm=cell)
+    try:
+        solid = relief_print(depth, rng.integers(0, 255, (rows, columns, 3), dtype=np.uint8), spec)
+    except MeshError as error:
+        assert "keyhole" in str(error) or "hanging hole" in str(error) or "corners" in str(error)
+        return
+    printable(solid)
