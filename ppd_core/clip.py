@@ -78,6 +78,13 @@ class ClipPlan:
         return self.folder / f"{self.clip.name}_clip.json"
 
     @property
+    def stage_paths(self) -> list[Path]:
+        """The USD stage that plays the frames' USD files, and its clip manifest (none without --usd)."""
+        if "usd" not in self.kinds:
+            return []
+        return [self.folder / f"{self.clip.name}.usda", self.folder / f"{self.clip.name}_manifest.usda"]
+
+    @property
     def to_write(self) -> list[int]:
         return [index for index in self.frames if index not in self.kept]
 
@@ -129,7 +136,8 @@ def plan_clip(path: Path, kinds: list[str], options: JobOptions, *, output: Opti
         raise BadInputError(f"{folder}: the clip's output folder is a file")
     if folder.is_dir():  # a new folder holds nothing to overwrite
         targets = [file for index in plan.to_write for file in plan.frame_files(index)]
-        check_targets(targets + [plan.video_path, plan.record_path], inputs, replace or skip_existing)
+        check_targets(targets + [plan.video_path, plan.record_path, *plan.stage_paths], inputs,
+                      replace or skip_existing)
     return plan
 
 
@@ -177,13 +185,30 @@ def depth_options(options: JobOptions) -> dict:
     return {name: value for name, value in dataclasses.asdict(options).items() if name not in ("frames", "stride")}
 
 
-def _write_json(path: Path, record: dict) -> None:
-    staging = make_staging(path.parent)
+def _write_files(files: dict[Path, bytes]) -> None:
+    """Files of one folder, moved in together once all are written."""
+    staging = make_staging(next(iter(files)).parent)
     try:
-        (staging / path.name).write_text(json.dumps(record), encoding="utf-8")
-        move_into_place([(staging / path.name, path)], replace=True)
+        for path, data in files.items():
+            (staging / path.name).write_bytes(data)
+        move_into_place([(staging / path.name, path) for path in files], replace=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_json(path: Path, record: dict) -> None:
+    _write_files({path: json.dumps(record).encode()})
+
+
+def _write_usd_stage(plan: ClipPlan) -> None:
+    """The stage that plays every frame's USD file in turn (time code = frame number + 1, as Blender
+    counts a movie's frames), and its manifest."""
+    from mesh.usd import clip_stage_files
+
+    frames = [(index + 1, f"./{plan.outputs(index)['usd'].name}") for index in plan.frames]
+    stage, manifest = plan.stage_paths
+    data = clip_stage_files(frames, plan.outputs(plan.frames[0])["usd"], plan.clip.fps, manifest.name)
+    _write_files(dict(zip(plan.stage_paths, data)))
 
 
 def _frames_with_depth(run: ClipRun) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
@@ -288,6 +313,10 @@ def run_clip(run: ClipRun) -> dict:
         report(run.on_progress, "video", run.whole, "the depth video")
         write_preview_video((plan.depth_path(index) for index in plan.frames), plan.video_path, record["fps"],
                             near, far)
+    if plan.stage_paths:
+        report(run.on_progress, "video", run.whole, "the USD stage of the frames")
+        _write_usd_stage(plan)
+        record["usd_stage"] = plan.stage_paths[0].name
     record.update(written=written, kept=len(plan.kept), seconds=round(time.perf_counter() - started, 3))
     _write_json(plan.record_path, record)
     report(run.on_progress, "video", 1.0, f"{written} frames written, {len(plan.kept)} kept")

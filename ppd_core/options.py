@@ -367,6 +367,8 @@ OUTPUT_KINDS: dict[str, OutputKind] = {kind.name: kind for kind in (
     OutputKind("depth_png", "_depth.png", "16-bit depth in millimetres + a colour preview", depth_map=True),
     OutputKind("depth_exr", "_depth.exr", "float32 depth in metres (no depth: inf) + its validity mask (PNG) and "
                "camera (JSON), as MoGe writes", depth_map=True),
+    OutputKind("usd", ".usdc", "binary USD with colours and UVs (metres, y up); a clip's frames also get a stage "
+               "that plays them as one object (Blender imports it)", holds_points=True),
     OutputKind("preview", "_preview.png", "a small PNG of the result seen from an oblique angle, to check a batch "
                "at a glance", holds_points=True, picture=True),
 )}

@@ -11,6 +11,7 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
+from pxr import Usd
 
 from benchmarks.clip_scenes import write_clip_video
 from ppd_core.files.clip_video import video_problem
@@ -70,10 +71,17 @@ def test_a_clip_gives_a_folder_of_frames_a_depth_sequence_a_video_and_a_record(c
 
 
 def test_frames_and_stride_choose_the_frames_and_keep_their_numbers(clip, weights):
-    assert main([str(clip), "--npz", "--frames", "1:5", "--stride", "2", "--preset", "tabletop",
+    assert main([str(clip), "--npz", "--usd", "--frames", "1:5", "--stride", "2", "--preset", "tabletop",
                  "--weights", str(weights), "--quiet"]) == 0
     folder = clip.parent / "walk"
     assert sorted(p.name for p in folder.glob("*.npz")) == ["walk_000001.npz", "walk_000003.npz"]
+    stage = Usd.Stage.Open(str(folder / "walk.usda"))  # one object whose geometry follows the time
+    points = stage.GetPrimAtPath("/depth/surface").GetAttribute("points")
+    for time, index in ((2, 1), (3, 1), (4, 3)):  # time = frame + 1; a frame holds until the next one
+        own = Usd.Stage.Open(str(folder / f"walk_{index:06d}.usdc"))
+        own_points = own.GetPrimAtPath("/depth/surface").GetAttribute("points").Get(0)
+        assert np.array_equal(np.asarray(points.Get(time)), np.asarray(own_points))
+        assert len(points.Get(time)) == len(read_result(folder / f"walk_{index:06d}.npz").vertices)
     record = json.loads((folder / "walk_clip.json").read_text())
     assert record["frames"] == [1, 3] and record["depth"]["depth_range_m"] == [0.3, 1.5]
     with av.open(str(folder / "walk_depth.mp4")) as video:

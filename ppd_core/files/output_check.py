@@ -319,6 +319,25 @@ def camera_json_problem(path: Path) -> Optional[str]:
     return f"lacks {', '.join(lacking)}" if lacking else None
 
 
+USD_SECTION_BYTES = 32  # a crate's table of contents: a count, then (16-byte name, start, size) per section
+
+
+def usd_problem(path: Path) -> Optional[str]:
+    """A binary USD (crate): its magic, and its table of contents, written last, ending the file."""
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        head = file.read(24)
+        if len(head) < 24 or not head.startswith(b"PXR-USDC"):
+            return "not a binary USD file"
+        contents = int.from_bytes(head[16:24], "little")
+        if not 24 <= contents <= size - 8:
+            return _size_words(size, contents + 8)
+        file.seek(contents)
+        sections = int.from_bytes(file.read(8), "little")
+    return None if size == contents + 8 + USD_SECTION_BYTES * sections else _size_words(
+        size, contents + 8 + USD_SECTION_BYTES * sections)
+
+
 def _each(*checks: Callable[[Path], Optional[str]]) -> Check:
     """A check of an output whose files are checked one by one, in the order of `output_files`."""
 
@@ -348,6 +367,7 @@ CHECKS: dict[str, Check] = {
     "npz": _each(lambda path: zip_problem(path, _npz_members())),
     "depth_png": _each(picture_problem, picture_problem),
     "depth_exr": _each(exr_problem, picture_problem, camera_json_problem),
+    "usd": _each(usd_problem),
     "preview": _each(picture_problem),
 }
 

@@ -17,6 +17,7 @@ import numpy as np
 from mesh.checks import MeshReport, check_mesh
 from mesh.data import MeshData, Paint
 from mesh.export import glb_bytes, obj_files, ply_bytes, stl_bytes, threemf_bytes
+from mesh.usd import usd_bytes
 from ppd_core.errors import OutputError
 from ppd_core.files.depth_exr import depth_exr_files
 from ppd_core.files.depth_file import DEPTH_PNG_MAX_M, depth_png_bytes
@@ -54,6 +55,7 @@ ENCODERS: dict[str, Callable[[OutputSource, list[Path]], list[bytes]]] = {
     "depth_png": lambda source, files: list(depth_png_bytes(source.depth)),
     "depth_exr": lambda source, files: list(depth_exr_files(source.depth, source.camera, source.depth_info,
                                                             (files[0].name, files[1].name))),
+    "usd": lambda source, files: [usd_bytes(source.shape)],
     "preview": lambda source, files: [preview_png(source.geometry, source.shape, source.depth, source.photo_rgb,
                                                   source.camera)],
 }
