@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, Callable, Optional
 import ppd_core
 from ppd_core.errors import (BadInputError, Cancelled, PPDError, brief, file_error_text, is_out_of_memory,
                              out_of_memory_text)
+from ppd_core.clip_job import CLIP_STAGES, VideoModelCache, is_clip_job, run_clip_job
 from ppd_core.files.staging import remove_stale_staging, sweep_recorded_staging
 from ppd_core.options import JobOptions
 from ppd_core.progress import JOB_STAGES, JobFraction
@@ -262,6 +263,7 @@ class JobRunner:
         self.board = board
         self.events = events
         self.models: Any = None
+        self.clip_models = VideoModelCache()
 
     def run(self, job: dict) -> None:
         """Run one job and answer with exactly one result or error event.
@@ -280,8 +282,15 @@ class JobRunner:
             if self.models is None:
                 self.models = ModelCache()
             loads_before = self.models.loads
-            progress = JobProgress(job_id, JOB_STAGES, self.events, self.board.check_cancel)
             options = JobOptions.from_dict(job.get("options", {}))
+            if is_clip_job(job["photo"], options):  # a video or a folder of frames: `ppd_core.clip_job`
+                progress = JobProgress(job_id, CLIP_STAGES, self.events, self.board.check_cancel)
+                stats = run_clip_job(job, options, self.clip_models, progress)
+                progress.done()
+                self.events.emit({"type": "result", "id": job_id, "outputs": stats.pop("outputs"),
+                                  "stats": {**stats, "seconds": round(time.monotonic() - started, 3)}})
+                return
+            progress = JobProgress(job_id, JOB_STAGES, self.events, self.board.check_cancel)
             stats = run_photo(job["photo"], job["outputs"], options, models=self.models, on_progress=progress,
                               keep=job.get("keep", ()))
             progress.done()
