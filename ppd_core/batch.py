@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Sequen
 from ppd_core.errors import (BadInputError, OutputError, OutputExistsError, PPDError, brief, file_error_text,
                              is_out_of_memory, out_of_memory_text)
 from ppd_core.files.output_check import MISSING, output_problem
-from ppd_core.files.staging import check_targets
+from ppd_core.files.staging import check_targets, remove_stale_staging
 from ppd_core.options import OUTPUT_KINDS, JobOptions, output_files
 # The finder's names stay importable from here, where the command and the add-on import them.
 from ppd_core.photo_finder import LIST_PREFIX, expand_argument, find_photos, is_batch_argument  # noqa: F401
@@ -211,6 +211,8 @@ def run_job(job: Job, options: JobOptions, *, models: Optional[ModelCache] = Non
     from ppd_core import pipeline
 
     start = time.perf_counter()
+    for folder in {path.parent for path in job.outputs.values()}:
+        remove_stale_staging(folder)  # a killed run's leftovers, even if this photo fails before writing
     try:
         stats = pipeline.run_photo(job.photo, job.outputs, options, models=models, on_progress=on_progress,
                                    replace=replace, keep=job.kept, redo=job.redone)

@@ -72,3 +72,21 @@ def test_a_worker_sweeps_a_killed_runs_staging_at_start_and_at_each_job_start(tm
         assert stagings(tmp_path / "out") == [] and not (tmp_path / "out" / "x.stl").exists()
     finally:
         client.close()
+
+
+@POSIX_ONLY
+def test_a_command_run_sweeps_a_killed_runs_staging_where_a_photo_writes_even_when_it_fails(tmp_path, monkeypatch,
+                                                                                             capsys):
+    from PIL import Image
+
+    from ppd_core.mesh import main
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PPD_CACHE_DIR", str(cache))
+    left = killed_run(tmp_path / "out", cache)
+    Image.new("RGB", (16, 12)).save(tmp_path / "photo.png")
+    (tmp_path / "wrong.npy").write_bytes(b"not an array")
+    code = main([str(tmp_path / "photo.png"), "--depth", str(tmp_path / "wrong.npy"), "--stl",
+                 "-o", str(tmp_path / "out"), "--quiet"])
+    assert code == 1 and "wrong.npy" in capsys.readouterr().err
+    assert not left.exists() and stagings(tmp_path / "out") == []
