@@ -13,12 +13,13 @@ from bpy.props import BoolProperty, CollectionProperty, StringProperty
 
 from ppd_core.batch import expand_argument
 from ppd_core.errors import PPDError
-from ppd_core.options import PHOTO_SUFFIXES
+from ppd_core.options import PHOTO_SUFFIXES, VIDEO_SUFFIXES
 
 from . import session
 
 TIMER_INTERVAL_S = 0.1
 PHOTO_GLOB = ";".join(f"*{suffix}" for suffix in PHOTO_SUFFIXES)  # the file browser's filter
+CLIP_GLOB = ";".join(f"*{suffix}" for suffix in PHOTO_SUFFIXES + VIDEO_SUFFIXES)  # one photo, or a video clip
 
 
 def _redraw_sidebars(context: bpy.types.Context) -> None:
@@ -99,7 +100,7 @@ class DEPTH_OT_cancel(bpy.types.Operator):
 
 
 class DEPTH_OT_choose_photo(bpy.types.Operator):
-    """Choose the photo file (the file browser shows images only)"""
+    """Choose the photo file, or a video clip (the file browser shows images and movies only)"""
 
     bl_idname = "depth_from_image.choose_photo"
     bl_label = "Choose Photo"
@@ -107,8 +108,9 @@ class DEPTH_OT_choose_photo(bpy.types.Operator):
 
     filepath: StringProperty(subtype="FILE_PATH", options={"SKIP_SAVE"})
     filter_image: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    filter_movie: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
     filter_folder: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
-    filter_glob: StringProperty(default=PHOTO_GLOB, options={"HIDDEN", "SKIP_SAVE"})
+    filter_glob: StringProperty(default=CLIP_GLOB, options={"HIDDEN", "SKIP_SAVE"})
     relative_path: BoolProperty(
         name="Relative Path", default=True,
         description="Store the path relative to the .blend file (once it is saved)",

@@ -110,6 +110,20 @@ def error_text(event: dict, weights_folder: str = "") -> str:
                                   bpy.app.online_access, bool(weights_folder))
 
 
+def clip_folder(photo: photo_source.SourcePhoto) -> str:
+    """Where a clip's folder of frames goes: beside the movie, or beside the image sequence's folder."""
+    return os.path.dirname(photo.path.rstrip(os.sep))
+
+
+def _job(item: QueuedPhoto, options: dict) -> dict:
+    """The worker job of one queued photo; a clip's writes its frames' USD files and the stage that
+    plays them into its folder (the worker names it after the clip), which the import reads."""
+    if item.photo.clip:
+        return {"photo": item.photo.path, "outputs": {"usd": clip_folder(item.photo)},
+                "options": {**options, "video": os.path.isdir(item.photo.path)}}
+    return {"photo": item.photo.path, "outputs": {"npz": item.npz_path}, "options": options}
+
+
 class Session:
     """The worker client, a worker being started, and the current run."""
 
@@ -167,6 +181,9 @@ class Session:
         except (photo_source.PhotoError, OSError, RuntimeError) as error:  # RuntimeError: bpy image I/O
             shutil.rmtree(temp_dir, ignore_errors=True)
             raise RunError(str(error)) from error
+        if chosen.output == "SOLID" and any(photo.clip for photo in photos):
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            raise RunError("A print solid is made from one photo: choose Mesh or Point Cloud for a clip")
         queue = [QueuedPhoto(photo, os.path.join(temp_dir, f"{number}.npz")) for number, photo in enumerate(photos)]
         self.run = Run(scene_name=context.scene.name, photos=queue, options=job_options(chosen, prefs),
                        shading=chosen.shading, create_camera=chosen.create_camera, temp_dir=temp_dir,
@@ -246,8 +263,7 @@ class Session:
         run.options = options
         try:
             for item in run.photos:
-                item.job_id = self.client.submit({"photo": item.photo.path, "outputs": {"npz": item.npz_path},
-                                                  "options": options})
+                item.job_id = self.client.submit(_job(item, options))
         except worker_client.WorkerError as error:
             self.client = None
             return str(error)
@@ -290,11 +306,14 @@ class Session:
         scene = bpy.data.scenes.get(run.scene_name) or context.scene
         path = (event.get("outputs") or {}).get("npz", item.npz_path)
         view_layer = context.view_layer if scene == context.scene else None
+        common = dict(name=item.photo.name, key=item.photo.key, keep_previous=run.keep_previous,
+                      image=item.photo.image(), shading=run.shading, create_camera=run.create_camera,
+                      view_layer=view_layer)
         try:
-            imported = results.import_photo_result(
-                scene, path, name=item.photo.name, key=item.photo.key, keep_previous=run.keep_previous,
-                image=item.photo.image(), shading=run.shading, create_camera=run.create_camera, view_layer=view_layer,
-            )
+            if item.photo.clip:
+                imported = results.import_clip(scene, event.get("stats") or {}, **common)
+            else:
+                imported = results.import_photo_result(scene, path, **common)
         except PPDError as error:  # a result file that breaks its layout; the importer rolled back
             item.outcome, item.message = FAILED, f"The worker's result could not be read: {error}"
             return
@@ -305,6 +324,9 @@ class Session:
         vertices, faces = len(main.data.vertices), len(main.data.polygons)
         seconds = time.monotonic() - item.started_at
         size = f"{vertices:,} points" if not faces else f"{vertices:,} vertices, {faces:,} faces"
+        if item.photo.clip:
+            stats = event.get("stats") or {}
+            size = f"{stats.get('frames', 0)} frames in {stats.get('folder', '')}, the first {size}"
         self.last_stats = event.get("stats") or {}
         item.outcome = FINISHED
         item.message = " ".join([f"{main.name}: {size} in {seconds:.0f} s.", *wording.sources_text(event),

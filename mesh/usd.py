@@ -86,7 +86,7 @@ def clip_stage_files(frames: Sequence[tuple[float, str]], first_frame: Path, fps
     """(the clip's stage, its clip manifest) as USDA text: `frames` are (time code, the frame file's
     path relative to the stage), in order; `first_frame` is one frame's file, which says what
     the frames hold; the stage finds its manifest as `manifest_name` beside it."""
-    from pxr import Sdf, Usd, UsdGeom
+    from pxr import Sdf, Usd
 
     layer = Sdf.Layer.FindOrOpen(str(first_frame))
     if layer is None:

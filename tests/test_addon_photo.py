@@ -75,14 +75,17 @@ def test_painted_unsaved_image_sends_its_current_pixels(photos, tmp_path):
     assert image.filepath == str(on_disk) and image.is_dirty  # still the user's unsaved image
 
 
-def test_saved_image_uses_its_file_and_missing_or_movie_images_say_why(photos, tmp_path):
+def test_saved_image_uses_its_file_and_missing_or_tiled_images_say_why(photos, tmp_path):
     module, settings = photos
     on_disk = write_photo(tmp_path / "porch.png", 8, 6)
     image = bpy.data.images.load(str(on_disk))
     settings.photo_source, settings.photo_image = "IMAGE", image
     assert module.resolve_photo(settings, str(tmp_path)).path == str(on_disk)
-    image.source = "SEQUENCE"
-    with pytest.raises(module.PhotoError, match="Image 'porch.png' is a sequence image: choose a single photo"):
+    image.source = "SEQUENCE"  # a clip: its folder's images are the frames (tests/test_addon_clip.py)
+    found = module.resolve_photo(settings, str(tmp_path))
+    assert found.clip and found.path == str(tmp_path)
+    image.source = "TILED"
+    with pytest.raises(module.PhotoError, match="Image 'porch.png' is a tiled image: choose a single photo"):
         module.resolve_photo(settings, str(tmp_path))
     missing = bpy.data.images.new("lost", 4, 4)
     missing.source, missing.filepath = "FILE", str(tmp_path / "gone.jpg")

@@ -1,4 +1,5 @@
-"""Which photo file the worker reads, from a path or from an image loaded in Blender.
+"""Which photo file the worker reads, from a path or from an image loaded in Blender (a movie or
+an image sequence, or a video file, is a clip).
 
 A packed image has no file on disk, so its original bytes (EXIF included) are written to
 the run's temporary folder; a generated image, one painted but not saved, or one in a
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 
 import bpy
 import numpy as np
+
+from ppd_core.options import VIDEO_SUFFIXES
 
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp",
               "OPEN_EXR": ".exr", "TARGA": ".tga"}
@@ -36,6 +39,7 @@ class SourcePhoto:
     path: str
     image_name: str
     name: str
+    clip: bool = False  # a movie, or an image sequence's folder: the video model runs on its frames
 
     @property
     def key(self) -> str:
@@ -101,7 +105,24 @@ def _photo_file(path: str) -> SourcePhoto:
     path = os.path.abspath(bpy.path.abspath(path))
     if not os.path.isfile(path):
         raise PhotoError(f"Photo not found: {path}")
-    return SourcePhoto(path=path, image_name="", name=display_name(path))
+    return SourcePhoto(path=path, image_name="", name=display_name(path), clip=is_clip_file(path))
+
+
+def is_clip_file(path: str) -> bool:
+    """A video file: the video model runs on its frames, and the result follows the timeline."""
+    return os.path.splitext(path)[1].lower() in VIDEO_SUFFIXES
+
+
+def _clip_of(image: bpy.types.Image, name: str) -> SourcePhoto:
+    """A movie or image sequence loaded in Blender as a clip: the movie file, or the sequence's folder
+    (all its images, in name order, are the frames)."""
+    path = os.path.abspath(bpy.path.abspath(image.filepath, library=image.library)) if image.filepath else ""
+    if image.source == "SEQUENCE":
+        path = os.path.dirname(path)
+    if not path or not os.path.exists(path):
+        raise PhotoError(f"Image '{image.name}' has no {image.source.lower()} on disk ({path or 'no path'}): "
+                         "find or reload it")
+    return SourcePhoto(path=path, image_name=image.name, name=name, clip=True)
 
 
 def resolve_photos(settings, temp_folder: str) -> list:
@@ -124,8 +145,10 @@ def resolve_photo(settings, temp_folder: str) -> SourcePhoto:
     if image is None:
         raise PhotoError("No image chosen: pick a loaded image in the Depth panel")
     name = display_name(image.name)
-    if image.source in ("SEQUENCE", "MOVIE", "TILED"):
-        raise PhotoError(f"Image '{image.name}' is a {image.source.lower()} image: choose a single photo")
+    if image.source in ("SEQUENCE", "MOVIE"):
+        return _clip_of(image, name)
+    if image.source == "TILED":
+        raise PhotoError(f"Image '{image.name}' is a tiled image: choose a single photo")
     if image.source == "VIEWER":
         raise PhotoError(f"Image '{image.name}' is a render or viewer result: save it as a file first")
     if image.source == "GENERATED" or image.is_dirty or image.file_format in BLENDER_ONLY_FORMATS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bpy
 
+from .clip_import import import_clip_result
 from .importer import NAME_BYTES, PHOTO_KEY, SERIAL, ImportedResult, import_result, short_name
 
 #: What a result's data-blocks are called after its name ("coffee", "coffee points", ...).
@@ -84,6 +85,18 @@ def import_photo_result(scene: bpy.types.Scene, path: str, *, name: str, key: st
     results with `keep_previous`, else in place of its latest one, under that one's name."""
     previous = None if keep_previous else latest_result(scene, key)
     imported = import_result(scene, path, name=free_name(name), key=key, **options)
+    if previous is not None:
+        remove_result(previous)
+        rename_result(imported, free_name(name))
+    return imported
+
+
+def import_clip(scene: bpy.types.Scene, stats: dict, *, name: str, key: str, keep_previous: bool = False,
+                **options) -> ImportedResult:
+    """Import a clip job's result (options as `import_clip_result`), in place of the clip's latest
+    result unless `keep_previous`, as `import_photo_result` does for a photo."""
+    previous = None if keep_previous else latest_result(scene, key)
+    imported = import_clip_result(scene, stats, name=free_name(name), key=key, **options)
     if previous is not None:
         remove_result(previous)
         rename_result(imported, free_name(name))
