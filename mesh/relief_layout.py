@@ -81,6 +81,7 @@ def reaching_layout(layout: PictureLayout) -> PictureLayout:
 
 
 def arc_segments(radius_mm: float) -> int:
+    """Corners of a circle of `radius_mm` whose sides are about `ARC_EDGE_MM` long (at least 16)."""
     return max(16, int(math.ceil(2 * math.pi * radius_mm / ARC_EDGE_MM)))
 
 

@@ -3,9 +3,9 @@ outline, a hanger (`mesh.relief_hanger`), and the heights' smoothing.
 
 The picture's heights lie on a grid that reaches past the outline (a frame band at the frame's
 height, the picture's edge heights beyond it); the closed heightfield solid of that grid is cut
-by the outline extruded through it, and the hangers are cut out of it, with manifold3d. No
-cutter face lies in a face of the solid, so the result is watertight and manifold even as a
-slicer reads it, merging vertices by position (faces that merely touch leave zero-width seams).
+by the outline's prism, and the hanger is cut out of it, with manifold3d. No cutter face lies in
+a face of the solid, nor a cutter side on a grid line (`mesh.relief_layout`), so the result is
+watertight and manifold even as a slicer reads it, merging vertices by position.
 """
 
 from __future__ import annotations
@@ -69,9 +69,8 @@ def smoothed(heights: np.ndarray, radius_px: float) -> np.ndarray:
     variance = cv2.blur(image * image, size, borderType=cv2.BORDER_REFLECT) - mean * mean
     gain = variance / (variance + SMOOTH_STEP**2)
     offset = mean - gain * mean
-    result = cv2.blur(gain, size, borderType=cv2.BORDER_REFLECT) * image + cv2.blur(offset, size,
-                                                                                    borderType=cv2.BORDER_REFLECT)
-    result = np.clip(result, 0.0, None)
+    mean_gain = cv2.blur(gain, size, borderType=cv2.BORDER_REFLECT)
+    result = np.clip(mean_gain * image + cv2.blur(offset, size, borderType=cv2.BORDER_REFLECT), 0.0, None)
     return (result / max(float(result.max()), 1e-12)).astype(np.float64)
 
 
@@ -129,18 +128,17 @@ def inside_outline(outline: manifold3d.CrossSection, layout: PictureLayout) -> n
     return canvas.astype(bool)
 
 
-def framed_grid(top_mm: np.ndarray, layout: PictureLayout, inside: np.ndarray,
-                frame_top_mm: float) -> tuple[np.ndarray, tuple[int, int]]:
-    """(the heights grid reaching past the frame's outer edge, its margin (rows, columns) on each
-    side): the picture's heights inside, the frame's top in the frame band, and beyond the
-    picture's edge its edge heights, for an outline cut to pass through."""
+def framed_grid(top_mm: np.ndarray, layout: PictureLayout, inside: np.ndarray, frame_top_mm: float) -> np.ndarray:
+    """The heights grid reaching two cells past the frame's outer edge: the picture's heights
+    `inside`, the frame's top in the frame band, and beyond the picture's edge its edge
+    heights, for an outline cut to pass through."""
     cell_x, cell_y = layout.cell
     margin = (int(math.ceil(layout.frame_mm / cell_y)) + 2, int(math.ceil(layout.frame_mm / cell_x)) + 2)
     pad = ((margin[0], margin[0]), (margin[1], margin[1]))
     grid = np.pad(top_mm, pad, mode="edge")
     if layout.frame_mm > 0:
         grid[~np.pad(inside, pad, constant_values=False)] = frame_top_mm
-    return grid, margin
+    return grid
 
 
 def to_manifold(mesh: MeshData) -> manifold3d.Manifold:
@@ -175,20 +173,20 @@ def shaped_solid(top_mm: np.ndarray, layout: PictureLayout, inside: Optional[np.
     (the silhouette of `inside`, else the rectangle), framed, its corners rounded, its hanger cut.
     The whole print is never wider or longer than the picture and its frame."""
     frame = layout.frame_mm
-    box = rounded_rectangle(layout.width_mm + 2 * frame, layout.length_mm + 2 * frame,
-                            corner_mm if inside is None or inside.all() else 0.0)
+    rectangle = inside is None or bool(inside.all())
+    box = rounded_rectangle(layout.width_mm + 2 * frame, layout.length_mm + 2 * frame, corner_mm if rectangle else 0.0)
+    outline = manifold3d.CrossSection([box])  # where the hanger goes
     band = np.ones_like(top_mm, bool)
-    if inside is None or inside.all():
-        outline = manifold3d.CrossSection([box])
-    else:
+    if not rectangle:
         silhouette = silhouette_outline(layout, inside)
         band = inside_outline(silhouette, layout)
-        outline = silhouette_with_frame(silhouette, frame, corner_mm) ^ manifold3d.CrossSection([box])
-    grid, _ = framed_grid(top_mm, layout, band, frame_top_mm)
+        shape = silhouette_with_frame(silhouette, frame, corner_mm)
+        outline = shape ^ outline
+    grid = framed_grid(top_mm, layout, band, frame_top_mm)
     height = float(grid.max()) + 2.0
     cutter = prism(box, -1.0, height)
-    if inside is not None and not inside.all():
-        cutter = cutter ^ manifold3d.Manifold.extrude(outline, height + 1.0).translate((0.0, 0.0, -1.5))
+    if not rectangle:  # the silhouette's own prism, clipped by the exact box in 3D (not rounded in 2D)
+        cutter = cutter ^ manifold3d.Manifold.extrude(shape, height + 1.0).translate((0.0, 0.0, -1.5))
     solid = to_manifold(heightfield_solid(grid, *layout.cell)) ^ cutter
     hole = hanger_cutter(hanger, outline, layout, height)
     if hole is not None:

@@ -139,7 +139,8 @@ def write_outputs(outputs: dict[str, Path], sources: dict[str, OutputSource], *,
                 moves.append((staged, final))
             details[kind] = (describe_picture(sources[kind]) if OUTPUT_KINDS[kind].picture
                              else describe(sources[kind], checks, kind))
-            details[kind]["file_bytes"] = sum(len(data) for data in contents)
+            if "size_mm" in details[kind]:  # a print solid: the summary gives its file's size
+                details[kind]["file_bytes"] = sum(len(data) for data in contents)
         report(on_progress, "export", 1.0, "moving files into place")
         move_into_place(moves, replace, broken)
     finally:
