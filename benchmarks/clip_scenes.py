@@ -114,13 +114,16 @@ class OracleNetwork:
 
 class OracleMoGe:
     """Stands in for MoGe-2: the exact metric depth (area-averaged to the image it is shown),
-    a mask of every surface and the true normalised camera of that frame."""
+    a mask of every surface and the true normalised camera of that frame. `noise` is a
+    per-pixel error and `scale_noise` one of the whole frame (relative, log-normal), as a real
+    MoGe-2 misjudges each frame's scale by a few per cent."""
 
     num_tokens_range = (1200, 3600)
 
-    def __init__(self, clip: SceneClip, noise: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, clip: SceneClip, noise: float = 0.0, seed: int = 0, scale_noise: float = 0.0) -> None:
         self.clip = clip
         self.noise = noise
+        self.scale_noise = scale_noise
         self.rng = np.random.default_rng(seed)
         self.calls = 0
 
@@ -131,8 +134,9 @@ class OracleMoGe:
                              .permute(2, 0, 1).float() / 255 for r in self.clip.renderings])
         rendering = self.clip.renderings[_identify(image.float().cpu(), known)[0]]
         depth = cv2.resize(rendering.depth.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
-        if self.noise:
-            depth = depth * np.exp(self.noise * self.rng.standard_normal(depth.shape)).astype(np.float32)
+        if self.noise or self.scale_noise:
+            error = self.noise * self.rng.standard_normal(depth.shape) + self.scale_noise * self.rng.standard_normal()
+            depth = depth * np.exp(error).astype(np.float32)
         k = rendering.intrinsics
         normalised = np.array([[k.fx / k.width, 0, k.cx / k.width], [0, k.fy / k.height, k.cy / k.height], [0, 0, 1]])
         return depth, np.isfinite(depth), normalised

@@ -145,3 +145,60 @@ def test_the_many_photos_commands_work_one_after_the_other(fixture_folder, envir
     run(ray, folder, environment)
     prints = Path(environment["HOME"]) / "prints"
     assert sorted(p.name for p in prints.iterdir()) == ["a.stl", "b.stl", "ppd-mesh-manifest.jsonl"]
+
+
+VIDEO = {  # command -> (files it must write, words its output must hold)
+    "python -m ppd_core.mesh clip.mp4 --ply": (
+        ["clip/clip_000000.ply", "clip/clip_000004.ply", "clip/depth/clip_000004.png", "clip/clip_depth.mp4",
+         "clip/clip_clip.json"], ["clip.mp4: 5 frames -> clip ", "depth scale: fit to MoGe-2 on frames 0, 4"]),
+    "python -m ppd_core.mesh clip.mp4 --usd --frames 0:4 --stride 2 -o takes/": (
+        ["takes/clip/clip_000000.usdc", "takes/clip/clip_000002.usdc", "takes/clip/clip.usda"],
+        ["clip.mp4: 2 frames -> takes/clip "]),
+    "python -m ppd_core.mesh frames/ --video --glb": (
+        ["frames_3d/frames_000000.glb", "frames_3d/frames_000002.glb", "frames_3d/frames_depth.mp4"],
+        ["frames: 3 frames -> frames_3d "]),
+    "python -m ppd_core.mesh clip.mp4 --ply --skip-existing": (["clip/clip_000003.ply"], ["(5 written, 0 kept)"]),
+}
+
+
+@pytest.fixture(scope="module")
+def video_environment(environment, tmp_path_factory) -> dict:
+    """The user's shell with the tiny video weights (ppvd.pth, pi3.safetensors, moge2.pt) in PPD_WEIGHTS."""
+    from tests.checkpoints import write_small_moge
+    from tests.video_weights import tiny_video_model, write_video_weights
+
+    folder = tmp_path_factory.mktemp("video_weights")
+    write_video_weights(folder, tiny_video_model(seed=5))[1].rename(folder / "pi3.safetensors")
+    write_small_moge(folder)
+    return {**environment, "PPD_WEIGHTS": str(folder), "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def video_folder(tmp_path_factory) -> Path:
+    """What the video commands name: clip.mp4 (5 frames) and a folder frames/ of 3."""
+    from benchmarks.clip_scenes import write_clip_video
+
+    folder = tmp_path_factory.mktemp("video")
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 255, (H, W, 3), dtype=np.uint8) for _ in range(5)]
+    write_clip_video(folder / "clip.mp4", frames)
+    (folder / "frames").mkdir()
+    for k in range(3):
+        Image.fromarray(frames[k]).save(folder / "frames" / f"f{k + 1}.png")
+    return folder
+
+
+def test_every_video_command_is_tested():
+    assert readme_commands("Video") == list(VIDEO)
+
+
+@pytest.mark.parametrize("command", list(VIDEO))
+def test_a_video_command_works_in_a_fresh_folder(command, video_folder, video_environment, tmp_path):
+    folder = fresh(video_folder, tmp_path)
+    done = run(command, folder, video_environment)
+    files, words = VIDEO[command]
+    for name in files:
+        assert (folder / name).is_file(), name
+    for phrase in words:
+        assert phrase in done.stdout, (phrase, done.stdout)
+    assert "Traceback" not in done.stderr
