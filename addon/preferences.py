@@ -10,7 +10,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 from ppd_core.options import DEVICES, OPTIONS, PRECISIONS, SEMANTICS
-from ppd_core.weight_sources import DA2, SOURCES
+from ppd_core.weight_sources import DA2, SOURCES, VIDEO_SOURCES, VIDEO_TERMS
 
 from . import settings, state, status
 from .backend import wording
@@ -80,6 +80,10 @@ class DepthFromImagePreferences(bpy.types.AddonPreferences):
         name="I have read the model cards and accept these licences", default=False,
         description="The weights are downloaded only after you accept their licences",
     )
+    accept_video_terms: BoolProperty(
+        name="I accept the video files' terms: Pi3 for non-commercial use only; ppvd.pth under no licence",
+        default=False, description="The video model's files are downloaded only after you accept their terms",
+    )
     device: EnumProperty(
         name="Device", description="Where the depth network runs",
         items=DEVICE_ITEMS, default=OPTIONS["device"].default,
@@ -117,6 +121,7 @@ class DepthFromImagePreferences(bpy.types.AddonPreferences):
         row.prop(self, "weights_folder")
         row.operator(DEPTH_OT_check_weights.bl_idname, text="", icon="FILE_REFRESH")
         _draw_weights(box, self, LABEL_WIDTH)
+        _draw_video_weights(layout.box(), self, LABEL_WIDTH)
 
         box = layout.box()
         box.label(text="Model", icon="SETTINGS")
@@ -178,6 +183,20 @@ def _draw_weights(layout, prefs, width: int) -> None:
         wrapped_label(layout, wording.download_failure(download.error), "ERROR", width)
     elif state.NOTES["download"]:
         wrapped_label(layout, state.NOTES["download"], "CHECKMARK", width)
+
+
+def _draw_video_weights(box, prefs, width: int) -> None:
+    """The video model's files (a movie as the photo): their terms, the accept box and their download."""
+    box.label(text="Video (a movie as the photo): Pixel-Perfect Video Depth", icon="SEQUENCE")
+    col = box.column(align=True)
+    for source in VIDEO_SOURCES:
+        row = col.row()
+        row.label(text=f"{source.name} (about {source.size_gb:g} GB): {source.licence}", icon="ERROR")
+        row.operator("wm.url_open", text="Model card" if source.repo() else "Where to get it", icon="URL").url = \
+            source.card
+    wrapped_label(box, VIDEO_TERMS, "ERROR", width)
+    box.prop(prefs, "accept_video_terms")
+    box.operator("depth_from_image.download_video_weights", icon="IMPORT")
 
 
 def register() -> None:

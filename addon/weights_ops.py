@@ -109,6 +109,45 @@ class DEPTH_OT_download_weights(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class DEPTH_OT_download_video_weights(bpy.types.Operator):
+    """Download the video model's files (pi3.safetensors: CC BY-NC 4.0, non-commercial; ppvd.pth: no licence
+    stated) into the Weights Folder, after their terms are accepted"""
+
+    bl_idname = "depth_from_image.download_video_weights"
+    bl_label = "Download Video Weights"
+
+    @classmethod
+    def poll(cls, context):
+        if not settings.addon_prefs(context).accept_video_terms:
+            cls.poll_message_set("Read the video files' terms and accept them first")
+            return False
+        return not state.running("download")
+
+    def execute(self, context):
+        prefs = settings.addon_prefs(context)
+        if not bpy.app.online_access:
+            self.report({"ERROR"}, "Downloading needs online access: allow it in Preferences > System > Network")
+            return {"CANCELLED"}
+        try:
+            python = settings.interpreter(prefs)
+        except ValueError as error:
+            self.report({"ERROR"}, f"The download runs in the backend: {error}")
+            return {"CANCELLED"}
+        folder = settings.weights_target(prefs)
+        os.makedirs(folder, exist_ok=True)
+        env = worker_client.worker_environment({"HF_HUB_OFFLINE": None})
+        state.NOTES["download"] = ""
+
+        def done(task: Task) -> None:
+            if not task.status().error:
+                settings.addon_prefs().weights_folder = folder
+                state.NOTES["download"] = f"Downloaded the video files into {folder}: it is the Weights Folder now"
+                session.SESSION.worker_for = None
+
+        state.start_task(weights_download.start_download(python, folder, [], env, video=True), done)
+        return {"FINISHED"}
+
+
 class DEPTH_OT_cancel_download(bpy.types.Operator):
     """Stop the download (the next one resumes where it stopped)"""
 
@@ -121,6 +160,7 @@ class DEPTH_OT_cancel_download(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (DEPTH_OT_check_weights, DEPTH_OT_download_weights, DEPTH_OT_cancel_download)
+CLASSES = (DEPTH_OT_check_weights, DEPTH_OT_download_weights, DEPTH_OT_download_video_weights,
+           DEPTH_OT_cancel_download)
 
 register, unregister = bpy.utils.register_classes_factory(CLASSES)

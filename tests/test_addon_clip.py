@@ -122,3 +122,40 @@ def test_a_movie_loaded_in_blender_is_a_clip(session, movie, tmp_path):
     with pytest.raises(session.RunError, match="print solid is made from one photo"):
         session.SESSION.start_run(bpy.context)
     settings.output = "MESH"
+
+
+def test_the_video_files_are_fetched_only_after_their_terms_are_accepted(monkeypatch, tmp_path):
+    """The preferences show the terms; the download is refused until they are accepted, and the backend's
+    command accepts them only then."""
+    import sys
+
+    from tests.blender_harness import RecordingLayout, drain_timers
+
+    weights_ops, tasks = addon("weights_ops"), addon("backend.tasks")
+    weights_download = addon("backend.weights_download")
+    preferences = addon("preferences")
+    commands = []
+
+    def recorder(python, folder, names, env, video=False):
+        commands.append(weights_download.download_command(python, folder, names, video))
+        return tasks.Task("download", lambda task: None).start()
+
+    monkeypatch.setattr(weights_ops.weights_download, "start_download", recorder)
+    system = bpy.context.preferences.system
+    p = prefs()
+    saved = (system.use_online_access, p.python, p.accept_video_terms, p.weights_folder)
+    system.use_online_access, p.python, p.weights_folder = True, sys.executable, str(tmp_path)
+    try:
+        p.accept_video_terms = False
+        layout = RecordingLayout()
+        preferences._draw_video_weights(layout, p, 80)
+        shown = " ".join(layout.labels())
+        assert "CC BY-NC 4.0" in shown and "no licence stated" in shown
+        assert not bpy.ops.depth_from_image.download_video_weights.poll()
+        p.accept_video_terms = True
+        assert bpy.ops.depth_from_image.download_video_weights() == {"FINISHED"}
+        drain_timers()
+    finally:
+        system.use_online_access, p.python, p.accept_video_terms, p.weights_folder = saved
+    assert commands == [[sys.executable, "-m", "ppd_core.model.weights", "download", "--dir", str(tmp_path),
+                         "--video", "--accept-video-terms", "--json"]]

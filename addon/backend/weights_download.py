@@ -40,13 +40,17 @@ class DownloadStatus(TaskStatus):
         return self.done_bytes / self.total_bytes if self.total_bytes else 0.0
 
 
-def download_command(python: str, folder: str, names: list) -> list:
+def download_command(python: str, folder: str, names: list, video: bool = False) -> list:
+    """The backend's download command: `names`, or with `video` the video model's files, whose terms
+    the user accepted in the preferences (the command refuses them otherwise)."""
+    if video:
+        return [python, "-m", WEIGHTS_MODULE, "download", "--dir", folder, "--video", "--accept-video-terms", "--json"]
     return [python, "-m", WEIGHTS_MODULE, "download", "--dir", folder, "--only", *names, "--json"]
 
 
-def start_download(python: str, folder: str, names: list, env: dict) -> Task:
-    """Start downloading `names` into `folder` with the backend's `python`."""
-    command = download_command(python, folder, names)
+def start_download(python: str, folder: str, names: list, env: dict, video: bool = False) -> Task:
+    """Start downloading `names` (or, with `video`, the video files) into `folder` with the backend's `python`."""
+    command = download_command(python, folder, names, video)
 
     def work(task: Task) -> list:
         errors: list = []
