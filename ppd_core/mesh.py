@@ -44,6 +44,7 @@ EXAMPLES = """examples:
   ppd-mesh photo.jpg --depth d.png --ply     your own depth map (16-bit PNG in mm), no network
   ppd-mesh photo.jpg --align-to lidar.png --glb   true size from a metric depth map
   ppd-mesh photo.jpg --resolution 196608 --stl    512x384: several times faster on a CPU
+  ppd-mesh clip.mp4 --ply                    a clip: clip/clip_000000.ply ... in one scale (docs/video.md)
 
 weights: found in --weights DIR or $PPD_WEIGHTS, else among files added with `ppd-weights add`,
 else in the Hugging Face cache, else downloaded (`ppd-weights download` fetches them ahead).
