@@ -66,13 +66,16 @@ class DEPTH_OT_export_print(bpy.types.Operator):
                                                      "use Set up backend in the add-on preferences"))
             return {"CANCELLED"}
         obj = context.active_object
-        vertices, faces = print_mesh.triangles_mm(obj, context.evaluated_depsgraph_get(), context.scene)
+        depsgraph = context.evaluated_depsgraph_get()
+        vertices, faces = print_mesh.triangles_mm(obj, depsgraph, context.scene)
         if not len(faces):
             self.report({"ERROR"}, f"{obj.name} has no faces to print")
             return {"CANCELLED"}
+        # A colour relief's 3MF keeps its filaments (each material slot one, in order); an STL cannot.
+        paint = print_mesh.triangle_filaments(obj, depsgraph) if self.file_format == "3MF" else None
         folder = tempfile.mkdtemp(prefix="ppd-print-")
         solid = os.path.join(folder, "solid.npz")
-        np.savez(solid, vertices=vertices, faces=faces)
+        np.savez(solid, vertices=vertices, faces=faces, **(paint or {}))
         state.NOTES.update(export=f"Writing {os.path.basename(target)}…", export_ok=True)
         env = worker_client.worker_environment({})
 

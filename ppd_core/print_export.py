@@ -2,7 +2,8 @@
 
 The Blender add-on's Export for Printing runs this in the backend, because Blender's Python
 has neither trimesh nor pymeshlab: it saves the object's triangles in millimetres, z up, as
-an NPZ (`vertices` float (N, 3), `faces` int (F, 3)); this writes each file with the
+an NPZ (`vertices` float (N, 3), `faces` int (F, 3); a colour relief's 3MF also its paint:
+`face_filaments`, `filament_colors`, `filament_names` as in the result file); this writes each file with the
 project's writers (`mesh.export`), all or none, and prints one JSON line with the files, the
 size and the checks (`mesh.checks`).
 
@@ -21,7 +22,7 @@ from typing import Optional
 import numpy as np
 
 from mesh.checks import check_mesh
-from mesh.data import MeshData, MeshError
+from mesh.data import MeshData, MeshError, Paint
 from mesh.export import stl_bytes, threemf_bytes
 from ppd_core.errors import BadInputError, OutputError, PPDError
 from ppd_core.files.staging import make_staging, move_into_place
@@ -35,12 +36,16 @@ def read_solid(path: Path) -> MeshData:
     try:
         with np.load(path, allow_pickle=False) as arrays:
             vertices, faces = arrays["vertices"], arrays["faces"]
-    except (OSError, ValueError, KeyError) as error:
+            paint = None
+            if "face_filaments" in arrays.files:
+                paint = Paint(arrays["face_filaments"], arrays["filament_colors"],
+                              tuple(json.loads(str(arrays["filament_names"][()]))))
+    except (OSError, ValueError, KeyError) as error:  # a MeshError of the paint is a ValueError
         raise BadInputError(f"{path}: not a solid's arrays ({error})") from None
     if not len(faces) or not np.isfinite(vertices).all():
         raise BadInputError(f"{path}: the solid has no triangles, or positions that are not finite")
     try:
-        return MeshData(vertices, faces, frame="print_mm")
+        return MeshData(vertices, faces, frame="print_mm", paint=paint)
     except (MeshError, ValueError) as error:
         raise BadInputError(f"{path}: {error}") from None
 

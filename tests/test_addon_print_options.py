@@ -93,3 +93,40 @@ def test_a_colour_relief_comes_in_with_its_filament_colours(importer, tmp_path):
     obj.data.polygons.foreach_get("material_index", index)
     np.testing.assert_array_equal(index, np.maximum(solid.paint.faces, 0))
     assert set(np.unique(index)) == {0, 1}  # nothing blue in the photo: its slot stays, unused
+
+
+@pytest.fixture
+def backend_python(monkeypatch):
+    """Export for Printing writes with the backend: this checkout's, in WORKER_PYTHON."""
+    from tests.blender_harness import REPO, WORKER_PYTHON
+
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    saved, prefs().python = prefs().python, WORKER_PYTHON
+    yield
+    prefs().python = saved
+
+
+def test_export_for_printing_keeps_a_colour_reliefs_filaments_in_its_3mf(importer, tmp_path, backend_python):
+    from mesh.painted_3mf import read_painted_threemf
+    from mesh.relief_print import ReliefSpec, relief_print
+    from ppd_core.files.result_file import result_bytes
+    from ppd_core.geometry.camera import Intrinsics, camera_record
+    from tests.blender_harness import drain_timers
+
+    depth = np.full((24, 32), 2.0, np.float32)
+    depth[6:18, 8:24] = 1.0
+    rgb = np.zeros((24, 32, 3), np.uint8)
+    rgb[:12], rgb[12:, :16], rgb[12:, 16:] = (230, 230, 225), (200, 30, 35), (30, 60, 200)
+    solid = relief_print(depth, rgb, ReliefSpec(width_mm=32.0, filaments="3"))
+    path = tmp_path / "relief.npz"
+    path.write_bytes(result_bytes(solid, "solid", camera_record(Intrinsics(30.0, 30.0, 16.0, 12.0, 32, 24)), ""))
+    importer.import_result(bpy.context.scene, str(path), name="relief", view_layer=bpy.context.view_layer)
+    state = addon("state")
+    target = tmp_path / "relief.3mf"
+    assert bpy.ops.depth_from_image.export_print(filepath=str(target), file_format="3MF") == {"FINISHED"}
+    drain_timers(120)
+    assert state.NOTES["export_ok"], state.NOTES["export"]
+    vertices, faces, filaments = read_painted_threemf(target.read_bytes())
+    np.testing.assert_allclose(vertices, solid.vertices, atol=1e-4)  # millimetres, as written
+    # Every face keeps its filament; sides and base now name the first one outright.
+    np.testing.assert_array_equal(filaments, np.maximum(solid.paint.faces, 0) + 1)

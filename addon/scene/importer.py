@@ -16,6 +16,7 @@ collection and its objects carry the photo's key and an import serial (`PHOTO_KE
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ from ppd_core.files.result_file import ResultFile, read_result
 
 from . import camera as scene_camera
 from . import materials
+from .print_mesh import FILAMENTS_KEY
 
 # Blender 4.2-4.5 cut data-block names at 63 bytes; a shorter photo name leaves room for
 # " camera" / " points" and a ".001" so the objects of one import keep telling names.
@@ -245,6 +247,7 @@ def _create(scene, result: ResultFile, created: _Created, *, name, image, shadin
         modifier.node_group = group
     elif result.paint is not None:
         _paint_filaments(mesh, result.paint, name)
+        obj[FILAMENTS_KEY] = json.dumps({"colors": result.paint.colors.tolist(), "names": list(result.paint.names)})
     else:
         material = materials.color_attribute_material(f"{name} solid", "Col", "PRINCIPLED")
         mesh.materials.append(material)

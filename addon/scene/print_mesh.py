@@ -7,8 +7,15 @@ object scale 0.001) comes out exactly as many millimetres wide as asked.
 
 from __future__ import annotations
 
+import json
+from typing import Optional
+
 import bpy
 import numpy as np
+
+FILAMENTS_KEY = "depth_from_image_filaments"
+"""Custom property of a colour relief's object: its filaments in slot order (JSON: "colors" as
+[r, g, b], "names"); its material slots are those filaments, in that order."""
 
 
 def millimetres_per_unit(scene: bpy.types.Scene) -> float:
@@ -36,3 +43,23 @@ def triangles_mm(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, scene: b
     if np.linalg.det(matrix[:3, :3]) < 0:  # a mirrored object: keep the faces pointing outwards
         faces = faces.reshape(-1, 3)[:, ::-1]
     return (world * millimetres_per_unit(scene)).astype(np.float32), faces.reshape(-1, 3)
+
+
+def triangle_filaments(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> Optional[dict]:
+    """A colour relief's paint for its triangles as `triangles_mm` lists them: "face_filaments"
+    (F,) (each triangle's material slot, the filament), "filament_colors" (K, 3) and
+    "filament_names"; None for an object that is not a colour relief."""
+    if FILAMENTS_KEY not in obj:
+        return None
+    record = json.loads(obj[FILAMENTS_KEY])
+    evaluated = obj.evaluated_get(depsgraph)
+    mesh = evaluated.to_mesh()
+    try:
+        mesh.calc_loop_triangles()
+        slots = np.empty(len(mesh.loop_triangles), np.int32)
+        mesh.loop_triangles.foreach_get("material_index", slots)
+    finally:
+        evaluated.to_mesh_clear()
+    colours = np.array(record["colors"], np.uint8).reshape(-1, 3)
+    return {"face_filaments": np.minimum(slots, len(colours) - 1).astype(np.int16), "filament_colors": colours,
+            "filament_names": np.array(json.dumps(record["names"]))}
