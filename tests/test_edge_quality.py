@@ -1,10 +1,13 @@
-"""The edge-quality targets on every degraded scene class, and the ground truth behind them."""
+"""The edge-quality targets on every degraded scene class, and the ground truth (scenes, a depth
+camera's holes, the scores) behind them."""
 
+import cv2
 import numpy as np
 import pytest
 
-from benchmarks.edge_quality import evaluate, score, true_edges
-from benchmarks.scenes import SCENE_NAMES, Ellipsoid, Pole, Sphere, make_scene
+from benchmarks.depth_camera import depth_edges, fill_from_farthest, projector_shadow, sensor_holes
+from benchmarks.edge_quality import evaluate, right_pixels, score, true_edges
+from benchmarks.scenes import HOLE_SCENE_NAMES, SCENE_NAMES, Ellipsoid, Pole, Sphere, make_scene
 from ppd_core.geometry.camera import unproject
 
 WIDTH, HEIGHT = 640, 480  # the thin poles must stay wider than the 4x down-sampling blocks
@@ -83,3 +86,66 @@ def test_scores_flag_a_point_off_the_surface():
     scores = score(truth, scene.distance_to_surface, (points, index), 0.0)
     assert scores.flying == 1 and scores.completeness == 1.0
     assert true_edges(truth.depth).any()
+
+
+def test_projector_shadow_lies_beside_a_nearer_object_as_wide_as_its_disparity():
+    """Projector to the right: the background left of a nearer box is unlit over
+    fx * baseline * (1/near - 1/far) pixels."""
+    depth = np.full((20, 200), 3.0)
+    depth[:, 100:150] = 1.5
+    shadow = projector_shadow(depth, fx=500.0, baseline_m=0.03)
+    width = 500.0 * 0.03 * (1 / 1.5 - 1 / 3.0)  # 5 px
+    np.testing.assert_array_equal(np.flatnonzero(shadow[10]), np.arange(100 - int(width), 100))
+
+
+def test_holes_are_filled_with_the_farthest_depth_on_their_rims():
+    depth = np.full((30, 30), 3.0, np.float32)
+    depth[:, 15:] = 1.5
+    holes = np.zeros(depth.shape, dtype=bool)
+    holes[10:20, 12:18] = True  # across the step: gets the wall's depth
+    holes[2:5, 20:23] = True  # inside the box: gets the box's
+    filled = fill_from_farthest(depth, holes)
+    assert np.all(filled[10:20, 12:18] == 3.0) and np.all(filled[2:5, 20:23] == 1.5)
+    np.testing.assert_array_equal(filled[~holes], depth[~holes])
+
+
+def test_sensor_holes_gather_at_depth_edges_and_repeat():
+    truth = make_scene("crate").render(320, 240)
+    holes = sensor_holes(truth)
+    np.testing.assert_array_equal(holes, sensor_holes(truth))
+    near_edges = cv2.dilate(depth_edges(truth.depth).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    assert 0.01 < holes.mean() < 0.1
+    assert holes[near_edges].mean() > 5 * holes[~near_edges].mean()
+
+
+@pytest.mark.parametrize("scene_name", HOLE_SCENE_NAMES)
+def test_thin_structures_render_onto_their_surfaces(scene_name):
+    """Turned boxes (spokes) and ellipsoids (leaves) included: every rendered point lies on a
+    primitive, and only the skyline has sky."""
+    scene = make_scene(scene_name)
+    rendering = scene.render(160, 120)
+    sky = ~np.isfinite(rendering.depth)
+    assert sky.any() == (scene_name == "skyline") and np.all(rendering.object_id[sky] == -1)
+    points = unproject(np.where(sky, 1.0, rendering.depth), rendering.intrinsics)[~sky]
+    assert scene.distance_to_surface(points).max() < 1e-6 * rendering.depth[~sky].max()
+
+
+def test_a_right_value_inside_a_smeared_ramp_is_not_counted():
+    """Completeness does not ask a method to keep a pixel that is right only by chance."""
+    scene = make_scene("boxes")
+    truth = scene.render(64, 48)
+    depth = truth.depth.astype(np.float32)
+    depth[20, 30] *= 1.05  # a flying pixel: it and its neighbours are not counted
+    countable = right_pixels(scene, truth, depth)
+    assert not countable[19:22, 29:32].any() and countable[20, 34]
+    depth[5, 5] = np.nan
+    assert not right_pixels(scene, truth, depth)[5, 5] and right_pixels(scene, truth, depth)[5, 6]
+
+
+def test_points_where_the_sky_is_fly():
+    scene = make_scene("skyline")
+    truth = scene.render(64, 48)
+    depth = np.where(np.isfinite(truth.depth), truth.depth, 50.0).astype(np.float32)
+    points = unproject(depth, truth.intrinsics).reshape(-1, 3)
+    scores = score(truth, scene.distance_to_surface, (points, np.arange(depth.size)), 0.0)
+    assert scores.flying == int(np.sum(~np.isfinite(truth.depth)))
