@@ -3,7 +3,8 @@
 Canny edges of the log-depth and of the photo say where to look; relative depth-jump tests
 in disparity (affine across any plane, so tilted planes and creases pass) decide, at several
 scales, and curvature-aware so that rounded objects grazing into a jump keep their rims;
-flagged pixels that continue a clean surface are given back. The thresholds grow with the
+flagged pixels that continue a clean surface are given back. Beside a hole (NaN, masked) the
+side away from it alone judges a pixel, with no give-back. The thresholds grow with the
 map's own grain. `ppd_core.geometry.lift` drops what is found, and the mesher cuts there.
 """
 
@@ -30,6 +31,11 @@ GIVE_BACK_SCALES = (1, 2, 4)
 it at all these scales (pixels between samples). One scale is not enough: a down-sampled
 map's bilinear ramp fades into the far surface as a straight line, and only the wider
 scales see that line bend away from the clean surface beyond it."""
+
+HOLE_MISSES = 3
+"""A pixel beside a hole is off its side's surface when it misses it at this many scales: one
+or two misses are more often a far sample on the next surface, or a smoothed map's grain at
+the wide scales, than smear (which misses at every scale past its own width)."""
 
 _Positions = tuple[np.ndarray, ...]  # np.nonzero's answer: the pixels a test looks at
 
@@ -300,6 +306,38 @@ def _anchored(disparity: np.ndarray, flagged: np.ndarray, valid: np.ndarray, tol
     return anchored
 
 
+def _smeared_beside_holes(disparity: np.ndarray, valid: np.ndarray, clean: np.ndarray, scales: range,
+                          tol: _Tolerances) -> np.ndarray:
+    """Valid pixels within `scales[-1]` pixels of an invalid one along a column or a row whose
+    depth may come from across it. A hole (a sensor's, MoGe-2's sky) may hide a depth step: a
+    filled and smoothed map mixes values from across it into the pixels around it, and only
+    the side away from the hole says what their surface is. At each scale k whose samples on
+    that side are clean, the pixel is on or off the line and parabola through them
+    (`_off_side`); it is smeared when off at HOLE_MISSES scales or more, or on at none (nothing
+    vouches for it: a sliver between two holes, or between a hole and a step)."""
+    reach = scales[-1]
+    at = np.nonzero(valid & (cv2.dilate((~valid).astype(np.uint8), square_kernel(reach)) > 0))
+    padded = _Padded(disparity, 3 * reach)
+    is_clean, has_depth = _Padded(clean, 3 * reach, fill=False), _Padded(valid, reach, fill=True)
+    missed, vouched, judged = (np.zeros(at[0].shape, dtype=bool) for _ in range(3))
+    for axis in (0, 1):
+        for toward in (-1, 1):
+            hole_there = ~np.logical_and.reduce(list(has_depth.read(at, axis, toward, range(1, reach + 1)).values()))
+            here = tuple(a[hole_there] for a in at)
+            misses, fits = np.zeros(here[0].shape, dtype=int), np.zeros(here[0].shape, dtype=bool)
+            for k in scales:
+                testable = np.logical_and.reduce(list(is_clean.read(here, axis, -toward * k, range(1, 4)).values()))
+                off = _off_side(padded.read(here, axis, -toward * k, range(4)), 1, tol)
+                misses += testable & off
+                fits |= testable & ~off
+            missed[hole_there] |= misses >= HOLE_MISSES
+            vouched[hole_there] |= fits
+            judged |= hole_there
+    smeared = np.zeros(valid.shape, dtype=bool)
+    smeared[at] = missed | (judged & ~vouched)
+    return smeared
+
+
 def _steps_between_surfaces(pairs: list[np.ndarray], anchored: np.ndarray) -> np.ndarray:
     """Both pixels of sharp-step pairs (one map per axis) whose two pixels are each on a clean
     surface: a real step between two surfaces, not the end of a smeared ramp."""
@@ -319,7 +357,8 @@ def discontinuity_mask(depth: np.ndarray, rgb: Optional[np.ndarray] = None, edge
     (the smeared, "flying" pixels of a blurred or resized map). Flagged pixels that continue
     a clean surface are given back. Tilted planes and creases pass. The thresholds grow with
     the map's own noise (`relative_noise`), so grain is never mistaken for an edge. Invalid
-    pixels are never flagged.
+    pixels are never flagged; valid ones beside them (a sensor's holes, MoGe-2's masked sky)
+    may hold depth smoothed in from across the hole and are judged against their other side.
     """
     depth = check_depth(depth)
     rgb = check_rgb(rgb, depth.shape)
@@ -339,4 +378,9 @@ def discontinuity_mask(depth: np.ndarray, rgb: Optional[np.ndarray] = None, edge
     # step flags the clean pixel at the end of a smeared ramp: such pixels continue a clean
     # surface and are given back, except the two sides of a real step, so the mesher cuts it.
     anchored = _anchored(disparity, flagged, valid, tol)
-    return flagged & ~(anchored & ~_steps_between_surfaces(pairs, anchored))
+    found = flagged & ~(anchored & ~_steps_between_surfaces(pairs, anchored))
+    if valid.all():
+        return found
+    # Beside a hole only one side is seen, and the filled hole is no surface to give a pixel
+    # back on: the side away from the hole alone decides, and nothing it drops is given back.
+    return found | _smeared_beside_holes(disparity, valid, valid & ~found, range(1, settings.radius + 1), tol)
