@@ -69,6 +69,36 @@ class DEPTH_OT_check_weights(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def start_weights_download(operator: bpy.types.Operator, context, names: list, video: bool) -> set:
+    """The add-on's one way to download weights (`names`, or the video files): online access and
+    the backend's Python first; into the Weights Folder, which it stays once the files are in."""
+    prefs = settings.addon_prefs(context)
+    if not bpy.app.online_access:
+        operator.report({"ERROR"}, "Downloading needs online access: allow it in Preferences > System > Network")
+        return {"CANCELLED"}
+    try:
+        python = settings.interpreter(prefs)
+    except ValueError as error:
+        operator.report({"ERROR"}, f"The download runs in the backend: {error}")
+        return {"CANCELLED"}
+    folder = settings.weights_target(prefs)
+    os.makedirs(folder, exist_ok=True)
+    env = worker_client.worker_environment({"HF_HUB_OFFLINE": None})  # as the worker's, but online
+    state.NOTES["download"] = ""
+
+    def done(task: Task) -> None:
+        if task.status().error:
+            return
+        settings.addon_prefs().weights_folder = folder
+        what = "the video files " if video else ""
+        state.NOTES["download"] = f"Downloaded {what}into {folder}: it is the Weights Folder now"
+        state.forget_answers()  # what was said of the weights before is out of date
+        session.SESSION.worker_for = None
+
+    state.start_task(weights_download.start_download(python, folder, names, env, video=video), done)
+    return {"FINISHED"}
+
+
 class DEPTH_OT_download_weights(bpy.types.Operator):
     """Download the weight files into the Weights Folder (several GB; resumes an interrupted download)"""
 
@@ -83,30 +113,7 @@ class DEPTH_OT_download_weights(bpy.types.Operator):
         return not state.running("download")
 
     def execute(self, context):
-        prefs = settings.addon_prefs(context)
-        if not bpy.app.online_access:
-            self.report({"ERROR"}, "Downloading needs online access: allow it in Preferences > System > Network")
-            return {"CANCELLED"}
-        try:
-            python = settings.interpreter(prefs)
-        except ValueError as error:
-            self.report({"ERROR"}, f"The download runs in the backend: {error}")
-            return {"CANCELLED"}
-        folder = settings.weights_target(prefs)
-        os.makedirs(folder, exist_ok=True)
-        env = worker_client.worker_environment({"HF_HUB_OFFLINE": None})  # as the worker's, but online
-        state.NOTES["download"] = ""
-
-        def done(task: Task) -> None:
-            if task.status().error:
-                return
-            settings.addon_prefs().weights_folder = folder
-            state.NOTES["download"] = f"Downloaded into {folder}: it is the Weights Folder now"
-            state.forget_answers()  # what was said of the weights before is out of date
-            session.SESSION.worker_for = None
-
-        state.start_task(weights_download.start_download(python, folder, [s.name for s in downloadable()], env), done)
-        return {"FINISHED"}
+        return start_weights_download(self, context, [source.name for source in downloadable()], video=False)
 
 
 class DEPTH_OT_download_video_weights(bpy.types.Operator):
@@ -124,28 +131,7 @@ class DEPTH_OT_download_video_weights(bpy.types.Operator):
         return not state.running("download")
 
     def execute(self, context):
-        prefs = settings.addon_prefs(context)
-        if not bpy.app.online_access:
-            self.report({"ERROR"}, "Downloading needs online access: allow it in Preferences > System > Network")
-            return {"CANCELLED"}
-        try:
-            python = settings.interpreter(prefs)
-        except ValueError as error:
-            self.report({"ERROR"}, f"The download runs in the backend: {error}")
-            return {"CANCELLED"}
-        folder = settings.weights_target(prefs)
-        os.makedirs(folder, exist_ok=True)
-        env = worker_client.worker_environment({"HF_HUB_OFFLINE": None})
-        state.NOTES["download"] = ""
-
-        def done(task: Task) -> None:
-            if not task.status().error:
-                settings.addon_prefs().weights_folder = folder
-                state.NOTES["download"] = f"Downloaded the video files into {folder}: it is the Weights Folder now"
-                session.SESSION.worker_for = None
-
-        state.start_task(weights_download.start_download(python, folder, [], env, video=True), done)
-        return {"FINISHED"}
+        return start_weights_download(self, context, [], video=True)
 
 
 class DEPTH_OT_cancel_download(bpy.types.Operator):
