@@ -247,7 +247,7 @@ def test_download_weights_runs_online_with_utf8_pipes(monkeypatch, tmp_path):
     weights_ops, tasks = addon("weights_ops"), addon("backend.tasks")
     made = []
 
-    def recorder(python, folder, names, env):
+    def recorder(python, folder, names, env, video=False):
         made.append(env)
         return tasks.Task("download", lambda task: None).start()
 
