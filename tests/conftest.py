@@ -10,6 +10,15 @@ except pytest.skip.Exception:  # no bpy (not Python 3.11): the add-on tests skip
     pass
 
 
+@pytest.fixture(autouse=True, scope="session")
+def precision_cache(tmp_path_factory):
+    """The bf16 accuracy verdicts go to a folder of this run, not the user's cache (workers inherit it)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PPD_CACHE_DIR", str(tmp_path_factory.mktemp("ppd_cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def importer():
     """The Blender add-on's importer module, with an empty scene before and after the test."""
