@@ -120,16 +120,31 @@ def output_folder(output: Optional[Path], photos: Sequence[Path], kinds: Sequenc
     return output.parent if names_a_file else output
 
 
-def make_output_folder(output: Optional[Path], photos: Sequence[Path], kinds: Sequence[str]) -> None:
+def make_output_folder(output: Optional[Path], photos: Sequence[Path], kinds: Sequence[str]) -> list[Path]:
     """Create the `-o` folder (and its parents) when it is not there, as users of every depth
-    tool expect; `OutputError` when it cannot be made."""
+    tool expect; `OutputError` when it cannot be made. Returns the folders it created, innermost
+    first, so that a run that writes nothing can take them away again (`remove_empty_folders`)."""
     try:
         folder = output_folder(output, photos, kinds)
         if folder is None or folder.is_dir():
-            return
+            return []
+        created = [folder]
+        while not created[-1].parent.exists():
+            created.append(created[-1].parent)
         folder.mkdir(parents=True, exist_ok=True)
+        return created
     except OSError as error:  # also a name too long for the file system
         raise OutputError(f"{output}: cannot create the output folder ({error.strerror or error})") from None
+
+
+def remove_empty_folders(folders: Sequence[Path]) -> None:
+    """Remove the given folders, innermost first, while they are empty: a run whose every photo
+    failed leaves no empty `-o` folder behind."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (something was written), or already gone
+            return
 
 
 def outputs_complete(outputs: dict[str, Path]) -> bool:

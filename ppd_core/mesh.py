@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
 from ppd_core.batch import (MANIFEST_NAME, BatchCounts, LocalRunner, PhotoRecord, find_photos,
-                            is_batch_argument, make_output_folder, output_strings, plan_batch, run_batch)
+                            is_batch_argument, make_output_folder, output_strings, plan_batch,
+                            remove_empty_folders, run_batch)
 from ppd_core.client import WorkerClient, WorkerError
 from ppd_core.clip_command import is_clip_run, run_clip_command
 from ppd_core.errors import BadInputError, PPDError
@@ -246,7 +247,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for argument, error in problems:
         say(failure_line(argument, error), sys.stderr)
     try:
-        make_output_folder(args.output, photos, kinds)
+        created = make_output_folder(args.output, photos, kinds)
     except PPDError as error:
         say(f"ppd-mesh: error: {error}", sys.stderr)
         return EXIT_USAGE
@@ -260,6 +261,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except PPDError as error:  # the manifest cannot be written, or Ray cannot run
         say(f"ppd-mesh: error: {error}", sys.stderr)
         return EXIT_USAGE
+    finally:
+        remove_empty_folders(created)
     if batch or len(photos) > 1:
         say(counts.line())
     return EXIT_FAILED if failures or problems else EXIT_OK

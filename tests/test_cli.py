@@ -481,6 +481,10 @@ def test_an_output_folder_that_is_not_there_is_created_with_the_manifest_in_it(t
     (tmp_path / "blocked").write_text("a file where the folder should be")
     code = main([str(photo), "--stl", "-o", "blocked/out", "--quiet", *small_run(small_weights)])
     assert code == 2 and "blocked/out: cannot create the output folder" in capsys.readouterr().err
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    assert main([str(broken), "--stl", "-o", "failed/run/", "--quiet", *small_run(small_weights)]) == 1
+    assert not (tmp_path / "failed").exists()  # nothing written: the folders it made are gone again
 
 
 def test_version_help_examples_and_the_default_output(scene, capsys):
