@@ -9,9 +9,10 @@ scale, camera). Frame numbers are the clip's own, so a `--frames` run lands besi
 
 Each frame's files move in together or not at all (`files.outputs.write_outputs`); the video
 and the record each appear whole. With `skip_existing`, frames whose files are all complete
-are kept, the network still runs through them (each window is aligned through the ones
-before), and the rest are written: a run cut short resumes where it stopped. Memory holds one
-window of frames and depths whatever the clip's length (`ppd_core.video`).
+are kept and the rest are written: a run cut short resumes where it stopped, at the window it
+was in (`ppd_core.clip_resume`; the network runs through kept frames only when no such state
+is saved, since each window is aligned through the ones before). Memory holds one window of
+frames and depths whatever the clip's length (`ppd_core.video`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
+from ppd_core.clip_resume import read_state, resume_path, state_bytes
 from ppd_core.errors import BadInputError
 from ppd_core.files.clip_file import Clip, FrameSelection, open_clip
 from ppd_core.files.depth_file import depth_png_bytes
@@ -36,7 +38,7 @@ from ppd_core.files.staging import check_targets, make_staging, move_into_place
 from ppd_core.geometry.camera import camera_record
 from ppd_core.options import OUTPUT_KINDS, JobOptions, output_files
 from ppd_core.progress import ProgressCallback, report
-from ppd_core.video import WINDOW
+from ppd_core.video import WINDOW, WindowState, window_of
 
 FRAME_DIGITS = 6
 # A clip's run reports stages "network", "scale", "frames" and "video", each with the fraction of the whole clip.
@@ -55,6 +57,11 @@ class ClipPlan:
     frames: list[int]                                  # the chosen frame numbers
     kept: set = field(default_factory=set)             # frames whose files are all complete (resumed)
     broken: dict = field(default_factory=dict)         # {frame: [files cut short or unreadable]}
+    skip_existing: bool = False                        # a resume: it may start at a saved window
+
+    @property
+    def resume_path(self) -> Path:
+        return resume_path(self.folder, self.clip.name)
 
     def outputs(self, index: int) -> dict[str, Path]:
         """{kind: path} of one frame's outputs."""
@@ -120,7 +127,8 @@ def plan_clip(path: Path, kinds: list[str], options: JobOptions, *, output: Opti
     selection = FrameSelection.parse(options.frames, options.stride)
     clip = open_clip(path, selection)
     folder = clip_folder(clip, output)
-    plan = ClipPlan(clip, selection, list(kinds), folder, list(selection.indices(clip.frame_count)))
+    plan = ClipPlan(clip, selection, list(kinds), folder, list(selection.indices(clip.frame_count)),
+                    skip_existing=skip_existing)
     inputs = {**options.input_files(clip.path), **{file: "a frame of the clip" for file in clip.frame_files}}
     if skip_existing:
         record = read_record(plan.record_path)
@@ -211,8 +219,11 @@ def _write_usd_stage(plan: ClipPlan) -> None:
     _write_files(dict(zip(plan.stage_paths, data)))
 
 
-def _frames_with_depth(run: ClipRun) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(frame number, RGB, p) of every chosen frame, the network streaming one window at a time."""
+def _frames_with_depth(run: ClipRun, resume: Optional[WindowState] = None,
+                       on_window: Optional[Callable[[WindowState], None]] = None,
+                       ) -> Iterator[tuple[int, np.ndarray, Optional[np.ndarray]]]:
+    """(frame number, RGB, p) of every chosen frame, the network streaming one window at a time
+    (p None for the frames of the windows `resume` skips)."""
     plan, options = run.plan, run.options
     decoded: list[tuple[int, np.ndarray]] = []  # frames read but not yet handed back: one window at most
 
@@ -226,7 +237,7 @@ def _frames_with_depth(run: ClipRun) -> Iterator[tuple[int, np.ndarray, np.ndarr
         report(run.on_progress, "network", fraction, message)
 
     for p in run.model.depths(frames(), steps=options.steps, seed=options.seed, frame_count=len(plan.frames),
-                              progress=progress):
+                              progress=progress, resume=resume, on_window=on_window):
         index, rgb = decoded.pop(0)
         yield index, rgb, p
 
@@ -255,19 +266,52 @@ def _write_frame(run: ClipRun, scale, index: int, rgb: np.ndarray, p: np.ndarray
                           extra_files={plan.depth_path(index): depth_png_bytes(metric)[0]})
 
 
+def _resume_key(run: ClipRun) -> dict:
+    """What a run must share with the one that saved a resume state: its depth is then the same."""
+    plan, model = run.plan, run.model
+    return {"clip": str(plan.clip.path.resolve()), "frames": plan.frames, "options": depth_options(run.options),
+            "model": model.files.describe() if model.files else "", "precision": model.precision}
+
+
+def _resume_point(run: ClipRun, key: dict) -> Optional[tuple[WindowState, object]]:
+    """(the saved window state, the clip's scale) when this run can start at that window: a
+    resume of the same run whose frames before that window are all complete; else None."""
+    plan = run.plan
+    if not plan.skip_existing or not plan.to_write:
+        return None
+    saved = read_state(plan.resume_path, key)
+    first_missing = min(plan.frames.index(index) for index in plan.to_write)
+    if saved is None or window_of(first_missing) < saved[0].window:
+        return None
+    return saved
+
+
 def _scale_and_frames(run: ClipRun, record: Optional[dict]) -> Iterator[tuple]:
     """(the clip's scale, frame number, RGB, p) of each frame to write; the scale comes from the
-    first window, before any frame is handed on. Nothing runs when every frame is kept and the
-    record is whole; with only the record missing, the first window alone runs."""
+    first window, before any frame is handed on, or from the resume state. Nothing runs when every
+    frame is kept and the record is whole; with only the record missing, the first window alone runs."""
     from ppd_core.clip_scale import clip_scale
 
     plan, options, model = run.plan, run.options, run.model
     if not plan.to_write and record is not None:
         return
+    key = _resume_key(run)
+    resumed = _resume_point(run, key) if record is not None else None
+    scale = None
+    if resumed is not None:
+        scale = resumed[1]
+        report(run.on_progress, "network", 0.0, f"resuming at window {resumed[0].window + 1}: the frames "
+               "before it are complete")
+        yield scale, None, None, None
+
+    def save_state(state: WindowState) -> None:
+        _write_files({plan.resume_path: state_bytes(state, scale, key)})
+
     geometry_of = None if model.moge2 is None else (lambda rgb: model.geometry(rgb, options.fov, run.on_progress))
     first: list = []
-    scale = None
-    for frame in _frames_with_depth(run):
+    for frame in _frames_with_depth(run, resumed[0] if resumed else None, save_state):
+        if frame[2] is None:  # computed by the run that was cut short
+            continue
         if scale is None:
             first.append(frame)
             if len(first) < min(WINDOW, len(plan.frames)):
@@ -319,5 +363,6 @@ def run_clip(run: ClipRun) -> dict:
         record["usd_stage"] = plan.stage_paths[0].name
     record.update(written=written, kept=len(plan.kept), seconds=round(time.perf_counter() - started, 3))
     _write_json(plan.record_path, record)
+    plan.resume_path.unlink(missing_ok=True)
     report(run.on_progress, "video", 1.0, f"{written} frames written, {len(plan.kept)} kept")
     return record

@@ -12,13 +12,16 @@ new frame.
 Unlike the official code, which keeps every frame and prediction on the GPU until the end,
 frames are taken from any iterable as they come and each finished window's frames are handed
 on at once: memory holds one window whatever the clip's length. Clips of 1-3 frames (on
-which the official code crashes) make one padded window.
+which the official code crashes) make one padded window. All a window needs from those before
+it is a `WindowState` (its references' aligned depths): handed out before each window runs and
+taken back, a run cut short resumes at the window it was in, with the same result.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -47,6 +50,21 @@ PROGRESS_STAGE = "video"
 def window_count(frames: int) -> int:
     """Windows for a clip of `frames` frames (at least 1)."""
     return 1 + max(0, -(-(frames - WINDOW) // STRIDE))
+
+
+def window_of(position: int) -> int:
+    """The window that computes the clip's frame at `position` (0-based) as one of its new frames."""
+    return 0 if position < WINDOW else 1 + (position - WINDOW) // STRIDE
+
+
+@dataclass
+class WindowState:
+    """What window `window` (1 or later) takes from the windows before it: the aligned depths
+    (H0, W0) float32 of its three reference slots. Its reference frames themselves are the
+    clip's, read again on a resume."""
+
+    window: int
+    reference_depths: list
 
 
 def model_input(frame_rgb_u8: np.ndarray, size: Sequence[int], device: torch.device) -> torch.Tensor:
@@ -123,7 +141,9 @@ def iter_video_depth(
     size: Sequence[int] = NETWORK_SIZE,
     progress: Optional[ProgressCallback] = None,
     frame_count: Optional[int] = None,
-) -> Iterator[np.ndarray]:
+    resume: Optional[WindowState] = None,
+    on_window: Optional[Callable[[WindowState], None]] = None,
+) -> Iterator[Optional[np.ndarray]]:
     """Depth (H0, W0) float32 of each frame, in order, as soon as its window is done and aligned.
 
     `frames_rgb_u8` yields uint8 (H0, W0, 3) RGB frames (an array (T, H0, W0, 3) works too);
@@ -135,6 +155,10 @@ def iter_video_depth(
     step (the fraction is of the whole clip when `frame_count` or `len(frames_rgb_u8)` says
     how long it is, else of the current window), and asked again before each network block
     (`model.cancel`); it may raise `Cancelled`.
+
+    `on_window(state)` is called before each window after the first runs, once the frames of
+    the windows before it have all been handed on. `resume` (such a state, from a run cut
+    short) skips the windows before it: their frames are read but not computed, and yield None.
     """
     size = (int(size[0]), int(size[1]))
     if size[0] < 16 or size[1] < 16 or size[0] % 16 or size[1] % 16:
@@ -161,6 +185,16 @@ def iter_video_depth(
         real = len(new)
         new += [new[-1]] * (WINDOW - len(references) - real)  # pad with the clip's last frame
         slots = torch.stack(references + new)  # (16, 3, H, W)
+        if resume is not None and window < resume.window:  # done by the run that was cut short
+            yield from itertools.repeat(None, real)
+            references = list(slots[list(KEYFRAMES)])
+            continue
+        if resume is not None and window == resume.window:
+            if any(d.shape != original_size for d in resume.reference_depths):
+                raise BadInputError(f"the resume state's depths are not {original_size[1]}x{original_size[0]}")
+            reference_depths = list(resume.reference_depths)
+        if on_window is not None and window > 0:
+            on_window(WindowState(window, list(reference_depths)))
         on_step = _step_reporter(progress, window, windows)
         with cancel_points(progress.check if progress is not None else None):
             depth = model.sample_window(slots, initial, steps, on_step=on_step)  # (16, 1, H, W)

@@ -11,14 +11,14 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Union
+from typing import Callable, Iterable, Iterator, Optional, Union
 
 import numpy as np
 import torch
 
 from ..options import DEFAULT_RESOLUTION, RESOLUTIONS
 from ..progress import ProgressCallback, report
-from ..video import NETWORK_SIZE, STRIDE, WINDOW, iter_video_depth
+from ..video import NETWORK_SIZE, STRIDE, WINDOW, WindowState, iter_video_depth
 from .cancel import RepeatingProgress, cancel_points
 from .checkpoint import hold_weights, load_moge2
 from .checkpoint_video import load_video_depth
@@ -75,12 +75,16 @@ class VideoModel:
         return cls(network, moge, torch_device, choice, files)
 
     def depths(self, frames_rgb_u8: Iterable[np.ndarray], *, steps: int = 4, seed: int = 0,
-               frame_count: Optional[int] = None, progress: Optional[ProgressCallback] = None) -> Iterator[np.ndarray]:
-        """Each frame's normalised depth p (H0, W0) float32, in window 0's affine frame, as its window finishes."""
+               frame_count: Optional[int] = None, progress: Optional[ProgressCallback] = None,
+               resume: Optional[WindowState] = None,
+               on_window: Optional[Callable[[WindowState], None]] = None) -> Iterator[Optional[np.ndarray]]:
+        """Each frame's normalised depth p (H0, W0) float32, in window 0's affine frame, as its window
+        finishes (None for the frames of windows `resume` skips; see `iter_video_depth`)."""
         noise = torch.randn((WINDOW, 1, *self.size), generator=torch.Generator().manual_seed(int(seed) % 2**63))
         with autocast(self.device, self.precision):
             yield from iter_video_depth(self.network, frames_rgb_u8, noise=noise, steps=steps, size=self.size,
-                                        progress=progress, frame_count=frame_count)
+                                        progress=progress, frame_count=frame_count, resume=resume,
+                                        on_window=on_window)
 
     def geometry(self, rgb: np.ndarray, fov_x: Optional[float] = None,
                  progress: Optional[ProgressCallback] = None) -> MoGeGeometry:
