@@ -189,8 +189,10 @@ def read_record(path: Path) -> Optional[dict]:
 
 
 def depth_options(options: JobOptions) -> dict:
-    """The options a resumed clip must share with the run that wrote its kept frames (all but the selection)."""
-    return {name: value for name, value in dataclasses.asdict(options).items() if name not in ("frames", "stride")}
+    """The options a resumed clip must share with the run that wrote its kept frames (all but the
+    selection), JSON-ready (a path as its text)."""
+    return {name: str(value) if isinstance(value, Path) else value
+            for name, value in dataclasses.asdict(options).items() if name not in ("frames", "stride")}
 
 
 def _write_files(files: dict[Path, bytes]) -> None:

@@ -104,3 +104,12 @@ def test_without_a_usable_state_the_resume_starts_from_the_first_window(damage, 
     run(video, model, tmp_path, skip_existing=True)
     assert len(windows_run) == 3
     assert depth_files(tmp_path / "walk") == uninterrupted
+
+
+def test_the_options_a_resume_compares_are_json_ready_whatever_the_caller_passed(tmp_path):
+    import json
+
+    from ppd_core.clip import depth_options
+
+    given = depth_options(JobOptions(align_to=tmp_path / "lidar.png", preset="indoor"))
+    assert json.loads(json.dumps(given)) == given and given["align_to"] == str(tmp_path / "lidar.png")
