@@ -62,6 +62,7 @@ def zip_problem(path: Path, members: tuple[str, ...]) -> Optional[str]:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
             names = set(archive.namelist())
+    # zipfile raises NotImplementedError for a member compressed by a method it does not know
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError) as error:
         return f"not a readable zip archive (cut short?): {error}"
     if bad is not None:
